@@ -1,0 +1,61 @@
+"""Exception types raised by the emergence toolkit.
+
+Every error the library raises on bad input is an :class:`EmergenceError`, so a
+caller (or the CLI) can catch one type and show its message. Messages name the
+bad value and say how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EmergenceError",
+    "GraphError",
+    "NotADAGError",
+    "UnsupportedOpError",
+    "FileFormatError",
+    "UntrustedPickleError",
+    "InputShapeError",
+    "ConfigError",
+]
+
+
+class EmergenceError(Exception):
+    """Base class of every error raised by the toolkit on bad input."""
+
+
+class GraphError(EmergenceError, ValueError):
+    """A graph is malformed: wrong shapes, indices out of range, NaN weights, a bad mask."""
+
+
+class NotADAGError(GraphError):
+    """A graph has a directed cycle, so its path counts are infinite.
+
+    Attributes
+    ----------
+    cycle : list of int
+        Node indices on one cycle, in order (possibly truncated for long cycles).
+    """
+
+    def __init__(self, message: str, cycle: list[int] | None = None) -> None:
+        super().__init__(message)
+        self.cycle = list(cycle or [])
+
+
+class UnsupportedOpError(EmergenceError):
+    """A model contains an operation that cannot be mapped to a graph faithfully."""
+
+
+class FileFormatError(EmergenceError):
+    """A file is missing, truncated, unreadable or not in the expected format."""
+
+
+class UntrustedPickleError(EmergenceError):
+    """Loading a file would execute pickled code and the caller did not opt in."""
+
+
+class InputShapeError(EmergenceError, ValueError):
+    """An input batch does not fit the model or the function it was given to."""
+
+
+class ConfigError(EmergenceError, ValueError):
+    """An option or argument has a value outside its allowed range."""

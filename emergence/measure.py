@@ -1,0 +1,278 @@
+"""Counting emergence: paths that leave an inactive node and run on through active ones.
+
+For a DAG G = (V, E) with edge weights w and active set H, every active node s has
+
+    P(s) = 1 + sum_{(s -> t) in E, t in H} omega(s, t) * P(t)
+
+and emergence is ``E(G, H) = sum_{(x -> s) in E, x not in H, s in H} omega(x, s) * P(s)``,
+with omega = 1 (plain count) or omega = |w| (weighted). Edges of weight exactly 0
+are not edges. Two methods compute it over the same cached topological levels
+(:mod:`emergence.levels`), one level per step, sinks last-in first-out:
+
+* ``"exact"`` -- Python integers in numpy object arrays (unweighted only);
+* ``"log"`` -- natural-log dynamic programming in float64 torch tensors on any device,
+  which never overflows.
+
+References
+----------
+.. [1] F. AlShinaifi, Z. Almoaigel, J. J. Li, A. Kuleib, G. A. Silva, "Quantifying
+   Emergence in Neural Networks: Insights from Pruning and Training Dynamics",
+   arXiv:2409.01568, 2024.
+.. [2] J. J. Li, S. Pardo Guerra, K. Basu, G. A. Silva, "A Categorical Framework for
+   Quantifying Emergent Effects in Network Topology", arXiv:2311.17403, 2023.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from torch_geometric.data import Data
+
+from emergence.errors import ConfigError, GraphError
+from emergence.graph import node_count, validate_attributes
+from emergence.levels import Levels, topological_levels
+from emergence.result import EmergenceResult
+
+__all__ = ["measure", "layered", "EXACT_EDGE_LIMIT"]
+
+#: ``method="auto"`` counts exactly up to this many edges (unweighted), in log space above.
+EXACT_EDGE_LIMIT = 100_000
+
+_LN10 = math.log(10.0)
+# exp() of a log-term this far below a level's shift still keeps full float64 precision.
+_SAFE_SHIFT = 600.0
+
+Method = Literal["auto", "exact", "log"]
+
+
+def _resolve_device(device: str | torch.device | None, default: torch.device) -> torch.device:
+    if device is None:
+        return default
+    try:
+        dev = torch.device(device)
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError) as exc:
+        raise ConfigError(f"device {str(device)!r} is not usable here ({exc}); try 'cpu'") from None
+    return dev
+
+
+def _exact_counts(lv: Levels, active: np.ndarray) -> np.ndarray:
+    """Per-node emergent path counts C (Python ints) of inactive nodes; 0 elsewhere."""
+    p = np.zeros(lv.num_nodes, dtype=object)
+    c = np.zeros(lv.num_nodes, dtype=object)
+    order, dst, loc = lv.node_order.numpy(), lv.dst.numpy(), lv.src_local.numpy()
+    for h in reversed(range(lv.num_levels)):
+        ids = order[lv.node_ptr[h] : lv.node_ptr[h + 1]]
+        ea, eb = lv.edge_ptr[h], lv.edge_ptr[h + 1]
+        s = np.zeros(ids.size, dtype=object)
+        if eb > ea:
+            np.add.at(s, loc[ea:eb], p[dst[ea:eb]])
+        act = active[ids]
+        p[ids] = np.where(act, s + 1, 0)
+        c[ids] = np.where(act, 0, s)
+    return c
+
+
+def _level_sums(g: torch.Tensor, loc: torch.Tensor, size: int, shift: float | None) -> torch.Tensor:
+    """log(sum exp(g)) per source ``loc``; -inf for sources without finite terms.
+
+    With a scalar ``shift`` (safe when no term lies more than ~700 below it) this is one
+    exp and one scatter; ``shift=None`` shifts every source by its own maximum.
+    """
+    if shift is None:
+        mx = torch.full((size,), -math.inf, dtype=g.dtype, device=g.device)
+        mx.scatter_reduce_(0, loc.long(), g, "amax").clamp_(min=-1e300)  # no finite term: stays -inf below
+        s = torch.zeros(size, dtype=g.dtype, device=g.device).index_add_(0, loc, (g - mx.index_select(0, loc)).exp_())
+        return s.log_().add_(mx)
+    s = torch.zeros(size, dtype=g.dtype, device=g.device).index_add_(0, loc, (g - shift).exp_())
+    return s.log_().add_(shift)
+
+
+def _safe_shift(g: torch.Tensor, spread: float) -> float | None:
+    """A shift for all of ``g`` at once if no finite term lies ~600 or more below the top, else None.
+
+    Finite terms are ``log w + log P >= -spread``, so the bound is free when the top is
+    small; deep graphs with huge counts check the actual smallest finite term.
+    """
+    top = float(g.max())
+    if top == -math.inf or top + spread <= _SAFE_SHIFT:
+        return top if top > -math.inf else 0.0
+    low = float(torch.where(g == -math.inf, top, g).min())
+    return top if top - low <= _SAFE_SHIFT else None
+
+
+def _log_counts(lv: Levels, active: torch.Tensor, logw: torch.Tensor | None) -> torch.Tensor:
+    """Natural log of the emergent paths leaving each node; -inf for none (and active nodes)."""
+    dev = active.device
+    logp = torch.full((lv.num_nodes,), -math.inf, dtype=torch.float64, device=dev)
+    logc = torch.full((lv.num_nodes,), -math.inf, dtype=torch.float64, device=dev)
+    spread = 0.0 if logw is None or logw.numel() == 0 else max(0.0, -float(logw.min()))
+    # Per node in level order: 0 where active (the one-node path, log 1), -inf where not.
+    base = torch.zeros(lv.num_nodes, dtype=torch.float64, device=dev)
+    base.masked_fill_(~active.index_select(0, lv.node_order), -math.inf)
+    for h in reversed(range(lv.num_levels)):
+        a, b = lv.node_ptr[h], lv.node_ptr[h + 1]
+        ea, eb = lv.edge_ptr[h], lv.edge_ptr[h + 1]
+        ids = lv.node_order[a:b]
+        if eb == ea:
+            logp.index_copy_(0, ids, base[a:b])
+            continue
+        g = logp.index_select(0, lv.dst[ea:eb])
+        if logw is not None:
+            g += logw[ea:eb]
+        s = _level_sums(g, lv.src_local[ea:eb], b - a, _safe_shift(g, spread))
+        act = base[a:b]  # log P = log(1 + S) where active; C = S where inactive
+        logp.index_copy_(0, ids, torch.logaddexp(s + act, act))
+        logc.index_copy_(0, ids, s.masked_fill_(act == 0, -math.inf))
+    return logc
+
+
+def _group_logsumexp(values: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-group log-sum-exp of ``values`` (-inf entries ignored); returns (group ids, sums)."""
+    ids, inv = torch.unique(groups, return_inverse=True)
+    return ids, _level_sums(values, inv, ids.numel(), None)
+
+
+def measure(
+    graph: Data,
+    *,
+    weighted: bool = False,
+    method: Method = "auto",
+    device: str | torch.device | None = None,
+) -> EmergenceResult:
+    """Count the paths that leave an inactive node and run on through active nodes.
+
+    Parameters
+    ----------
+    graph : torch_geometric.data.Data
+        A DAG with ``edge_index``, ``active`` and a stored ``num_nodes``; optional
+        ``edge_weight``, ``layer`` and ``names`` (see :mod:`emergence.graph`).
+    weighted : bool, default False
+        Weight each path by the product of ``|edge_weight|`` along it.
+    method : {"auto", "exact", "log"}, default "auto"
+        ``"exact"`` counts with Python integers (unweighted only; fine up to ~1e5
+        edges); ``"log"`` runs the dynamic program in log space on ``device`` and never
+        overflows; ``"auto"`` counts exactly when unweighted with at most
+        :data:`EXACT_EDGE_LIMIT` edges, in log space otherwise.
+    device : str or torch.device, optional
+        Where the log-space program runs (default: the device of ``edge_index``).
+
+    Returns
+    -------
+    EmergenceResult
+        The count (``value``, ``log10``), relative emergence per edge, per-node and
+        per-layer contributions and the graph's counts.
+
+    Raises
+    ------
+    GraphError
+        If the graph is malformed (shapes, indices, non-finite weights).
+    NotADAGError
+        If the graph has a directed cycle; the message names a node on it.
+    ConfigError
+        For an unknown method, ``method="exact"`` with ``weighted=True``, or an unusable device.
+    GraphError
+        Also for ``weighted=True`` on a graph without ``edge_weight``.
+
+    Examples
+    --------
+    >>> from emergence.graph import graph
+    >>> g = graph([[0, 1, 1], [1, 2, 3]], 4, [False, True, True, True])
+    >>> r = measure(g)
+    >>> r.value, r.exact, r.relative
+    (3, True, 1.0)
+    >>> round(measure(g, method="log").value, 9)
+    3.0
+
+    References
+    ----------
+    .. [1] F. AlShinaifi et al., arXiv:2409.01568, 2024, section "Methods".
+    """
+    if method not in ("auto", "exact", "log"):
+        raise ConfigError(f"method must be 'auto', 'exact' or 'log', got {method!r}")
+    n = node_count(graph)
+    validate_attributes(graph, n)
+    dev = _resolve_device(device, graph.edge_index.device)
+    w = getattr(graph, "edge_weight", None)
+    keep = None if w is None else w != 0
+    if keep is not None and bool(keep.all()):
+        keep = None
+    lv = topological_levels(graph.edge_index, n, keep, graph=graph)
+    num_edges = lv.num_edges
+    if weighted and w is None:
+        raise GraphError("weighted=True needs edge weights, but the graph has no edge_weight")
+    if method == "exact" and weighted:
+        raise ConfigError("method='exact' counts unweighted paths only; use method='log' with weighted=True")
+    exact = method == "exact" or (method == "auto" and not weighted and num_edges <= EXACT_EDGE_LIMIT)
+    layer = getattr(graph, "layer", None)
+    common = dict(
+        weighted=bool(weighted),
+        num_nodes=n,
+        num_edges=num_edges,
+        num_active=int(graph.active.sum()),
+        names=getattr(graph, "names", None),
+    )
+    if exact:
+        counts = _exact_counts(lv, graph.active.cpu().numpy())
+        return EmergenceResult.from_counts(counts, layer=layer, **common)
+    lvd = lv.to(dev)
+    logw = None
+    if weighted:
+        logw = w.to(dev, torch.float64).index_select(0, lvd.edge_order).abs_().log_()
+    node_log = _log_counts(lvd, graph.active.to(dev), logw)
+    node_log10 = (node_log / _LN10).cpu()
+    total = float(torch.logsumexp(node_log, 0)) if n else -math.inf
+    layer_log10 = None
+    if layer is not None:
+        ids, sums = _group_logsumexp(node_log, layer.to(dev))
+        layer_log10 = {int(i): (float(s) / _LN10 if math.isfinite(s) else None) for i, s in zip(ids, sums.tolist())}
+    return EmergenceResult.from_log10(total / _LN10, node_log10, layer_log10=layer_log10, **common)
+
+
+def layered(widths: Sequence[int], active_counts: Sequence[int]) -> int:
+    """Closed-form emergence of a fully connected layered network (exact integer).
+
+    With widths n_1..n_L and a_l active units in layer l:
+    ``P_L = 1``, ``P_l = 1 + a_{l+1} P_{l+1}`` and
+    ``E = sum_{l<L} (n_l - a_l) * a_{l+1} * P_{l+1}``.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Units per layer, input first.
+    active_counts : sequence of int
+        Active units per layer, ``0 <= a_l <= n_l``.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ConfigError
+        If the sequences differ in length or a count is out of range.
+
+    Examples
+    --------
+    >>> layered([2, 3, 1], [1, 2, 1])
+    5
+
+    References
+    ----------
+    .. [1] F. AlShinaifi et al., arXiv:2409.01568, 2024.
+    """
+    if len(widths) != len(active_counts):
+        raise ConfigError(f"got {len(widths)} widths but {len(active_counts)} active counts")
+    for i, (n, a) in enumerate(zip(widths, active_counts)):
+        if int(n) != n or int(a) != a or n < 0 or not 0 <= a <= n:
+            raise ConfigError(f"layer {i}: need integers 0 <= active <= width, got width {n}, active {a}")
+    total, p_next = 0, 1
+    for l in range(len(widths) - 2, -1, -1):
+        a_next = int(active_counts[l + 1])
+        total += (int(widths[l]) - int(active_counts[l])) * a_next * p_next
+        p_next = 1 + a_next * p_next
+    return total
