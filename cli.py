@@ -71,5 +71,56 @@ def graph(
     Console().print(result_table(result, title=f"Emergence of {path.name}", top=top))
 
 
+def _floats(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    from emergence.errors import ConfigError
+
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"--thresholds takes numbers separated by commas, got {text!r}") from None
+
+
+@app.command("measure")
+def measure_cmd(
+    model: Annotated[Path, typer.Argument(help="Model file: .pt2, .onnx, TorchScript .pt/.jit, a state_dict or "
+                                               ".safetensors of a built-in architecture, or a trusted pickle.")],
+    data: Annotated[Optional[str], typer.Option(help="Probe inputs: a bundled dataset name, an .npz file "
+                                                     "(array x, optional y), or 'random'.")] = None,
+    samples: Annotated[int, typer.Option(help="Probe batch size.")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the random batch.")] = 0,
+    threshold: Annotated[float, typer.Option(help="A unit is active when its statistic exceeds this.")] = 0.05,
+    thresholds: Annotated[Optional[str], typer.Option(help="More thresholds, comma-separated (one forward pass "
+                                                           "serves all).")] = None,
+    aggregation: Annotated[str, typer.Option(help="mean, absmean, or frac (fraction of samples above the "
+                                                  "threshold).")] = "mean",
+    weighted: Annotated[bool, typer.Option(help="Weight paths by |w| of the effective weights.")] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
+    save_graph: Annotated[Optional[Path], typer.Option(help="Also save the graph: .pt (torch-geometric), .graphml "
+                                                             "or .gml (with activity and layer attributes).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="Device for the forward pass and the count.")] = None,
+    trust_pickle: Annotated[bool, typer.Option(help="Allow unpickling a whole-model file (runs its code).")] = False,
+) -> None:
+    """Measure emergence of a saved model on a probe batch, layer by layer."""
+    from adapters.graphfile import write_graph
+    from emergence.probe import measure_model
+
+    with _errors():
+        m = measure_model(model, data, samples=samples, seed=seed, threshold=threshold,
+                          thresholds=_floats(thresholds), aggregation=aggregation, weighted=weighted,
+                          device=device, trust_pickle=trust_pickle)
+        if save_graph is not None:
+            write_graph(m.model_graph.graph, save_graph)
+    if json:
+        typer.echo(m.to_json())
+        return
+    from rich.console import Console
+
+    from emergence.console import model_table
+
+    Console().print(model_table(m, title=f"Emergence of {model.name}"))
+
+
 if __name__ == "__main__":
     app()

@@ -52,9 +52,10 @@ FORMATS: dict[str, str] = {
     ".net": "pajek",
     ".pajek": "pajek",
     ".dl": "dl",
+    ".pt": "torch",
 }
-_READABLE = {"graphml", "gml", "edgelist", "ncol", "lgl", "pajek", "dl"}
-_WRITABLE = {"graphml", "gml", "edgelist", "ncol", "lgl", "pajek", "dot", "leda"}
+_READABLE = {"graphml", "gml", "edgelist", "ncol", "lgl", "pajek", "dl", "torch"}
+_WRITABLE = {"graphml", "gml", "edgelist", "ncol", "lgl", "pajek", "dot", "leda", "torch"}
 _TRUE = {"true", "1", "yes", "y", "t", "active", "on"}
 _FALSE = {"false", "0", "no", "n", "f", "inactive", "off", ""}
 
@@ -227,8 +228,9 @@ def to_igraph(
     Returns
     -------
     igraph.Graph
-        Node attributes ``name``, ``active_attr`` (and ``layer_attr``); edge attribute
-        ``weight_attr`` when the graph has weights.
+        Node attributes ``name``, ``active_attr`` (and ``layer_attr``, and ``activity``
+        when the graph has a per-node activity statistic); edge attribute ``weight_attr``
+        when the graph has weights.
 
     Examples
     --------
@@ -248,6 +250,9 @@ def to_igraph(
         g.vs[layer_attr] = graph.layer.tolist()
     if getattr(graph, "edge_weight", None) is not None:
         g.es[weight_attr] = graph.edge_weight.double().tolist()
+    activity = getattr(graph, "activity", None)
+    if isinstance(activity, torch.Tensor) and activity.numel() == n:
+        g.vs["activity"] = activity.double().tolist()
     return g
 
 
@@ -283,7 +288,8 @@ def read_graph(
     path : str or path-like
         The file. Its ending picks the format unless ``format`` is given (see :data:`FORMATS`).
     format : str, optional
-        One of graphml, gml, edgelist, ncol, lgl, pajek, dl.
+        One of graphml, gml, edgelist, ncol, lgl, pajek, dl, or torch (a ``.pt`` graph
+        written by :func:`write_graph`).
     active_attr, weight_attr, layer_attr, active
         As in :func:`from_igraph`.
 
@@ -311,6 +317,8 @@ def read_graph(
     fmt = _format(p, format, _READABLE)
     if not p.is_file():
         raise FileFormatError(f"no such file: {str(p)!r}")
+    if fmt == "torch":
+        return _read_torch(p)
     if fmt == "graphml":
         with open(p, "rb") as fh:
             head = fh.read(4096)
@@ -327,6 +335,18 @@ def read_graph(
             "explicitly (names or indices), or save the graph as GraphML or GML with an 'active' attribute"
         )
     return from_igraph(g, active_attr=active_attr, weight_attr=weight_attr, layer_attr=layer_attr, active=active)
+
+
+def _read_torch(p: Path) -> Data:
+    """A graph saved by :func:`write_graph` as ``.pt`` (a plain dict, loaded without unpickling code)."""
+    try:
+        d = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # weights-only unpickler errors, truncated archives ...
+        raise FileFormatError(f"could not read {p.name!r} as a saved graph (plain tensors only): "
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if not isinstance(d, dict) or "edge_index" not in d:
+        raise FileFormatError(f"{p.name!r} is not a graph saved by emergence (no edge_index)")
+    return validate(Data.from_dict(d))
 
 
 def read_node_list(path: str | os.PathLike[str]) -> list[str]:
@@ -382,7 +402,9 @@ def write_graph(
     path : str or path-like
         Destination; its ending picks the format unless ``format`` is given.
     format : str, optional
-        One of graphml, gml, edgelist, ncol, lgl, pajek, dot, leda.
+        One of graphml, gml, edgelist, ncol, lgl, pajek, dot, leda, or torch (the
+        torch-geometric ``Data`` as a plain dict in a ``.pt`` file, loadable with
+        ``torch.load(path, weights_only=True)`` and ``Data.from_dict``).
     active_attr, weight_attr, layer_attr : str
         Attribute names, as in :func:`to_igraph`.
 
@@ -406,6 +428,11 @@ def write_graph(
     """
     p = Path(path)
     fmt = _format(p, format, _WRITABLE)
+    if fmt == "torch":
+        validate(graph)
+        with atomic_path(p) as tmp:
+            torch.save(graph.to_dict(), tmp)
+        return p
     g = to_igraph(graph, active_attr=active_attr, weight_attr=weight_attr, layer_attr=layer_attr)
     if fmt == "gml":  # GML has no booleans
         g.vs[active_attr] = [int(v) for v in g.vs[active_attr]]

@@ -12,12 +12,14 @@ Examples
 2
 """
 
+from emergence.activity import AGGREGATIONS, DEFAULT_THRESHOLD, Activity, LayerInfo, ModelGraph
 from emergence.errors import (
     ConfigError,
     EmergenceError,
     FileFormatError,
     GraphError,
     InputShapeError,
+    NonFiniteError,
     NotADAGError,
     UnsupportedOpError,
     UntrustedPickleError,
@@ -25,20 +27,28 @@ from emergence.errors import (
 from emergence.graph import from_adjacency, from_edges, from_layers, graph, node_count, validate
 from emergence.levels import Levels, topological_levels
 from emergence.measure import EXACT_EDGE_LIMIT, layered, measure
+from emergence.probe import ModelMeasurement, measure_model
 from emergence.result import EmergenceResult, NodeContribution
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AGGREGATIONS",
+    "Activity",
     "ConfigError",
+    "DEFAULT_THRESHOLD",
     "EXACT_EDGE_LIMIT",
     "EmergenceError",
     "EmergenceResult",
     "FileFormatError",
     "GraphError",
     "InputShapeError",
+    "LayerInfo",
     "Levels",
+    "ModelGraph",
+    "ModelMeasurement",
     "NodeContribution",
+    "NonFiniteError",
     "NotADAGError",
     "UnsupportedOpError",
     "UntrustedPickleError",
@@ -48,6 +58,7 @@ __all__ = [
     "graph",
     "layered",
     "measure",
+    "measure_model",
     "node_count",
     "topological_levels",
     "validate",

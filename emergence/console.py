@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from rich.console import Group
 from rich.table import Table
 
 from emergence.result import EmergenceResult
 
-__all__ = ["result_table"]
+__all__ = ["result_table", "model_table"]
 
 
 def _num(v: int | float | None, digits: int = 6) -> str:
@@ -82,4 +83,54 @@ def result_table(result: EmergenceResult, *, title: str = "Emergence", top: int 
             share = "—" if lg is None or result.log10 is None else f"{10.0 ** (lg - result.log10):.2%}"
             tl.add_row(str(layer), "—" if lg is None else f"{lg:.4f}", share)
         parts.append(tl)
+    return Group(*parts)
+
+
+def model_table(m: Any, *, title: str = "") -> Group:
+    """A torchinfo-style per-layer table of a :class:`~emergence.probe.ModelMeasurement`, then totals.
+
+    Examples
+    --------
+    >>> import io, torch
+    >>> from rich.console import Console
+    >>> from emergence.probe import measure_model
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    >>> console = Console(width=120, record=True, file=io.StringIO())
+    >>> console.print(model_table(measure_model(net, torch.rand(16, 4))))
+    >>> "Total" in console.export_text()
+    True
+    """
+    r = m.result
+    t = Table(title=title or f"Emergence of {m.model_graph.source}", title_justify="left",
+              caption="edges: incoming, nonzero; log10 E, share: emergent paths that start in the layer",
+              caption_justify="left")
+    for col, just in (("layer", "left"), ("kind", "left"), ("units", "right"), ("active", "right"),
+                      ("active %", "right"), ("edges", "right"), ("log10 E", "right"), ("share", "right")):
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for row in m.layers.itertuples():
+        lg = row.log10_emergence
+        t.add_row(str(row.layer), str(row.kind), f"{row.units:,}", f"{row.active:,}", f"{row.active_fraction:.1%}",
+                  f"{row.edges:,}", "—" if lg is None or lg != lg else f"{lg:.3f}", f"{row.share:.1%}")
+    frac = r.num_active / r.num_nodes if r.num_nodes else 0.0
+    t.add_section()
+    t.add_row("Total", "", f"{r.num_nodes:,}", f"{r.num_active:,}", f"{frac:.1%}", f"{r.num_edges:,}",
+              _num(r.log10, 4), "100%" if r.log10 is not None else "—")
+    s = Table(show_header=False, box=None)
+    s.add_column(style="bold")
+    s.add_column(justify="right")
+    s.add_row("emergence E", _num(r.value))
+    s.add_row("log10 E", _num(r.log10))
+    s.add_row("relative emergence (E / edges)", _num(r.relative))
+    s.add_row("log10 relative", _num(r.log10_relative))
+    s.add_row("active fraction", f"{frac:.1%}")
+    s.add_row("probe", f"{m.samples} samples, {m.aggregation} activation > {m.threshold:g}"
+              + (" (weighted paths)" if r.weighted else ""))
+    parts: list[Any] = [t, s]
+    if m.thresholds:
+        th = Table(title="By threshold (one forward pass)", title_justify="left")
+        for col in ("threshold", "active", "log10 E", "log10 relative E"):
+            th.add_column(col, justify="right")
+        for tau, res in m.thresholds:
+            th.add_row(f"{tau:g}", f"{res.num_active:,}", _num(res.log10, 5), _num(res.log10_relative, 5))
+        parts.append(th)
     return Group(*parts)

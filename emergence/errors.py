@@ -16,6 +16,7 @@ __all__ = [
     "UntrustedPickleError",
     "InputShapeError",
     "ConfigError",
+    "NonFiniteError",
 ]
 
 
@@ -59,3 +60,7 @@ class InputShapeError(EmergenceError, ValueError):
 
 class ConfigError(EmergenceError, ValueError):
     """An option or argument has a value outside its allowed range."""
+
+
+class NonFiniteError(EmergenceError, ValueError):
+    """Inputs or activations contain NaN or infinite values."""

@@ -1,0 +1,297 @@
+"""Format-independent construction of a network's graph from its operations.
+
+Both model front-ends (PyTorch export graphs and ONNX) walk their operations in
+order and call this builder, so the same model gives the same graph whichever format
+it came in.
+
+Every tensor is tracked symbolically as a :class:`ChannelValue`: an integer
+*provenance* tensor with the tensor's shape (batch dim included, all rows equal),
+whose entries are *slot* ids (or -1 for constants and padding), and a slot table
+(:class:`Slots`) that lists, per slot, the graph nodes the entry is a linear
+combination of, with their coefficients. Shape operations (flatten, reshape,
+transpose, slicing, padding, concatenation) are applied to the provenance tensor
+itself, so any channel shuffle is followed exactly. A dense layer consumes the
+features of its input; a convolution consumes the channels; each creates new nodes
+and edges from every node its inputs came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from emergence.errors import UnsupportedOpError
+
+_CHUNK = 1 << 22  # entries of a dense weight block processed at once
+
+
+@dataclass
+class Slots:
+    """Slot table in CSR form: slot ``k`` is ``sum coef[t] * node[t]`` for ``t in ptr[k]:ptr[k+1]``."""
+
+    ptr: torch.Tensor
+    node: torch.Tensor
+    coef: torch.Tensor
+
+    @staticmethod
+    def single(nodes: torch.Tensor) -> Slots:
+        return Slots(torch.arange(nodes.numel() + 1), nodes.long(), torch.ones(nodes.numel(), dtype=torch.float64))
+
+    def __len__(self) -> int:
+        return self.ptr.numel() - 1
+
+    def expand(self, slot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For each entry of ``slot``: (entry index, node, coef) of every term, flattened."""
+        lens = self.ptr[slot + 1] - self.ptr[slot]
+        total = int(lens.sum())
+        owner = torch.repeat_interleave(torch.arange(slot.numel()), lens, output_size=total)
+        first = torch.cumsum(lens, 0) - lens
+        term = self.ptr[slot][owner] + torch.arange(total) - first[owner]
+        return owner, self.node[term], self.coef[term]
+
+    @staticmethod
+    def from_terms(owner: torch.Tensor, node: torch.Tensor, coef: torch.Tensor, size: int, combine: str) -> Slots:
+        """Slots from (slot, node, coef) triples; repeated (slot, node) terms are combined."""
+        if owner.numel():
+            key = owner * (int(node.max()) + 1) + node
+            uniq, inv = torch.unique(key, return_inverse=True)
+            if combine == "sum":
+                c = torch.zeros(uniq.numel(), dtype=torch.float64).index_add_(0, inv, coef)
+            else:  # "max": strongest coupling
+                c = torch.zeros(uniq.numel(), dtype=torch.float64).scatter_reduce_(0, inv, coef.abs(), "amax")
+            owner = uniq // (int(node.max()) + 1)
+            node = uniq % (int(node.max()) + 1)
+            coef = c
+        counts = torch.bincount(owner, minlength=size)
+        ptr = torch.zeros(size + 1, dtype=torch.long)
+        torch.cumsum(counts, 0, out=ptr[1:])
+        return Slots(ptr, node, coef)
+
+
+@dataclass
+class ChannelValue:
+    """Symbolic provenance of one tensor (see module docstring).
+
+    ``direct`` is the index of the layer whose raw output this is (no operation in
+    between but identities), which lets a following per-channel scale such as batch
+    norm fold into that layer's incoming edges, as exporters fold it into the weights.
+    """
+
+    prov: torch.Tensor
+    slots: Slots
+    direct: int | None = None
+
+    def derive(self, prov: torch.Tensor) -> ChannelValue:
+        return ChannelValue(prov, self.slots)
+
+
+@dataclass
+class LayerRecord:
+    """A node-creating operation: its nodes are ``offset .. offset + units - 1``."""
+
+    name: str
+    kind: str
+    units: int
+    offset: int
+    channel_dim: int  # where its units lie in its output tensor (1 for channels, -1 for features)
+    src: list[torch.Tensor] = field(default_factory=list)
+    dst: list[torch.Tensor] = field(default_factory=list)
+    weight: list[torch.Tensor] = field(default_factory=list)
+
+
+class ChannelGraphBuilder:
+    """Accumulates nodes, layers and edges while a front-end walks a model's operations."""
+
+    def __init__(self) -> None:
+        self.layers: list[LayerRecord] = []
+        self.num_nodes = 0
+
+    # -- nodes ------------------------------------------------------------------
+    def _new_layer(self, name: str, kind: str, units: int, channel_dim: int) -> LayerRecord:
+        rec = LayerRecord(name, kind, units, self.num_nodes, channel_dim)
+        self.layers.append(rec)
+        self.num_nodes += units
+        return rec
+
+    def input(self, shape: Sequence[int], *, per_element: bool, name: str = "input") -> ChannelValue:
+        """Input nodes: one per element of a sample (dense nets) or one per channel (conv nets)."""
+        shape = tuple(int(s) for s in shape)
+        per_sample = shape[1:]
+        if per_element or len(per_sample) <= 1:
+            units = max(1, int(torch.tensor(per_sample).prod())) if per_sample else 1
+            prov = torch.arange(units).reshape(per_sample)
+            rec = self._new_layer(name, "input", units, -1)
+        else:
+            units = per_sample[0]
+            prov = torch.arange(units).reshape(units, *([1] * (len(per_sample) - 1))).expand(per_sample)
+            rec = self._new_layer(name, "input", units, 1)
+        prov = prov.expand(shape).clone()
+        return ChannelValue(prov, Slots.single(torch.arange(rec.offset, rec.offset + units)), direct=None)
+
+    # -- node-creating operations -------------------------------------------------
+    def _add_edges(self, rec: LayerRecord, src: torch.Tensor, dst_local: torch.Tensor, w: torch.Tensor) -> None:
+        keep = w != 0
+        rec.src.append(src[keep])
+        rec.dst.append(dst_local[keep] + rec.offset)
+        rec.weight.append(w[keep])
+
+    def _feature_terms(self, x: ChannelValue, dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(index along ``dim``, node, coef) for every node feeding each index of ``dim``."""
+        p = x.prov[0].movedim(dim - 1 if dim > 0 else dim, 0)
+        size = p.shape[0]
+        p = p.reshape(size, -1)
+        idx = torch.arange(size).unsqueeze(1).expand_as(p)
+        ok = p >= 0
+        key = torch.unique(p[ok] * size + idx[ok])
+        owner, node, coef = x.slots.expand(key // size)
+        return (key % size)[owner], node, coef
+
+    def linear(self, x: ChannelValue, weight: torch.Tensor, *, name: str, kind: str = "Linear") -> ChannelValue:
+        """A dense layer ``y = x W^T`` on the last dim; ``weight`` is ``[out, in]``."""
+        w = weight.detach().double().cpu()
+        if w.dim() != 2 or x.prov.shape[-1] != w.shape[1]:
+            raise UnsupportedOpError(
+                f"{kind} {name!r}: weight {tuple(w.shape)} does not fit an input of shape {tuple(x.prov.shape)}"
+            )
+        out = int(w.shape[0])
+        rec = self._new_layer(name, kind, out, -1)
+        k, node, coef = self._feature_terms(x, -1)
+        step = max(1, _CHUNK // max(out, 1))
+        for a in range(0, k.numel(), step):
+            block = w[:, k[a : a + step]].abs() * coef[a : a + step].abs()  # [out, m]
+            j, m = block.nonzero(as_tuple=True)
+            self._add_edges(rec, node[a : a + step][m], j, block[j, m])
+        prov = torch.arange(out).expand(*x.prov.shape[:-1], out).clone()
+        return ChannelValue(prov, Slots.single(torch.arange(rec.offset, rec.offset + out)), direct=len(self.layers) - 1)
+
+    def conv(
+        self, x: ChannelValue, weight: torch.Tensor, *, groups: int, out_shape: Sequence[int], name: str, kind: str
+    ) -> ChannelValue:
+        """A convolution over channels (dim 1); ``weight`` is ``[out, in / groups, *kernel]``."""
+        w = weight.detach().double().cpu()
+        cin = int(x.prov.shape[1])
+        out = int(w.shape[0])
+        if groups < 1 or cin % groups or out % groups or w.shape[1] * groups != cin:
+            raise UnsupportedOpError(
+                f"{kind} {name!r}: weight {tuple(w.shape)} with groups={groups} does not fit {cin} input channels"
+            )
+        strength = w.abs().reshape(out, w.shape[1], -1).sum(-1)  # [out, in/groups]: coupling per channel pair
+        rec = self._new_layer(name, kind, out, 1)
+        c, node, coef = self._feature_terms(x, 1)
+        per_in, per_out = cin // groups, out // groups
+        g = c // per_in
+        outs = g.unsqueeze(1) * per_out + torch.arange(per_out)  # [m, out/groups]
+        ws = strength[outs, (c - g * per_in).unsqueeze(1)] * coef.abs().unsqueeze(1)
+        self._add_edges(rec, node.unsqueeze(1).expand_as(outs).reshape(-1), outs.reshape(-1), ws.reshape(-1))
+        shape = tuple(int(s) for s in out_shape)
+        prov = torch.arange(out).reshape(1, out, *([1] * (len(shape) - 2))).expand(shape).clone()
+        return ChannelValue(prov, Slots.single(torch.arange(rec.offset, rec.offset + out)), direct=len(self.layers) - 1)
+
+    # -- scaling and merging ------------------------------------------------------------
+    def scale(self, x: ChannelValue, factor: torch.Tensor, *, exclusive: bool) -> ChannelValue:
+        """Multiply by a constant that broadcasts against ``x`` (batch norm, scalar or per-channel Mul).
+
+        When ``x`` is a layer's raw output used only here (``exclusive``) and the factor
+        varies only along that layer's unit dim, it folds into the layer's incoming edges
+        (as exporters fold batch norm into the preceding conv); otherwise into the
+        coefficients of the slots, i.e. into whatever consumes ``x`` next.
+        """
+        f = torch.as_tensor(factor, dtype=torch.float64).detach().cpu()
+        full = torch.broadcast_to(f, x.prov.shape)[0]
+        if x.direct is not None and exclusive:
+            rec = self.layers[x.direct]
+            d = rec.channel_dim if rec.channel_dim < 0 else rec.channel_dim - 1
+            per_unit = full.movedim(d, 0).reshape(rec.units, -1)
+            if bool((per_unit == per_unit[:, :1]).all()):
+                s = per_unit[:, 0].abs()
+                rec.weight = [w * s[dst - rec.offset] for w, dst in zip(rec.weight, rec.dst)]
+                return x
+        p = x.prov[0]
+        ok = p >= 0
+        values, vidx = torch.unique(full, return_inverse=True)
+        key = torch.full_like(p, -1)
+        key[ok] = p[ok] * values.numel() + vidx[ok]
+        uniq, inv = torch.unique(key[ok], return_inverse=True)
+        owner, node, coef = x.slots.expand(uniq // values.numel())
+        new_coef = coef * values[(uniq % values.numel())[owner]]
+        prov = torch.full_like(p, -1)
+        prov[ok] = inv
+        return ChannelValue(
+            prov.expand_as(x.prov).clone(), Slots.from_terms(owner, node, new_coef, uniq.numel(), "sum")
+        )
+
+    def merge(
+        self, values: Sequence[ChannelValue], *, signs: Sequence[float] | None = None, combine: str = "sum"
+    ) -> ChannelValue:
+        """Elementwise combination of several tensors: residual add (``sum``) or a gating product (``max``)."""
+        if signs is not None:
+            values = [
+                v if sg == 1 else ChannelValue(v.prov, Slots(v.slots.ptr, v.slots.node, v.slots.coef * sg))
+                for v, sg in zip(values, signs)
+            ]
+        provs = torch.broadcast_tensors(*[v.prov for v in values])
+        cur, slots = provs[0][0], values[0].slots
+        for v, p in zip(values[1:], provs[1:]):
+            kb = len(v.slots) + 1
+            uniq, inv = torch.unique((cur + 1) * kb + (p[0] + 1), return_inverse=True)
+            a, b = uniq // kb - 1, uniq % kb - 1
+            owners, nodes, coefs = [], [], []
+            for table, ids in ((slots, a), (v.slots, b)):
+                has = (ids >= 0).nonzero().flatten()
+                owner, node, coef = table.expand(ids[has])
+                owners.append(has[owner])
+                nodes.append(node)
+                coefs.append(coef)
+            slots = Slots.from_terms(torch.cat(owners), torch.cat(nodes), torch.cat(coefs), uniq.numel(), combine)
+            cur = torch.where(((a < 0) & (b < 0))[inv], torch.full_like(inv, -1), inv)
+        return ChannelValue(cur.expand(provs[0].shape).clone(), slots)
+
+    # -- structure ------------------------------------------------------------------
+    def restructure(self, x: ChannelValue, fn: Callable[[torch.Tensor], torch.Tensor]) -> ChannelValue:
+        """Apply a shape operation (view, flatten, permute, slice, pad with -1, ...) to the provenance."""
+        return x.derive(fn(x.prov))
+
+    def concat(self, values: Sequence[ChannelValue], dim: int) -> ChannelValue:
+        """Concatenate tensors along ``dim`` (slot tables are stacked)."""
+        provs, ptrs, nodes, coefs, base, tbase = [], [torch.zeros(1, dtype=torch.long)], [], [], 0, 0
+        for v in values:
+            provs.append(torch.where(v.prov >= 0, v.prov + base, v.prov))
+            ptrs.append(v.slots.ptr[1:] + tbase)
+            nodes.append(v.slots.node)
+            coefs.append(v.slots.coef)
+            base += len(v.slots)
+            tbase += v.slots.node.numel()
+        slots = Slots(torch.cat(ptrs), torch.cat(nodes), torch.cat(coefs))
+        return ChannelValue(torch.cat(provs, dim=dim), slots)
+
+    def pool(self, x: ChannelValue, out_shape: Sequence[int]) -> ChannelValue:
+        """A reduction over the spatial dims of a channel tensor (pooling, global mean)."""
+        p = x.prov[0]
+        c = int(p.shape[0])
+        flat = p.reshape(c, -1)
+        ok = flat >= 0
+        idx = torch.arange(c).unsqueeze(1).expand_as(flat)
+        pairs = torch.unique(flat[ok] * c + idx[ok])
+        ch, slot = pairs % c, pairs // c
+        owner, node, coef = x.slots.expand(slot)
+        slots = Slots.from_terms(ch[owner], node, coef, c, "max")
+        has = torch.bincount(ch, minlength=c) > 0
+        chan = torch.where(has, torch.arange(c), torch.full((c,), -1))
+        shape = tuple(int(s) for s in out_shape)
+        prov = chan.reshape(1, c, *([1] * (len(shape) - 2))).expand(shape).clone()
+        return ChannelValue(prov, slots)
+
+    # -- result ----------------------------------------------------------------------
+    def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All edges, repeated (source, target) pairs summed, zero weights dropped: (edge_index, weight)."""
+        src = torch.cat([t for r in self.layers for t in r.src] or [torch.empty(0, dtype=torch.long)])
+        dst = torch.cat([t for r in self.layers for t in r.dst] or [torch.empty(0, dtype=torch.long)])
+        w = torch.cat([t for r in self.layers for t in r.weight] or [torch.empty(0, dtype=torch.float64)])
+        n = max(self.num_nodes, 1)
+        key, inv = torch.unique(src * n + dst, return_inverse=True)
+        total = torch.zeros(key.numel(), dtype=torch.float64).index_add_(0, inv, w)
+        keep = total != 0
+        key, total = key[keep], total[keep]
+        return torch.stack([key // n, key % n]), total

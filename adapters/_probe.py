@@ -1,0 +1,93 @@
+"""Recording activations during a forward pass and assembling the final model graph."""
+
+from __future__ import annotations
+
+import torch
+
+from adapters._channels import ChannelGraphBuilder
+from emergence.activity import Activity, LayerInfo, ModelGraph, check_aggregation
+from emergence.errors import InputShapeError, NonFiniteError, UnsupportedOpError
+from emergence.graph import graph as make_graph
+
+
+class ActivityRecorder:
+    """Collects per-sample activations of each layer's activity tensor, chunk by chunk.
+
+    ``act`` maps a layer index to the key (an FX node or ONNX value name) of the
+    tensor holding that layer's activation.
+    """
+
+    def __init__(self, builder: ChannelGraphBuilder, act: dict[int, str]) -> None:
+        self.layers = builder.layers
+        self.by_key: dict[str, list[int]] = {}
+        for layer, key in act.items():
+            self.by_key.setdefault(key, []).append(layer)
+        self.wanted = set(self.by_key)
+        self.values: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(self.layers))}
+        self.absvalues: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(self.layers))}
+        self.keep = 0
+
+    def start_chunk(self, keep: int) -> None:
+        """The next recorded tensors hold ``keep`` real samples first (the rest is padding)."""
+        self.keep = keep
+
+    def record(self, key: str, tensor: torch.Tensor) -> None:
+        """Reduce one activity tensor to ``[samples, units]`` means (and means of absolute values)."""
+        t = torch.as_tensor(tensor)[: self.keep].detach().float()
+        for layer in self.by_key[key]:
+            rec = self.layers[layer]
+            if rec.kind == "input" and rec.channel_dim == -1:
+                v = t.reshape(t.shape[0], -1)
+                a = v.abs()
+            else:
+                v = t.movedim(rec.channel_dim, 1)
+                dims = tuple(range(2, v.dim()))
+                a = v.abs().mean(dims) if dims else v.abs()
+                v = v.mean(dims) if dims else v
+            if v.shape[1] != rec.units:
+                raise UnsupportedOpError(
+                    f"layer {rec.name!r}: its activation has {v.shape[1]} units where its weights have {rec.units}"
+                )
+            if not bool(torch.isfinite(v).all()):
+                raise NonFiniteError(
+                    f"the probe batch gives NaN or infinite activations in layer {rec.name!r}; check inputs and weights"
+                )
+            self.values[layer].append(v.cpu())
+            self.absvalues[layer].append(a.cpu())
+
+
+def check_input_shape(declared: tuple[int | None, ...] | None, inputs_shape: tuple[int, ...]) -> None:
+    """Raise :class:`InputShapeError` when a batch does not fit a model's declared per-sample shape.
+
+    ``None`` entries of ``declared`` are free (symbolic) dims.
+    """
+    if declared is None:
+        return
+    got = tuple(inputs_shape[1:])
+    if len(got) != len(declared) or any(d is not None and d != g for d, g in zip(declared, got)):
+        want = tuple("?" if d is None else d for d in declared)
+        raise InputShapeError(
+            f"the model rejects inputs of shape {tuple(inputs_shape)}: it takes samples of shape {want}"
+        )
+
+
+def assemble(
+    builder: ChannelGraphBuilder, recorder: ActivityRecorder, aggregation: str, threshold: float, source: str
+) -> ModelGraph:
+    """The final :class:`ModelGraph`: edges, layers, node names and activity."""
+    check_aggregation(aggregation)
+    missing = [r.name for i, r in enumerate(builder.layers) if not recorder.values[i]]
+    if missing:
+        raise UnsupportedOpError(f"no activation was recorded for layer(s) {', '.join(missing)}")
+    per_sample = torch.cat([torch.cat(recorder.values[i]) for i in range(len(builder.layers))], dim=1)
+    per_abs = torch.cat([torch.cat(recorder.absvalues[i]) for i in range(len(builder.layers))], dim=1)
+    activity = Activity.from_samples(per_sample, per_abs, aggregation)
+    edge_index, weight = builder.edges()
+    units = torch.tensor([r.units for r in builder.layers])
+    layer = torch.repeat_interleave(torch.arange(len(builder.layers)), units)
+    names = [f"{r.name}:{u}" for r in builder.layers for u in range(r.units)]
+    g = make_graph(edge_index, builder.num_nodes, activity.mask(threshold), edge_weight=weight, layer=layer,
+                   names=names)
+    g.activity = activity.statistic(threshold).float()
+    layers = [LayerInfo(r.name, r.kind, r.units, r.offset) for r in builder.layers]
+    return ModelGraph(g, layers, activity, float(threshold), source)

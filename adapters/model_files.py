@@ -1,0 +1,215 @@
+"""Model files of any supported kind, recognised and loaded safely, then turned into graphs.
+
+==================  =========================================================
+``.onnx``           ONNX (any exporter)
+``.pt2``            a ``torch.export`` program
+``.pt`` ``.jit``    TorchScript (``torch.jit.save``); run through ONNX
+``.pt`` ``.pth``    a state_dict of one of the toolkit's architectures, loaded
+                    with ``weights_only=True``; or a fully pickled module, loaded
+                    only with ``trust_pickle=True`` (unpickling runs code)
+``.safetensors``    weights of one of the toolkit's architectures
+==================  =========================================================
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
+from emergence.errors import FileFormatError, InputShapeError, UntrustedPickleError
+
+__all__ = ["LoadedModel", "load_model", "model_graph"]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded model: ``kind`` is ``"module"``, ``"exported"``, ``"onnx"`` or ``"torchscript"``."""
+
+    kind: str
+    obj: Any
+    input_shape: tuple[int, ...] | None
+    source: str
+
+
+def _is_torchscript(p: Path) -> bool:
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any("/code/" in n or n.endswith("constants.pkl") for n in names)
+
+
+def _onnx_input_shape(model: Any) -> tuple[int, ...] | None:
+    inits = {t.name for t in model.graph.initializer}
+    inp = next(i for i in model.graph.input if i.name not in inits)
+    dims = inp.type.tensor_type.shape.dim[1:]
+    if all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
+        return tuple(int(d.dim_value) for d in dims)
+    return None
+
+
+def _exported_input_shape(ep: Any) -> tuple[int, ...] | None:
+    users = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+    for n in ep.graph.nodes:
+        if n.op == "placeholder" and n.name in users:
+            try:
+                return tuple(int(s) for s in n.meta["val"].shape[1:])
+            except (TypeError, KeyError):
+                return None
+    return None
+
+
+def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> LoadedModel:
+    """Recognise and load a model file (see the module docstring for the kinds).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    trust_pickle : bool, default False
+        Allow a fully pickled ``nn.Module`` to be unpickled, which runs arbitrary code.
+
+    Returns
+    -------
+    LoadedModel
+
+    Raises
+    ------
+    FileFormatError
+        If the file is missing, truncated or of no supported kind.
+    UntrustedPickleError
+        If the file is a full pickle and ``trust_pickle`` is False; nothing is executed.
+    """
+    p = Path(os.fspath(path))
+    if not p.is_file():
+        raise FileFormatError(f"no such file: {str(p)!r}")
+    suffix = p.suffix.lower()
+    if suffix == ".onnx":
+        from adapters.onnx_model import load_onnx
+
+        model = load_onnx(p)
+        return LoadedModel("onnx", model, _onnx_input_shape(model), p.name)
+    if suffix == ".pt2":
+        try:
+            ep = torch.export.load(str(p))
+        except Exception as exc:  # torch.export.load raises many kinds on a bad archive
+            raise FileFormatError(f"could not read {p.name!r} as a torch.export program: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        return LoadedModel("exported", ep, _exported_input_shape(ep), p.name)
+    if suffix == ".safetensors":
+        from emergence.architectures import load_model_file
+
+        model, spec = load_model_file(p)
+        return LoadedModel("module", model, spec.input_shape, p.name)
+    if _is_torchscript(p):
+        try:
+            return LoadedModel("torchscript", torch.jit.load(str(p), map_location="cpu"), None, p.name)
+        except Exception as exc:  # torch.jit.load raises RuntimeError on a bad archive
+            raise FileFormatError(f"could not read {p.name!r} as TorchScript: {str(exc).splitlines()[0]}") from None
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" not in str(exc).lower():
+            raise FileFormatError(f"could not read {p.name!r}: {str(exc).splitlines()[0]}") from None
+        if not trust_pickle:
+            raise UntrustedPickleError(
+                f"{p.name!r} holds pickled Python objects (a whole model), and unpickling runs arbitrary code; "
+                "if you trust its source, pass --trust-pickle (library: trust_pickle=True)"
+            ) from None
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=False)
+        except Exception as exc:  # any error of the pickled code itself
+            raise FileFormatError(f"could not unpickle {p.name!r}: {exc}") from None
+        if not isinstance(obj, torch.nn.Module):
+            raise FileFormatError(f"{p.name!r} unpickles to a {type(obj).__name__}, not an nn.Module")
+        return LoadedModel("module", obj.eval(), None, p.name)
+    except Exception as exc:  # truncated zip, not a torch file at all ...
+        raise FileFormatError(f"could not read {p.name!r} as a PyTorch file: "
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    from emergence.architectures import ArchSpec, _from_state
+
+    if isinstance(obj, dict) and "arch" in obj and "state_dict" in obj:
+        spec = ArchSpec.from_json(obj["arch"])
+        return LoadedModel("module", _from_state(spec, obj["state_dict"], p.name), spec.input_shape, p.name)
+    raise FileFormatError(
+        f"{p.name!r} is a state_dict without an architecture; emergence rebuilds only its own architectures "
+        "(saved with emergence.architectures.save_model); export other models to .pt2 or ONNX"
+    )
+
+
+def _torchscript_to_onnx(module: Any, example: torch.Tensor) -> Any:
+    import warnings
+
+    import onnx
+
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (example,), buf, dynamo=False, input_names=["input"],
+                              dynamic_axes={"input": {0: "batch"}})
+    except Exception as exc:  # the TorchScript exporter raises many kinds
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if any(k in str(exc).lower() for k in ("shape", "size", "channels", "dimension")):
+            raise InputShapeError(f"the model rejects inputs of shape {tuple(example.shape)}: {msg}") from None
+        raise FileFormatError(f"could not convert the TorchScript model to ONNX: {msg}") from None
+    return onnx.load_from_string(buf.getvalue())
+
+
+def model_graph(
+    model: Any,
+    inputs: torch.Tensor,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    aggregation: str = "mean",
+    device: str | torch.device | None = None,
+    trust_pickle: bool = False,
+) -> ModelGraph:
+    """The graph and activity of a model given as an object or a file.
+
+    Parameters
+    ----------
+    model : nn.Module, ExportedProgram, onnx.ModelProto, LoadedModel, str or path-like
+        The model.
+    inputs : torch.Tensor
+        The probe batch.
+    threshold, aggregation, device
+        As in :func:`adapters.from_torch`.
+    trust_pickle : bool, default False
+        As in :func:`load_model`.
+
+    Returns
+    -------
+    ModelGraph
+    """
+    from adapters.onnx_model import from_onnx
+    from adapters.torch_model import from_exported, from_torch
+
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model, trust_pickle=trust_pickle)
+    if not isinstance(model, LoadedModel):
+        kind = "module" if isinstance(model, torch.nn.Module) else (
+            "exported" if isinstance(model, torch.export.ExportedProgram) else "onnx")
+        if isinstance(model, torch.jit.ScriptModule):
+            kind = "torchscript"
+        model = LoadedModel(kind, model, None, type(model).__name__)
+    opts = dict(threshold=threshold, aggregation=aggregation)
+    if model.kind == "module":
+        g = from_torch(model.obj, inputs, device=device, **opts)
+    elif model.kind == "exported":
+        g = from_exported(model.obj, inputs.float(), device=device, source=model.source, **opts)
+    elif model.kind == "torchscript":
+        proto = _torchscript_to_onnx(model.obj, inputs[:1].float())
+        g = from_onnx(proto, inputs, source=model.source, **opts)
+    else:
+        g = from_onnx(model.obj, inputs, source=model.source, **opts)
+    return ModelGraph(g.graph, g.layers, g.activity, g.threshold, model.source or g.source)

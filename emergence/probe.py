@@ -1,0 +1,172 @@
+"""One call from a model (object or file) and a probe batch to emergence with a per-layer breakdown.
+
+References
+----------
+.. [1] F. AlShinaifi et al., arXiv:2409.01568, 2024.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from emergence.activity import DEFAULT_THRESHOLD, ModelGraph, check_aggregation
+from emergence.errors import ConfigError
+from emergence.measure import measure
+from emergence.result import EmergenceResult
+
+__all__ = ["ModelMeasurement", "measure_model", "layer_table"]
+
+
+def layer_table(mg: ModelGraph, result: EmergenceResult, graph: Any) -> Any:
+    """Per-layer pandas DataFrame: units, active units, incoming edges, emergence starting there."""
+    import pandas as pd
+
+    layer_of = graph.layer
+    active = torch.bincount(layer_of[graph.active], minlength=len(mg.layers))
+    edges = torch.bincount(layer_of[graph.edge_index[1]], minlength=len(mg.layers))
+    rows = []
+    for i, info in enumerate(mg.layers):
+        lg = (result.layer_log10 or {}).get(i)
+        share = 10.0 ** (lg - result.log10) if lg is not None and result.log10 is not None else 0.0
+        rows.append(
+            dict(layer=info.name, kind=info.kind, units=info.units, active=int(active[i]),
+                 active_fraction=int(active[i]) / info.units if info.units else 0.0, edges=int(edges[i]),
+                 log10_emergence=lg, share=share)
+        )
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True, eq=False)
+class ModelMeasurement:
+    """Emergence of a model on a probe batch.
+
+    Attributes
+    ----------
+    result : EmergenceResult
+        At ``threshold``.
+    layers : pandas.DataFrame
+        One row per layer (inputs first): ``layer``, ``kind``, ``units``, ``active``,
+        ``active_fraction``, ``edges`` (incoming, nonzero), ``log10_emergence`` (paths
+        that start in the layer) and ``share`` (of E).
+    thresholds : list of (float, EmergenceResult)
+        Results at every requested threshold (from the same forward pass).
+    model_graph : ModelGraph
+        The graph and the activity statistics.
+    threshold : float
+    aggregation : str
+    samples : int
+    """
+
+    result: EmergenceResult
+    layers: Any
+    thresholds: list[tuple[float, EmergenceResult]]
+    model_graph: ModelGraph
+    threshold: float
+    aggregation: str
+    samples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys of ``emergence graph --json`` plus ``layers``, ``thresholds`` and the probe settings."""
+        out = self.result.to_dict()
+        out.pop("layers", None)
+        records = self.layers.to_dict(orient="records")
+        for r in records:
+            if r["log10_emergence"] is not None and not math.isfinite(r["log10_emergence"]):
+                r["log10_emergence"] = None
+        out.update(threshold=self.threshold, aggregation=self.aggregation, samples=self.samples,
+                   model=self.model_graph.source, layers=records)
+        if self.thresholds:
+            out["thresholds"] = [dict(threshold=t, **r.to_dict()) for t, r in self.thresholds]
+        return out
+
+    def to_json(self, **kwargs: Any) -> str:
+        """One strict JSON object (see :meth:`to_dict`)."""
+        text = self.result.to_json()  # keeps exact integers of any size
+        head = json.loads(text)
+        body = self.to_dict()
+        body["emergence"] = head["emergence"]
+        return json.dumps(body, allow_nan=False, **kwargs)
+
+
+def measure_model(
+    model: Any,
+    inputs: torch.Tensor | str | os.PathLike[str] | None = None,
+    *,
+    samples: int = 256,
+    seed: int = 0,
+    threshold: float = DEFAULT_THRESHOLD,
+    thresholds: Sequence[float] | None = None,
+    aggregation: str = "mean",
+    weighted: bool = False,
+    device: str | torch.device | None = None,
+    trust_pickle: bool = False,
+) -> ModelMeasurement:
+    """Build a model's graph, measure activity on a probe batch, and count emergence.
+
+    Parameters
+    ----------
+    model : nn.Module, ExportedProgram, onnx.ModelProto, str or path-like
+        The model, or a model file (``.pt2``, ``.onnx``, TorchScript, a state_dict or
+        ``.safetensors`` of a built-in architecture, or a trusted pickle).
+    inputs : torch.Tensor, str, path-like or None
+        The probe batch itself, a bundled dataset name, an ``.npz`` file, or ``"random"``
+        / None for a seeded random batch shaped like the model's declared input.
+    samples : int, default 256
+        Probe batch size when ``inputs`` is not a tensor.
+    seed : int, default 0
+        Seed of a random batch.
+    threshold : float, default 0.05
+        Activity threshold of the main result.
+    thresholds : sequence of float, optional
+        More thresholds, all served by the same forward pass.
+    aggregation : {"mean", "absmean", "frac"}, default "mean"
+        How activations are aggregated over the batch (see :mod:`emergence.activity`).
+    weighted : bool, default False
+        Weight paths by ``|w|`` (the effective weights, batch norm folded in).
+    device : str or torch.device, optional
+        Where the PyTorch forward pass and the count run.
+    trust_pickle : bool, default False
+        Allow unpickling a whole model file (runs its code).
+
+    Returns
+    -------
+    ModelMeasurement
+
+    Raises
+    ------
+    EmergenceError
+        A subclass naming the problem: a bad file, an unsupported op, inputs the model
+        rejects, an untrusted pickle.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    >>> m = measure_model(net, torch.rand(32, 4), thresholds=[0.01, 0.1])
+    >>> list(m.layers.columns[:4]), len(m.thresholds)
+    (['layer', 'kind', 'units', 'active'], 2)
+    """
+    from adapters.model_files import LoadedModel, load_model, model_graph
+    from emergence.datasets import probe_inputs
+
+    check_aggregation(aggregation)
+    for t in [threshold, *(thresholds or [])]:
+        if not math.isfinite(float(t)):
+            raise ConfigError(f"thresholds must be finite numbers, got {t}")
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model, trust_pickle=trust_pickle)
+    if not isinstance(inputs, torch.Tensor):
+        shape = model.input_shape if isinstance(model, LoadedModel) else None
+        inputs = probe_inputs(inputs, samples=samples, seed=seed, input_shape=shape)
+    mg = model_graph(model, inputs, threshold=threshold, aggregation=aggregation, device=device)
+    result = measure(mg.graph, weighted=weighted, device=device)
+    per_t = [(float(t), measure(mg.at(float(t)), weighted=weighted, device=device)) for t in (thresholds or [])]
+    return ModelMeasurement(result, layer_table(mg, result, mg.graph), per_t, mg, float(threshold), aggregation,
+                            mg.activity.samples)
