@@ -122,5 +122,141 @@ def measure_cmd(
     Console().print(model_table(m, title=f"Emergence of {model.name}"))
 
 
+def _ints(text: str, what: str) -> list[int]:
+    from emergence.errors import ConfigError
+
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"{what} takes integers separated by commas, got {text!r}") from None
+
+
+def _json_object(text: str | None, what: str) -> dict:
+    import json as _json
+
+    from emergence.errors import ConfigError
+
+    if not text:
+        return {}
+    try:
+        value = _json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{what} must be a JSON object such as '{{\"widths\": [256, 128]}}': {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a JSON object, got {text!r}")
+    return value
+
+
+@app.command()
+def sweep(
+    out: Annotated[Path, typer.Option(help="Results file to write (NetCDF, .nc).")],
+    arch: Annotated[str, typer.Option(help="Architecture: mlp, cnn or vgg.")] = "mlp",
+    arch_params: Annotated[Optional[str], typer.Option(help="Architecture parameters as JSON, e.g. "
+                                                            "'{\"widths\": [256, 128]}' or '{\"depth\": 11}'.")] = None,
+    dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist, an .npz file (x, y[, is_test]) or "
+                                              "cifar10:FOLDER.")] = "mnist",
+    sparsity: Annotated[str, typer.Option(help="Target sparsities, comma-separated.")] = "0,0.3,0.5,0.7",
+    seeds: Annotated[int, typer.Option(help="Number of seeds (0, 1, ...).")] = 3,
+    epochs: Annotated[int, typer.Option(help="Training epochs per run.")] = 20,
+    lr: Annotated[float, typer.Option(help="Constant learning rate.")] = 0.1,
+    optimizer: Annotated[str, typer.Option(help="sgd or adam.")] = "sgd",
+    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.0,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
+    weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
+    prune_at: Annotated[str, typer.Option(help="init, after (train, prune, fine-tune) or iterative (lottery "
+                                               "ticket with rewinding).")] = "init",
+    prune_scope: Annotated[str, typer.Option(help="layerwise or global magnitude ranking.")] = "layerwise",
+    prune_structure: Annotated[str, typer.Option(help="unstructured (weights) or structured (units).")] =
+    "unstructured",
+    prune_fraction: Annotated[float, typer.Option(help="Iterative pruning: fraction of remaining weights per "
+                                                       "round.")] = 0.2,
+    pretrain_epochs: Annotated[int, typer.Option(help="Dense epochs before pruning (after), or per round "
+                                                      "(iterative).")] = 1,
+    thresholds: Annotated[str, typer.Option(help="Activity thresholds, comma-separated.")] = "0.01,0.05,0.1,0.2",
+    aggregation: Annotated[str, typer.Option(help="mean, absmean or frac.")] = "mean",
+    probe_samples: Annotated[int, typer.Option(help="Training images in the probe batch.")] = 256,
+    weighted: Annotated[bool, typer.Option(help="Record weighted emergence (|w|) instead of path counts.")] = False,
+    device: Annotated[Optional[str], typer.Option(help="Device to train and measure on.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Train pruned networks over sparsities and seeds, recording emergence every epoch."""
+    from emergence.console import SweepProgress
+    from emergence.prune import PruneConfig
+    from emergence.results import save_results
+    from emergence.sweep import SweepConfig, run_sweep
+    from emergence.train import TrainConfig
+
+    with _errors():
+        cfg = SweepConfig(
+            arch=arch, arch_params=_json_object(arch_params, "--arch-params"), dataset=dataset,
+            sparsities=tuple(_floats(sparsity) or []), seeds=tuple(range(seeds)),
+            train=TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum,
+                              weight_decay=weight_decay, batch_size=batch_size),
+            prune=PruneConfig(when=prune_at, scope=prune_scope, structure=prune_structure, fraction=prune_fraction,
+                              pretrain_epochs=pretrain_epochs),
+            thresholds=tuple(_floats(thresholds) or []), aggregation=aggregation, probe_samples=probe_samples,
+            weighted=weighted, device=device,
+        )
+        ds = run_sweep(cfg, progress=SweepProgress(enabled=not quiet))
+        path = save_results(ds, out)
+    typer.echo(f"wrote {path} ({ds.sizes['sparsity']} sparsities x {ds.sizes['seed']} seeds x "
+               f"{ds.sizes['epoch']} epochs)", err=True)
+
+
+@app.command()
+def plot(
+    run: Annotated[Path, typer.Argument(help="Results file from 'emergence sweep'.")],
+    out: Annotated[Path, typer.Option(help="Folder for the PNG figures.")],
+    threshold: Annotated[float, typer.Option(help="Threshold of the per-epoch figures.")] = 0.05,
+) -> None:
+    """Draw the figures of a sweep (accuracy, emergence, relative emergence, correlations, thresholds)."""
+    from emergence.plot import plot_sweep
+    from emergence.results import open_results
+
+    with _errors():
+        paths = plot_sweep(open_results(run), out, threshold=threshold)
+    for p in paths:
+        typer.echo(str(p))
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="Results file from 'emergence sweep'.")],
+    markdown: Annotated[Optional[Path], typer.Option(help="Also write the report as Markdown here.")] = None,
+    threshold: Annotated[float, typer.Option(help="Threshold of the tables.")] = 0.05,
+) -> None:
+    """Summarize a sweep: accuracy, convergence, correlations with p-values, and the paper's claims."""
+    from rich.console import Console
+
+    from emergence.console import report_tables
+    from emergence.report import summarize, to_markdown
+    from emergence.results import open_results
+
+    with _errors():
+        rep = summarize(open_results(run), threshold=threshold)
+        if markdown is not None:
+            from emergence._atomic import atomic_path
+
+            with atomic_path(markdown) as tmp:
+                tmp.write_text(to_markdown(rep), encoding="utf-8")
+    Console().print(report_tables(rep))
+
+
+@app.command()
+def reproduce(
+    out: Annotated[Path, typer.Option(help="Folder for the .nc files, figures and report.md.")],
+    quick: Annotated[bool, typer.Option(help="2 seeds x 4 epochs instead of 5 seeds x 20 epochs.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Run the paper's MLP experiment on bundled MNIST and Fashion-MNIST (four pruning levels, several seeds)."""
+    from emergence.console import SweepProgress
+    from emergence.reproduce import reproduce as run_reproduction
+
+    with _errors():
+        done = run_reproduction(out, quick=quick, progress=SweepProgress(enabled=not quiet))
+    for p in [*done.results, *done.figures, done.report]:
+        typer.echo(str(p))
+
+
 if __name__ == "__main__":
     app()

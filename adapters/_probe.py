@@ -71,17 +71,21 @@ def check_input_shape(declared: tuple[int | None, ...] | None, inputs_shape: tup
         )
 
 
-def assemble(
-    builder: ChannelGraphBuilder, recorder: ActivityRecorder, aggregation: str, threshold: float, source: str
-) -> ModelGraph:
-    """The final :class:`ModelGraph`: edges, layers, node names and activity."""
+def assemble_activity(builder: ChannelGraphBuilder, recorder: ActivityRecorder, aggregation: str) -> Activity:
+    """The :class:`Activity` of all nodes from what ``recorder`` collected."""
     check_aggregation(aggregation)
     missing = [r.name for i, r in enumerate(builder.layers) if not recorder.values[i]]
     if missing:
         raise UnsupportedOpError(f"no activation was recorded for layer(s) {', '.join(missing)}")
     per_sample = torch.cat([torch.cat(recorder.values[i]) for i in range(len(builder.layers))], dim=1)
     per_abs = torch.cat([torch.cat(recorder.absvalues[i]) for i in range(len(builder.layers))], dim=1)
-    activity = Activity.from_samples(per_sample, per_abs, aggregation)
+    return Activity.from_samples(per_sample, per_abs, aggregation)
+
+
+def assemble(
+    builder: ChannelGraphBuilder, activity: Activity, threshold: float, source: str
+) -> ModelGraph:
+    """The final :class:`ModelGraph`: edges, layers, node names and activity."""
     edge_index, weight = builder.edges()
     units = torch.tensor([r.units for r in builder.layers])
     layer = torch.repeat_interleave(torch.arange(len(builder.layers)), units)
@@ -91,3 +95,9 @@ def assemble(
     g.activity = activity.statistic(threshold).float()
     layers = [LayerInfo(r.name, r.kind, r.units, r.offset) for r in builder.layers]
     return ModelGraph(g, layers, activity, float(threshold), source)
+
+
+def with_activity(base: ModelGraph, activity: Activity, threshold: float) -> ModelGraph:
+    """``base`` with new activity; the structure (and so the cached levels) is shared."""
+    mg = ModelGraph(base.graph, base.layers, activity, float(threshold), base.source)
+    return ModelGraph(mg.at(threshold), base.layers, activity, float(threshold), base.source)

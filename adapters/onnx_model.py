@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from adapters._channels import ChannelGraphBuilder, ChannelValue, Slots
-from adapters._probe import ActivityRecorder, assemble, check_input_shape
+from adapters._probe import ActivityRecorder, assemble, assemble_activity, check_input_shape
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
 from emergence.errors import FileFormatError, InputShapeError, UnsupportedOpError
 
@@ -440,4 +440,4 @@ def from_onnx(
             recorder.record(name, torch.from_numpy(np.asarray(value)))
         if walker.input.name in recorder.wanted:
             recorder.record(walker.input.name, torch.from_numpy(chunk))
-    return assemble(walker.b, recorder, aggregation, threshold, source)
+    return assemble(walker.b, assemble_activity(walker.b, recorder, aggregation), threshold, source)

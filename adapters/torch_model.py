@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from torch import fx
 
 from adapters._channels import ChannelGraphBuilder, ChannelValue
-from adapters._probe import ActivityRecorder, assemble, check_input_shape
+from adapters._probe import ActivityRecorder, assemble, assemble_activity, check_input_shape, with_activity
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
 from emergence.errors import InputShapeError, UnsupportedOpError
 
-__all__ = ["from_torch", "from_exported", "export_module", "SUPPORTED_TORCH_OPS"]
+__all__ = ["from_torch", "from_exported", "export_module", "ExportedProbe", "SUPPORTED_TORCH_OPS"]
 
 _DENSE = {"linear", "addmm", "mm", "matmul"}
 _CONV = {"conv1d", "conv2d", "conv3d", "convolution"}
@@ -120,8 +120,9 @@ def _first_layer_kind(gm: fx.GraphModule, user_inputs: set[str]) -> str:
 class _Walker:
     """Walks an exported program's graph, feeding a :class:`ChannelGraphBuilder`."""
 
-    def __init__(self, ep: torch.export.ExportedProgram) -> None:
+    def __init__(self, ep: torch.export.ExportedProgram, state: dict[str, torch.Tensor] | None = None) -> None:
         self.ep = ep
+        self.state = state or {}
         self.b = ChannelGraphBuilder()
         self.env: dict[str, Any] = {}
         self.tail: dict[str, int] = {}  # fx node name -> layer whose activation chain ends there
@@ -129,6 +130,8 @@ class _Walker:
 
     def _constant(self, spec: Any) -> torch.Tensor:
         name = spec.target
+        if name in self.state:
+            return self.state[name]
         if name in self.ep.state_dict:
             return self.ep.state_dict[name]
         return self.ep.constants[name]
@@ -340,6 +343,43 @@ def export_module(model: torch.nn.Module, example: torch.Tensor) -> torch.export
         model.train(was_training)
 
 
+class ExportedProbe:
+    """Measures one exported program repeatedly while its weights change (e.g. during training).
+
+    The graph is walked once (or again on request, e.g. when weighted emergence needs the
+    current weights); every call re-runs the forward pass for activity, with the weights
+    taken from ``state`` (a live model's ``state_dict()``) when given. The returned graphs
+    share one ``edge_index``, so the count's topological levels stay cached.
+
+    Parameters
+    ----------
+    ep : torch.export.ExportedProgram
+    aggregation : str, default "mean"
+    device : str or torch.device, optional
+    source : str
+    """
+
+    def __init__(self, ep: torch.export.ExportedProgram, *, aggregation: str = "mean",
+                 device: str | torch.device | None = None, source: str = "") -> None:
+        self.ep, self.aggregation, self.device, self.source = ep, aggregation, device, source
+        self._walker: _Walker | None = None
+        self._base: ModelGraph | None = None
+
+    def __call__(self, inputs: torch.Tensor, *, threshold: float = DEFAULT_THRESHOLD,
+                 state: dict[str, torch.Tensor] | None = None, rewalk: bool = False) -> ModelGraph:
+        if self._walker is None or rewalk:
+            self._walker = _Walker(self.ep, state)
+            self._walker.run()
+            self._base = None
+        recorder = ActivityRecorder(self._walker.b, self._walker.act)
+        _run_exported(self.ep, inputs, recorder, self.device, state)
+        activity = assemble_activity(self._walker.b, recorder, self.aggregation)
+        if self._base is None:
+            self._base = assemble(self._walker.b, activity, threshold, self.source)
+            return self._base
+        return with_activity(self._base, activity, threshold)
+
+
 def from_exported(
     ep: torch.export.ExportedProgram,
     inputs: torch.Tensor,
@@ -377,23 +417,24 @@ def from_exported(
     InputShapeError
         If the program rejects the inputs.
     """
-    walker = _Walker(ep)
-    walker.run()
-    recorder = ActivityRecorder(walker.b, walker.act)
-    _run_exported(ep, inputs, recorder, device)
-    return assemble(walker.b, recorder, aggregation, threshold, source)
+    return ExportedProbe(ep, aggregation=aggregation, device=device, source=source)(inputs, threshold=threshold)
 
 
-def _run_exported(ep: Any, inputs: torch.Tensor, recorder: ActivityRecorder, device: Any) -> None:
+def _run_exported(ep: Any, inputs: torch.Tensor, recorder: ActivityRecorder, device: Any,
+                  state: dict[str, torch.Tensor] | None = None) -> None:
     dev = torch.device(device) if device is not None else torch.device("cpu")
     sig = ep.graph_signature
+    state = state or {}
     consts = []
     for spec in sig.input_specs:
         if spec.kind.name == "USER_INPUT":
             consts.append(None)
+            continue
+        if spec.target in state:
+            t = state[spec.target]
         else:
             t = ep.state_dict[spec.target] if spec.target in ep.state_dict else ep.constants[spec.target]
-            consts.append(t.to(dev) if isinstance(t, torch.Tensor) else t)
+        consts.append(t.to(dev) if isinstance(t, torch.Tensor) else t)
     gm = ep.graph_module
     placeholder = next(n for n in gm.graph.nodes if n.op == "placeholder" and n.name in recorder.wanted)
     batch = placeholder.meta["val"].shape[0]

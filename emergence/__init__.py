@@ -26,7 +26,7 @@ from emergence.errors import (
 )
 from emergence.graph import from_adjacency, from_edges, from_layers, graph, node_count, validate
 from emergence.levels import Levels, topological_levels
-from emergence.measure import EXACT_EDGE_LIMIT, layered, measure
+from emergence.measure import EXACT_EDGE_LIMIT, layered, measure, measure_masks
 from emergence.probe import ModelMeasurement, measure_model
 from emergence.result import EmergenceResult, NodeContribution
 
@@ -58,6 +58,7 @@ __all__ = [
     "graph",
     "layered",
     "measure",
+    "measure_masks",
     "measure_model",
     "node_count",
     "topological_levels",

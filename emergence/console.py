@@ -10,7 +10,7 @@ from rich.table import Table
 
 from emergence.result import EmergenceResult
 
-__all__ = ["result_table", "model_table"]
+__all__ = ["result_table", "model_table", "report_tables", "SweepProgress"]
 
 
 def _num(v: int | float | None, digits: int = 6) -> str:
@@ -134,3 +134,58 @@ def model_table(m: Any, *, title: str = "") -> Group:
             th.add_row(f"{tau:g}", f"{res.num_active:,}", _num(res.log10, 5), _num(res.log10_relative, 5))
         parts.append(th)
     return Group(*parts)
+
+
+def report_tables(rep: Any) -> Group:
+    """A :class:`~emergence.report.SweepReport` as rich tables followed by its findings."""
+    from rich.text import Text
+
+    parts: list[Any] = []
+    sections = [(f"{rep.title} — by sparsity (mean ± std over seeds, τ={rep.threshold:g})", rep.per_sparsity),
+                ("Emergence at epoch t vs test-accuracy gain from t to t+1", rep.correlations),
+                ("Threshold sensitivity", rep.thresholds), *rep.extra]
+    for title, rows in sections:
+        if not rows:
+            continue
+        t = Table(title=title, title_justify="left")
+        for k in rows[0]:
+            t.add_column(k.strip(), justify="left" if k in ("group",) else "right", overflow="fold")
+        for r in rows:
+            t.add_row(*(str(v) for v in r.values()))
+        parts.append(t)
+    parts.append(Text("Findings:", style="bold"))
+    parts += [Text(f"• {f}") for f in rep.findings]
+    return Group(*parts)
+
+
+class SweepProgress:
+    """Rich progress bars (cells and epochs) on stderr, fed by :func:`emergence.sweep.run_sweep` events."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.enabled = enabled
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+        self._cells = self._epochs = None
+
+    def __call__(self, event: str, **info: Any) -> None:
+        if not self.enabled:
+            return
+        if event == "start":
+            self._bar.start()
+            self._cells = self._bar.add_task("cells", total=info["cells"])
+            self._epochs = self._bar.add_task("epochs", total=info["epochs"])
+            self._started = False
+        elif event == "cell":
+            if self._started:
+                self._bar.advance(self._cells)
+            self._started = True
+            self._bar.update(self._epochs, completed=0,
+                             description=f"epochs (sparsity {info['sparsity']:g}, seed {info['seed']})")
+        elif event == "epoch":
+            self._bar.update(self._epochs, completed=info["epoch"])
+        elif event == "done":
+            self._bar.advance(self._cells)
+            self._bar.stop()

@@ -1,14 +1,19 @@
-"""Probe batches: bundled datasets by name, ``.npz`` files, or a seeded random batch.
+"""Datasets and probe batches: bundled datasets by name, ``.npz`` files, CIFAR-10 folders, random batches.
 
-Bundled datasets are registered in :data:`DATASETS` (name -> loader); a loader
-returns ``(x, y)`` with ``x`` as float images in ``[0, 1]``, shape ``[N, C, H, W]``.
-Nothing is ever downloaded.
+Bundled datasets (``mnist``, ``fashion-mnist``) are ``.npz`` files in the repository's
+``data/`` folder (see ``data/README.md``), registered in :data:`DATASETS` (name ->
+loader); a loader returns ``(x, y)`` for a split, with ``x`` float images in ``[0, 1]``
+of shape ``[N, C, H, W]``. Nothing is ever downloaded. CIFAR-10's python batches are
+read from a user's folder (``cifar10:PATH``) with an unpickler that only rebuilds
+numpy arrays, so no pickled code runs.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +21,8 @@ import torch
 
 from emergence.errors import ConfigError, FileFormatError, InputShapeError, NonFiniteError
 
-__all__ = ["DATASETS", "register_dataset", "load_npz", "probe_inputs"]
+__all__ = ["DATASETS", "Dataset", "data_dir", "load_dataset", "register_dataset", "load_npz", "probe_inputs",
+           "load_cifar10"]
 
 Loader = Callable[[str], tuple[torch.Tensor, torch.Tensor]]
 #: Bundled datasets: name -> ``loader(split)`` returning ``(x, y)``; ``split`` is "train" or "test".
@@ -26,6 +32,136 @@ DATASETS: dict[str, Loader] = {}
 def register_dataset(name: str, loader: Loader) -> None:
     """Make ``loader`` available by ``name`` (for ``--data NAME`` and the experiments)."""
     DATASETS[name] = loader
+
+
+def data_dir() -> Path:
+    """The folder with the bundled data: ``$EMERGENCE_DATA``, else ``data/`` of the repository.
+
+    Raises
+    ------
+    FileFormatError
+        If the folder does not exist (e.g. the package was installed without its data).
+    """
+    env = os.environ.get("EMERGENCE_DATA")
+    folder = Path(env) if env else Path(__file__).resolve().parent.parent / "data"
+    if not folder.is_dir():
+        raise FileFormatError(f"bundled data not found in {str(folder)!r}; install from a clone "
+                              "(pip install -e .) or set EMERGENCE_DATA to its data/ folder")
+    return folder
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A classification dataset split into train and test, images as floats in [0, 1]."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return int(max(int(self.y_train.max()), int(self.y_test.max())) + 1)
+
+
+def _stratified_test_mask(y: np.ndarray, fraction: float = 0.2, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(y.size, dtype=bool)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        mask[rng.choice(idx, size=int(round(idx.size * fraction)), replace=False)] = True
+    return mask
+
+
+def _npz_dataset(path: Path, name: str) -> Dataset:
+    x, y = load_npz(path)
+    if y is None:
+        raise FileFormatError(f"{path.name!r} has no labels 'y'; a dataset for training needs them")
+    with np.load(path, allow_pickle=False) as z:
+        split = z["is_test"].astype(bool) if "is_test" in z.files else _stratified_test_mask(y.numpy())
+    if split.shape != (x.shape[0],) or y.shape != (x.shape[0],):
+        raise FileFormatError(f"{path.name!r}: x, y and is_test disagree in length")
+    test = torch.from_numpy(split)
+    return Dataset(name, x[~test], y[~test], x[test], y[test])
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles dicts, lists and numpy arrays; refuses every other global (no code runs)."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+
+
+def load_cifar10(folder: str | os.PathLike[str]) -> Dataset:
+    """CIFAR-10 from its python batches (``data_batch_1..5``, ``test_batch``) in ``folder``.
+
+    Raises
+    ------
+    FileFormatError
+        If a batch is missing or holds anything but arrays and labels.
+    """
+    root = Path(folder)
+    parts = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+    out = {}
+    for split, names in parts.items():
+        xs, ys = [], []
+        for n in names:
+            f = root / n
+            if not f.is_file():
+                raise FileFormatError(f"CIFAR-10 batch {str(f)!r} not found")
+            try:
+                with open(f, "rb") as fh:
+                    d = _ArraysOnly(fh, encoding="bytes").load()
+                xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                ys.append(np.asarray(d[b"labels"], dtype=np.int64))
+            except (pickle.UnpicklingError, KeyError, TypeError, ValueError, EOFError) as exc:
+                raise FileFormatError(f"{n!r} is not a CIFAR-10 python batch: {exc}") from None
+        out[split] = (_as_float_images(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)))
+    return Dataset("cifar10", out["train"][0], out["train"][1], out["test"][0], out["test"][1])
+
+
+def load_dataset(name: str) -> Dataset:
+    """A dataset by name: ``mnist``, ``fashion-mnist``, an ``.npz`` path, or ``cifar10:FOLDER``.
+
+    Raises
+    ------
+    ConfigError, FileFormatError
+
+    Examples
+    --------
+    >>> d = load_dataset("mnist")
+    >>> d.input_shape, d.num_classes, len(d.y_train), len(d.y_test)
+    ((1, 28, 28), 10, 8000, 2000)
+    """
+    if name in ("mnist", "fashion-mnist"):
+        return _npz_dataset(data_dir() / f"{name}.npz", name)
+    if name.startswith("cifar10:"):
+        return load_cifar10(name.split(":", 1)[1])
+    if name.endswith(".npz"):
+        return _npz_dataset(Path(name), Path(name).stem)
+    raise ConfigError(f"unknown dataset {name!r}: use mnist, fashion-mnist, an .npz file or cifar10:FOLDER")
+
+
+def _bundled(name: str) -> Loader:
+    def load(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        d = load_dataset(name)
+        return (d.x_train, d.y_train) if split == "train" else (d.x_test, d.y_test)
+
+    return load
+
+
+for _name in ("mnist", "fashion-mnist"):
+    register_dataset(_name, _bundled(_name))
 
 
 def _as_float_images(x: np.ndarray) -> torch.Tensor:

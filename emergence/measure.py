@@ -37,7 +37,7 @@ from emergence.graph import node_count, validate_attributes
 from emergence.levels import Levels, topological_levels
 from emergence.result import EmergenceResult
 
-__all__ = ["measure", "layered", "EXACT_EDGE_LIMIT"]
+__all__ = ["measure", "measure_masks", "layered", "EXACT_EDGE_LIMIT"]
 
 #: ``method="auto"`` counts exactly up to this many edges (unweighted), in log space above.
 EXACT_EDGE_LIMIT = 100_000
@@ -77,23 +77,34 @@ def _exact_counts(lv: Levels, active: np.ndarray) -> np.ndarray:
     return c
 
 
-def _level_sums(g: torch.Tensor, loc: torch.Tensor, size: int, shift: float | None) -> torch.Tensor:
-    """log(sum exp(g)) per source ``loc``; -inf for sources without finite terms.
+def _flat_index(loc: torch.Tensor, cols: int) -> torch.Tensor:
+    """Row indices ``loc`` of a ``[k, T]`` block as indices into its flattened ``[size * T]`` form."""
+    if cols == 1:
+        return loc
+    return (loc.long().unsqueeze(1) * cols + torch.arange(cols, device=loc.device)).reshape(-1)
 
-    With a scalar ``shift`` (safe when no term lies more than ~700 below it) this is one
-    exp and one scatter; ``shift=None`` shifts every source by its own maximum.
+
+def _level_sums(g: torch.Tensor, loc: torch.Tensor, size: int, shift: float | None) -> torch.Tensor:
+    """log(sum exp(g)) per source ``loc`` for each column of ``g [k, T]``; -inf where no finite term.
+
+    With a scalar ``shift`` (safe when no term lies more than ~600 below it) this is one
+    exp and one scatter; ``shift=None`` shifts every source by its own maximum. Columns are
+    flattened so each scatter is one 1-D ``index_add_`` (fast) rather than one per row.
     """
+    cols = g.shape[1]
+    idx = _flat_index(loc, cols)
+    flat = torch.zeros(size * cols, dtype=g.dtype, device=g.device)
     if shift is None:
-        mx = torch.full((size,), -math.inf, dtype=g.dtype, device=g.device)
-        mx.scatter_reduce_(0, loc.long(), g, "amax").clamp_(min=-1e300)  # no finite term: stays -inf below
-        s = torch.zeros(size, dtype=g.dtype, device=g.device).index_add_(0, loc, (g - mx.index_select(0, loc)).exp_())
-        return s.log_().add_(mx)
-    s = torch.zeros(size, dtype=g.dtype, device=g.device).index_add_(0, loc, (g - shift).exp_())
-    return s.log_().add_(shift)
+        mx = torch.full((size * cols,), -math.inf, dtype=g.dtype, device=g.device)
+        mx.scatter_reduce_(0, idx.long(), g.reshape(-1), "amax").clamp_(min=-1e300)
+        flat.index_add_(0, idx, (g.reshape(-1) - mx.index_select(0, idx)).exp_())
+        return flat.log_().add_(mx).view(size, cols)
+    flat.index_add_(0, idx, (g - shift).exp_().reshape(-1))
+    return flat.view(size, cols).log_().add_(shift)
 
 
 def _safe_shift(g: torch.Tensor, spread: float) -> float | None:
-    """A shift for all of ``g`` at once if no finite term lies ~600 or more below the top, else None.
+    """One shift for all of ``g`` if no finite term lies ~600 or more below the top, else None.
 
     Finite terms are ``log w + log P >= -spread``, so the bound is free when the top is
     small; deep graphs with huge counts check the actual smallest finite term.
@@ -106,13 +117,17 @@ def _safe_shift(g: torch.Tensor, spread: float) -> float | None:
 
 
 def _log_counts(lv: Levels, active: torch.Tensor, logw: torch.Tensor | None) -> torch.Tensor:
-    """Natural log of the emergent paths leaving each node; -inf for none (and active nodes)."""
-    dev = active.device
-    logp = torch.full((lv.num_nodes,), -math.inf, dtype=torch.float64, device=dev)
-    logc = torch.full((lv.num_nodes,), -math.inf, dtype=torch.float64, device=dev)
+    """Natural log of the emergent paths leaving each node, ``[N, T]`` for masks ``active [N, T]``.
+
+    -inf where a node has none (and for active nodes). All T masks share one pass.
+    """
+    dev, cols = active.device, active.shape[1]
+    logp = torch.full((lv.num_nodes, cols), -math.inf, dtype=torch.float64, device=dev)
+    logc = torch.full((lv.num_nodes, cols), -math.inf, dtype=torch.float64, device=dev)
     spread = 0.0 if logw is None or logw.numel() == 0 else max(0.0, -float(logw.min()))
+    w = None if logw is None else logw.unsqueeze(1)
     # Per node in level order: 0 where active (the one-node path, log 1), -inf where not.
-    base = torch.zeros(lv.num_nodes, dtype=torch.float64, device=dev)
+    base = torch.zeros(lv.num_nodes, cols, dtype=torch.float64, device=dev)
     base.masked_fill_(~active.index_select(0, lv.node_order), -math.inf)
     for h in reversed(range(lv.num_levels)):
         a, b = lv.node_ptr[h], lv.node_ptr[h + 1]
@@ -122,8 +137,8 @@ def _log_counts(lv: Levels, active: torch.Tensor, logw: torch.Tensor | None) -> 
             logp.index_copy_(0, ids, base[a:b])
             continue
         g = logp.index_select(0, lv.dst[ea:eb])
-        if logw is not None:
-            g += logw[ea:eb]
+        if w is not None:
+            g += w[ea:eb]
         s = _level_sums(g, lv.src_local[ea:eb], b - a, _safe_shift(g, spread))
         act = base[a:b]  # log P = log(1 + S) where active; C = S where inactive
         logp.index_copy_(0, ids, torch.logaddexp(s + act, act))
@@ -132,7 +147,7 @@ def _log_counts(lv: Levels, active: torch.Tensor, logw: torch.Tensor | None) -> 
 
 
 def _group_logsumexp(values: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-group log-sum-exp of ``values`` (-inf entries ignored); returns (group ids, sums)."""
+    """Per-group log-sum-exp of the columns of ``values [N, T]`` (-inf ignored): (group ids, [G, T])."""
     ids, inv = torch.unique(groups, return_inverse=True)
     return ids, _level_sums(values, inv, ids.numel(), None)
 
@@ -192,10 +207,58 @@ def measure(
     ----------
     .. [1] F. AlShinaifi et al., arXiv:2409.01568, 2024, section "Methods".
     """
+    active = getattr(graph, "active", None)
+    masks = active.unsqueeze(0) if isinstance(active, torch.Tensor) and active.dim() == 1 else active
+    return measure_masks(graph, masks, weighted=weighted, method=method, device=device)[0]
+
+
+def measure_masks(
+    graph: Data,
+    masks: torch.Tensor | None,
+    *,
+    weighted: bool = False,
+    method: Method = "auto",
+    device: str | torch.device | None = None,
+) -> list[EmergenceResult]:
+    """Emergence of one graph under several activity masks, counted in one pass.
+
+    Used for many thresholds at once: the log-space program runs with one column per
+    mask, so T masks cost far less than T calls to :func:`measure`.
+
+    Parameters
+    ----------
+    graph : torch_geometric.data.Data
+        The graph (its own ``active`` is ignored).
+    masks : torch.Tensor
+        ``[T, N]`` bool, one activity mask per row.
+    weighted, method, device
+        As in :func:`measure`.
+
+    Returns
+    -------
+    list of EmergenceResult
+        One per mask, in order.
+
+    Raises
+    ------
+    GraphError, NotADAGError, ConfigError
+        As :func:`measure`; also if ``masks`` is not ``[T, N]`` bool.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from emergence.graph import graph
+    >>> g = graph([[0, 1], [1, 2]], 3, [False, True, True])
+    >>> [r.value for r in measure_masks(g, torch.tensor([[False, True, True], [False, False, True]]))]
+    [2, 1]
+    """
     if method not in ("auto", "exact", "log"):
         raise ConfigError(f"method must be 'auto', 'exact' or 'log', got {method!r}")
     n = node_count(graph)
     validate_attributes(graph, n)
+    if not isinstance(masks, torch.Tensor) or masks.dtype != torch.bool or masks.dim() != 2 or masks.shape[1] != n:
+        shape = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
+        raise GraphError(f"masks must be a bool tensor [T, {n}], got {shape}")
     dev = _resolve_device(device, graph.edge_index.device)
     w = getattr(graph, "edge_weight", None)
     keep = None if w is None else w != 0
@@ -209,28 +272,31 @@ def measure(
         raise ConfigError("method='exact' counts unweighted paths only; use method='log' with weighted=True")
     exact = method == "exact" or (method == "auto" and not weighted and num_edges <= EXACT_EDGE_LIMIT)
     layer = getattr(graph, "layer", None)
-    common = dict(
-        weighted=bool(weighted),
-        num_nodes=n,
-        num_edges=num_edges,
-        num_active=int(graph.active.sum()),
-        names=getattr(graph, "names", None),
-    )
+    common = dict(weighted=bool(weighted), num_nodes=n, num_edges=num_edges, names=getattr(graph, "names", None))
     if exact:
-        counts = _exact_counts(lv, graph.active.cpu().numpy())
-        return EmergenceResult.from_counts(counts, layer=layer, **common)
+        return [
+            EmergenceResult.from_counts(_exact_counts(lv, m.cpu().numpy()), layer=layer,
+                                        num_active=int(m.sum()), **common)
+            for m in masks
+        ]
     lvd = lv.to(dev)
     logw = None
     if weighted:
         logw = w.to(dev, torch.float64).index_select(0, lvd.edge_order).abs_().log_()
-    node_log = _log_counts(lvd, graph.active.to(dev), logw)
+    node_log = _log_counts(lvd, masks.to(dev).t(), logw)  # [N, T]
+    totals = torch.logsumexp(node_log, 0).tolist() if n else [-math.inf] * masks.shape[0]
+    layer_sums = _group_logsumexp(node_log, layer.to(dev)) if layer is not None else None
     node_log10 = (node_log / _LN10).cpu()
-    total = float(torch.logsumexp(node_log, 0)) if n else -math.inf
-    layer_log10 = None
-    if layer is not None:
-        ids, sums = _group_logsumexp(node_log, layer.to(dev))
-        layer_log10 = {int(i): (float(s) / _LN10 if math.isfinite(s) else None) for i, s in zip(ids, sums.tolist())}
-    return EmergenceResult.from_log10(total / _LN10, node_log10, layer_log10=layer_log10, **common)
+    out = []
+    for t, m in enumerate(masks):
+        layer_log10 = None
+        if layer_sums is not None:
+            ids, sums = layer_sums
+            layer_log10 = {int(i): (s / _LN10 if math.isfinite(s) else None)
+                           for i, s in zip(ids.tolist(), sums[:, t].tolist())}
+        out.append(EmergenceResult.from_log10(totals[t] / _LN10, node_log10[:, t].contiguous(),
+                                              layer_log10=layer_log10, num_active=int(m.sum()), **common))
+    return out
 
 
 def layered(widths: Sequence[int], active_counts: Sequence[int]) -> int:

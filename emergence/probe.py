@@ -18,10 +18,10 @@ import torch
 
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph, check_aggregation
 from emergence.errors import ConfigError
-from emergence.measure import measure
+from emergence.measure import measure, measure_masks
 from emergence.result import EmergenceResult
 
-__all__ = ["ModelMeasurement", "measure_model", "layer_table"]
+__all__ = ["ModelMeasurement", "ModelProbe", "ProbeRecord", "measure_model", "layer_table"]
 
 
 def layer_table(mg: ModelGraph, result: EmergenceResult, graph: Any) -> Any:
@@ -167,6 +167,85 @@ def measure_model(
         inputs = probe_inputs(inputs, samples=samples, seed=seed, input_shape=shape)
     mg = model_graph(model, inputs, threshold=threshold, aggregation=aggregation, device=device)
     result = measure(mg.graph, weighted=weighted, device=device)
-    per_t = [(float(t), measure(mg.at(float(t)), weighted=weighted, device=device)) for t in (thresholds or [])]
+    ts = [float(t) for t in (thresholds or [])]
+    per_t = list(zip(ts, measure_masks(mg.graph, mg.masks(ts), weighted=weighted, device=device))) if ts else []
     return ModelMeasurement(result, layer_table(mg, result, mg.graph), per_t, mg, float(threshold), aggregation,
                             mg.activity.samples)
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeRecord:
+    """One measurement during training, at every threshold.
+
+    Attributes
+    ----------
+    emergence_log10, relative_log10 : torch.Tensor
+        ``[T]``; NaN where E = 0.
+    active_fraction, emergence_share : torch.Tensor
+        ``[T, L]`` per layer: fraction of its units active, and its share of E (paths
+        that start in it).
+    num_edges : int
+    """
+
+    emergence_log10: torch.Tensor
+    relative_log10: torch.Tensor
+    active_fraction: torch.Tensor
+    emergence_share: torch.Tensor
+    num_edges: int
+
+
+class ModelProbe:
+    """Measures a PyTorch model on a fixed probe batch, again and again, as it trains.
+
+    The model is exported once; each call runs the exported graph on the probe batch
+    with the model's current weights (a real forward pass with no random numbers drawn,
+    the model's mode untouched) and counts emergence at every threshold. The graph's
+    structure is walked once (pruning masks keep it fixed); ``weighted=True`` walks it
+    again each call, since the weights change.
+
+    Parameters
+    ----------
+    model : nn.Module
+    probe : torch.Tensor
+        The fixed probe batch.
+    thresholds : sequence of float
+    aggregation : str, default "mean"
+    weighted : bool, default False
+    device : str or torch.device, optional
+    """
+
+    def __init__(self, model: Any, probe: torch.Tensor, thresholds: Sequence[float], *, aggregation: str = "mean",
+                 weighted: bool = False, device: str | torch.device | None = None) -> None:
+        from adapters.torch_model import ExportedProbe, export_module
+
+        check_aggregation(aggregation)
+        if not thresholds:
+            raise ConfigError("a probe needs at least one threshold")
+        self.probe, self.thresholds, self.weighted, self.device = probe, [float(t) for t in thresholds], weighted, \
+            device
+        rng = torch.get_rng_state()
+        self._exported = ExportedProbe(export_module(model, probe[:2]), aggregation=aggregation, device=device)
+        torch.set_rng_state(rng)
+        self.layers: list[str] = []
+
+    def __call__(self, model: Any) -> ProbeRecord:
+        rng = torch.get_rng_state()
+        state = {k: v.detach() for k, v in model.state_dict().items()}
+        mg = self._exported(self.probe, threshold=self.thresholds[0], state=state, rewalk=self.weighted)
+        self.layers = [l.name for l in mg.layers]
+        n_layers = len(mg.layers)
+        layer = mg.graph.layer
+        units = torch.tensor([l.units for l in mg.layers], dtype=torch.float64)
+        log10 = torch.full((len(self.thresholds),), math.nan, dtype=torch.float64)
+        rel = log10.clone()
+        frac = torch.zeros(len(self.thresholds), n_layers, dtype=torch.float64)
+        share = torch.zeros_like(frac)
+        masks = mg.masks(self.thresholds)
+        for i, r in enumerate(measure_masks(mg.graph, masks, weighted=self.weighted, device=self.device)):
+            frac[i] = torch.bincount(layer[masks[i]], minlength=n_layers).double() / units
+            if r.log10 is not None:
+                log10[i], rel[i] = r.log10, r.log10_relative
+                for j, lg in (r.layer_log10 or {}).items():
+                    share[i, j] = 0.0 if lg is None else 10.0 ** (lg - r.log10)
+        torch.set_rng_state(rng)
+        return ProbeRecord(log10, rel, frac, share, int(mg.graph.num_edges))

@@ -130,3 +130,18 @@ def test_cpu_and_cuda_agree(g):
         gpu = emergence.measure(g, weighted=weighted, method="log", device="cuda")
         assert _close(cpu.log10, gpu.log10, 1e-12)
         assert torch.allclose(cpu.node_log10, gpu.node_log10, rtol=0, atol=1e-12, equal_nan=True)
+
+
+@given(dags(max_nodes=14, weights=small_weights, layers=2), st.data())
+def test_many_masks_in_one_pass_equal_one_at_a_time(g, data):
+    rows = data.draw(st.lists(st.lists(st.booleans(), min_size=g.num_nodes, max_size=g.num_nodes), min_size=1,
+                              max_size=4))
+    masks = torch.tensor(rows, dtype=torch.bool).reshape(len(rows), g.num_nodes)
+    for method, weighted in (("exact", False), ("log", False), ("log", True)):
+        batch = emergence.measure_masks(g, masks, method=method, weighted=weighted)
+        for m, r in zip(masks, batch):
+            g.active = m
+            one = emergence.measure(g, method=method, weighted=weighted)
+            assert _close(r.log10, one.log10, 1e-12) and r.num_active == one.num_active
+            assert r.layer_log10.keys() == one.layer_log10.keys()
+            assert all(_close(r.layer_log10[k], one.layer_log10[k], 1e-12) for k in r.layer_log10)

@@ -1,0 +1,141 @@
+"""Figures of a sweep (PNG, matplotlib's Agg backend: no display needed).
+
+References
+----------
+.. [1] F. AlShinaifi et al., arXiv:2409.01568, 2024 (figures of accuracy and emergence vs epoch).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emergence.errors import FileFormatError
+from emergence.report import correlate
+
+__all__ = ["plot_sweep"]
+
+
+def _band(ax: Any, x: np.ndarray, runs: np.ndarray, label: str, color: Any) -> None:
+    m, s = np.nanmean(runs, axis=0), np.nanstd(runs, axis=0)
+    ax.plot(x, m, color=color, label=label, marker="o", ms=3)
+    ax.fill_between(x, m - s, m + s, color=color, alpha=0.2)
+
+
+def _save(fig: Any, folder: Path, name: str) -> Path:
+    from emergence._atomic import atomic_path
+
+    path = folder / name
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    return path
+
+
+def plot_sweep(ds: Any, out: str | os.PathLike[str], *, threshold: float = 0.05) -> list[Path]:
+    """Write the standard figures of a sweep into ``out`` and return their paths.
+
+    * ``accuracy_vs_epoch.png`` -- test accuracy per sparsity (mean ± std over seeds);
+    * ``emergence_vs_epoch.png`` -- log10 E per sparsity;
+    * ``relative_emergence_vs_epoch.png`` -- log10 (E / edges) per sparsity;
+    * ``gain_vs_emergence.png`` -- accuracy gain from t to t+1 against log10 E at t,
+      with the Spearman and Pearson correlations printed on the plot;
+    * ``threshold_sensitivity.png`` -- log10 E at the first and last epoch against the threshold;
+    * ``active_fraction.png`` -- fraction of active units per layer over training.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A sweep result.
+    out : str or path-like
+        Folder (created if missing).
+    threshold : float, default 0.05
+        The threshold of the per-epoch figures (the nearest recorded).
+
+    Returns
+    -------
+    list of pathlib.Path
+
+    Raises
+    ------
+    FileFormatError
+        If the folder cannot be created.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FileFormatError(f"cannot create {str(folder)!r}: {exc}") from None
+    tau = float(ds.threshold.sel(threshold=threshold, method="nearest"))
+    epochs = ds.epoch.values
+    colors = plt.cm.viridis(np.linspace(0, 0.9, ds.sizes["sparsity"]))
+    name = ds.attrs.get("dataset", "")
+    paths = []
+    for var, ylabel, fname in (
+        ("test_accuracy", "test accuracy", "accuracy_vs_epoch.png"),
+        ("emergence_log10", f"log10 emergence (τ={tau:g})", "emergence_vs_epoch.png"),
+        ("relative_emergence_log10", f"log10 relative emergence (τ={tau:g})", "relative_emergence_vs_epoch.png"),
+    ):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        da = ds[var].sel(threshold=tau) if "threshold" in ds[var].dims else ds[var]
+        for i, s in enumerate(ds.sparsity.values):
+            _band(ax, epochs, da.isel(sparsity=i).values, f"sparsity {s:g}", colors[i])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{name}: {ylabel} (mean ± std over {ds.sizes['seed']} seeds)", fontsize=9)
+        ax.legend(fontsize=8)
+        paths.append(_save(fig, folder, fname))
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    elog = ds.emergence_log10.sel(threshold=tau).values
+    gain = np.diff(ds.test_accuracy.values, axis=-1)
+    for i, s in enumerate(ds.sparsity.values):
+        ax.scatter(elog[i, :, :-1].ravel(), gain[i].ravel(), s=12, color=colors[i], label=f"sparsity {s:g}")
+    c = correlate(elog[..., :-1], gain)
+    ax.text(0.02, 0.97, f"Spearman ρ = {c['spearman']:+.3f} (p = {c['spearman_p']:.2g})\n"
+            f"Pearson r = {c['pearson']:+.3f} (p = {c['pearson_p']:.2g}), n = {c['n']}",
+            transform=ax.transAxes, va="top", fontsize=8, bbox=dict(facecolor="white", alpha=0.8))
+    ax.set_xlabel(f"log10 emergence at epoch t (τ={tau:g})")
+    ax.set_ylabel("test accuracy gain from t to t+1")
+    ax.set_title(f"{name}: accuracy change vs emergence", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    paths.append(_save(fig, folder, "gain_vs_emergence.png"))
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    th = ds.threshold.values
+    for i, s in enumerate(ds.sparsity.values):
+        for e, style in ((0, "--"), (int(epochs[-1]), "-")):
+            runs = ds.emergence_log10.isel(sparsity=i).sel(epoch=e).values  # [seed, threshold]
+            ax.errorbar(th, np.nanmean(runs, 0), yerr=np.nanstd(runs, 0), color=colors[i], ls=style, marker="o",
+                        ms=3, label=f"sparsity {s:g}, epoch {e}")
+    ax.set_xscale("log")
+    ax.set_xlabel("activity threshold τ")
+    ax.set_ylabel("log10 emergence")
+    ax.set_title(f"{name}: threshold sensitivity", fontsize=9)
+    ax.legend(fontsize=7)
+    paths.append(_save(fig, folder, "threshold_sensitivity.png"))
+    plt.close(fig)
+
+    layers = list(ds.layer.values)
+    fig, axes = plt.subplots(1, len(layers), figsize=(2.6 * len(layers), 3), sharey=True, squeeze=False)
+    for k, layer in enumerate(layers):
+        ax = axes[0, k]
+        for i, s in enumerate(ds.sparsity.values):
+            runs = ds.active_fraction.sel(threshold=tau, layer=layer).isel(sparsity=i).values
+            _band(ax, epochs, runs, f"{s:g}", colors[i])
+        ax.set_title(str(layer), fontsize=8)
+        ax.set_xlabel("epoch")
+    axes[0, 0].set_ylabel(f"active fraction (τ={tau:g})")
+    axes[0, -1].legend(title="sparsity", fontsize=7)
+    paths.append(_save(fig, folder, "active_fraction.png"))
+    plt.close(fig)
+    return paths

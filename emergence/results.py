@@ -1,0 +1,155 @@
+"""Sweep results as xarray Datasets: the schema, and atomic NetCDF writing and reading.
+
+Dimensions: ``sparsity``, ``seed``, ``epoch`` (0 = before training), ``threshold`` and
+``layer`` (layer names). Variables:
+
+==========================  ==========================================  ==========================
+``train_loss`` ...           loss and accuracy on train and test          (sparsity, seed, epoch)
+``emergence_log10``          log10 E on the probe batch (NaN when E = 0)  (..., epoch, threshold)
+``relative_emergence_log10`` log10 (E / edges)                            (..., epoch, threshold)
+``active_fraction``          fraction of a layer's units active           (..., threshold, layer)
+``emergence_share``          share of E from paths starting in a layer    (..., threshold, layer)
+``actual_sparsity``          fraction of prunable weights that are zero   (sparsity, seed)
+``n_params``                 nonzero parameters                           (sparsity, seed)
+``n_edges``                  edges of the graph                           (sparsity, seed)
+==========================  ==========================================  ==========================
+
+Attributes hold the full config (JSON), package versions (JSON), the dataset and the
+architecture, so a results file documents how it was made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emergence._atomic import atomic_path
+from emergence.errors import FileFormatError
+
+__all__ = ["REQUIRED_VARIABLES", "package_versions", "save_results", "open_results", "empty_results"]
+
+REQUIRED_VARIABLES = (
+    "train_loss", "train_accuracy", "test_loss", "test_accuracy", "emergence_log10", "relative_emergence_log10",
+    "active_fraction", "actual_sparsity", "n_params",
+)
+_PACKAGES = ("emergence", "torch", "torch-geometric", "numpy", "scipy", "xarray", "netCDF4", "onnx", "onnxruntime")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages that shape a result.
+
+    Examples
+    --------
+    >>> "torch" in package_versions()
+    True
+    """
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def empty_results(
+    sparsities: list[float], seeds: list[int], epochs: int, thresholds: list[float], layers: list[str],
+    attrs: dict[str, Any],
+) -> Any:
+    """A Dataset of the schema above filled with NaN (counts with -1), ready to be filled cell by cell.
+
+    Examples
+    --------
+    >>> ds = empty_results([0.0, 0.5], [0], 2, [0.05], ["input", "fc"], {})
+    >>> dict(ds.sizes)
+    {'sparsity': 2, 'seed': 1, 'epoch': 3, 'threshold': 1, 'layer': 2}
+    """
+    import xarray as xr
+
+    coords = {
+        "sparsity": np.asarray(sparsities, dtype=np.float64),
+        "seed": np.asarray(seeds, dtype=np.int64),
+        "epoch": np.arange(epochs + 1, dtype=np.int64),
+        "threshold": np.asarray(thresholds, dtype=np.float64),
+        "layer": np.asarray(layers, dtype=str),
+    }
+    s, r, e, t, l = (len(coords[k]) for k in ("sparsity", "seed", "epoch", "threshold", "layer"))
+
+    def nan(*shape: int) -> np.ndarray:
+        return np.full(shape, np.nan)
+
+    base = ("sparsity", "seed", "epoch")
+    data = {
+        "train_loss": (base, nan(s, r, e)),
+        "train_accuracy": (base, nan(s, r, e)),
+        "test_loss": (base, nan(s, r, e)),
+        "test_accuracy": (base, nan(s, r, e)),
+        "emergence_log10": ((*base, "threshold"), nan(s, r, e, t)),
+        "relative_emergence_log10": ((*base, "threshold"), nan(s, r, e, t)),
+        "active_fraction": ((*base, "threshold", "layer"), nan(s, r, e, t, l)),
+        "emergence_share": ((*base, "threshold", "layer"), nan(s, r, e, t, l)),
+        "actual_sparsity": (("sparsity", "seed"), nan(s, r)),
+        "n_params": (("sparsity", "seed"), np.full((s, r), -1, dtype=np.int64)),
+        "n_edges": (("sparsity", "seed"), np.full((s, r), -1, dtype=np.int64)),
+    }
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    units = {"train_accuracy": "fraction", "test_accuracy": "fraction", "active_fraction": "fraction",
+             "emergence_share": "fraction", "actual_sparsity": "fraction", "emergence_log10": "log10 paths",
+             "relative_emergence_log10": "log10 paths per edge"}
+    for k, u in units.items():
+        ds[k].attrs["units"] = u
+    return ds
+
+
+def save_results(ds: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``ds`` to NetCDF atomically (a temporary file beside ``path``, then a rename).
+
+    Raises
+    ------
+    FileFormatError
+        If the folder does not exist or the file cannot be written.
+    """
+    p = Path(path)
+    with atomic_path(p) as tmp:
+        try:
+            ds.to_netcdf(tmp, engine="netcdf4")
+        except (OSError, ValueError, TypeError) as exc:
+            raise FileFormatError(f"could not write {str(p)!r}: {exc}") from None
+    return p
+
+
+def open_results(path: str | os.PathLike[str]) -> Any:
+    """Read a results file written by :func:`save_results` (fully loaded; the file is closed).
+
+    Raises
+    ------
+    FileFormatError
+        If the file is missing, not NetCDF, or lacks the variables of a sweep.
+    """
+    import xarray as xr
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileFormatError(f"no such file: {str(p)!r}")
+    try:
+        ds = xr.load_dataset(p, engine="netcdf4")
+    except Exception as exc:  # netCDF4/HDF5 raise OSError, RuntimeError, ValueError ...
+        raise FileFormatError(f"could not read {p.name!r} as NetCDF: {str(exc).splitlines()[0]}") from None
+    missing = [v for v in REQUIRED_VARIABLES if v not in ds]
+    if missing:
+        raise FileFormatError(f"{p.name!r} is not a sweep result: it lacks {', '.join(missing)}")
+    return ds
+
+
+def config_of(ds: Any) -> dict[str, Any]:
+    """The sweep config stored in a results Dataset's attributes."""
+    try:
+        return json.loads(ds.attrs["config"])
+    except (KeyError, ValueError) as exc:
+        raise FileFormatError(f"the results carry no readable config: {exc}") from None
