@@ -177,10 +177,15 @@ def sweep(
     probe_samples: Annotated[int, typer.Option(help="Training images in the probe batch.")] = 256,
     weighted: Annotated[bool, typer.Option(help="Record weighted emergence (|w|) instead of path counts.")] = False,
     device: Annotated[Optional[str], typer.Option(help="Device to train and measure on.")] = None,
+    landscape: Annotated[bool, typer.Option(help="Also probe the loss landscape (Hessian, slices).")] = False,
+    landscape_every: Annotated[int, typer.Option(help="Probe the landscape every K epochs (0: final epoch "
+                                                      "only).")] = 0,
+    landscape_samples: Annotated[int, typer.Option(help="Training examples in the landscape batch.")] = 512,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Train pruned networks over sparsities and seeds, recording emergence every epoch."""
     from emergence.console import SweepProgress
+    from emergence.landscape import LandscapeConfig
     from emergence.prune import PruneConfig
     from emergence.results import save_results
     from emergence.sweep import SweepConfig, run_sweep
@@ -196,6 +201,7 @@ def sweep(
                               pretrain_epochs=pretrain_epochs),
             thresholds=tuple(_floats(thresholds) or []), aggregation=aggregation, probe_samples=probe_samples,
             weighted=weighted, device=device,
+            landscape=LandscapeConfig(every=landscape_every, samples=landscape_samples) if landscape else None,
         )
         ds = run_sweep(cfg, progress=SweepProgress(enabled=not quiet))
         path = save_results(ds, out)
@@ -240,6 +246,51 @@ def report(
             with atomic_path(markdown) as tmp:
                 tmp.write_text(to_markdown(rep), encoding="utf-8")
     Console().print(report_tables(rep))
+
+
+@app.command("landscape")
+def landscape_cmd(
+    model: Annotated[Path, typer.Argument(help="PyTorch model file: .pt2, TorchScript, a state_dict or "
+                                               ".safetensors of a built-in architecture, or a trusted pickle.")],
+    data: Annotated[str, typer.Option(help="Labeled data: a bundled dataset name or an .npz with x and y.")],
+    samples: Annotated[int, typer.Option(help="Examples the loss is taken on.")] = 512,
+    seed: Annotated[int, typer.Option(help="Seed of the random vectors and directions.")] = 0,
+    iters: Annotated[int, typer.Option(help="Power iterations for the top Hessian eigenvalue.")] = 50,
+    trace_samples: Annotated[int, typer.Option(help="Rademacher vectors for the trace estimate.")] = 30,
+    steps: Annotated[int, typer.Option(help="Points of the 1-D slice.")] = 41,
+    span: Annotated[float, typer.Option(help="The slices cover [-span, span] along each direction.")] = 1.0,
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(help="Folder for a 1-D slice and a 2-D contour PNG.")] = None,
+    trust_pickle: Annotated[bool, typer.Option(help="Allow unpickling a whole-model file (runs its code).")] = False,
+) -> None:
+    """Measure the loss landscape of a model: Hessian top eigenvalue and trace, slice minima and roughness."""
+    import json as _json
+
+    from emergence.landscape import LandscapeConfig
+    from emergence.landscape_report import landscape_of
+
+    with _errors():
+        cfg = LandscapeConfig(samples=samples, iters=iters, trace_samples=trace_samples, steps=steps, span=span,
+                              seed=seed)
+        rep = landscape_of(model, data, samples=samples, config=cfg, plot=plot, trust_pickle=trust_pickle)
+    if json:
+        typer.echo(_json.dumps(rep.to_dict(), allow_nan=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    f = rep.figures
+    t = Table(title=f"Loss landscape of {model.name} ({rep.samples} examples)", title_justify="left",
+              show_header=False)
+    t.add_row("top Hessian eigenvalue", f"{f['hessian_top']:.6g}")
+    t.add_row("Hessian trace", f"{f['hessian_trace']:.6g} ± {f['hessian_trace_stderr']:.2g}")
+    t.add_row("local minima on the 1-D slice", f"{f['slice_minima']:g}")
+    t.add_row("slice roughness (TV / range)", f"{f['slice_roughness']:.4g}")
+    t.add_row("slice curvature (mean Δ² / range²)", f"{f['slice_curvature']:.4g}")
+    t.add_row("centre loss - slice minimum", f"{f['slice_gap']:.4g}")
+    for p in rep.plots:
+        t.add_row("figure", str(p))
+    Console().print(t)
 
 
 @app.command()

@@ -22,7 +22,7 @@ import torch
 from emergence.errors import ConfigError, FileFormatError, InputShapeError, NonFiniteError
 
 __all__ = ["DATASETS", "Dataset", "data_dir", "load_dataset", "register_dataset", "load_npz", "probe_inputs",
-           "load_cifar10"]
+           "labeled_batch", "load_cifar10"]
 
 Loader = Callable[[str], tuple[torch.Tensor, torch.Tensor]]
 #: Bundled datasets: name -> ``loader(split)`` returning ``(x, y)``; ``split`` is "train" or "test".
@@ -94,6 +94,7 @@ class _ArraysOnly(pickle.Unpickler):
     """Unpickles dicts, lists and numpy arrays; refuses every other global (no code runs)."""
 
     _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
                 ("numpy", "ndarray"), ("numpy", "dtype")}
 
     def find_class(self, module: str, name: str) -> object:
@@ -219,6 +220,44 @@ def _fit(x: torch.Tensor, shape: Sequence[int] | None, what: str) -> torch.Tenso
     if x[0].numel() == int(np.prod(shape)):
         return x.reshape(x.shape[0], *shape)
     raise InputShapeError(f"{what} has samples of shape {tuple(x.shape[1:])}, but the model takes {tuple(shape)}")
+
+
+def labeled_batch(
+    data: str | os.PathLike[str], *, samples: int = 512, input_shape: Sequence[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``samples`` training inputs and labels of a bundled dataset or an ``.npz`` with ``y``.
+
+    Raises
+    ------
+    ConfigError, FileFormatError, InputShapeError, NonFiniteError
+        Also when the data carry no labels (a random batch has none).
+
+    Examples
+    --------
+    >>> x, y = labeled_batch("mnist", samples=8)
+    >>> x.shape, y.shape
+    (torch.Size([8, 1, 28, 28]), torch.Size([8]))
+    """
+    if samples < 1:
+        raise ConfigError(f"samples must be at least 1, got {samples}")
+    key = str(data)
+    if key == "random":
+        raise ConfigError("a loss needs labels, and a random batch has none; pass a dataset name or an .npz with y")
+    if key in DATASETS:
+        x, y = DATASETS[key]("train")
+        what = f"dataset {key!r}"
+    elif key.endswith(".npz") or Path(key).is_file():
+        x, y = load_npz(key)
+        what = Path(key).name
+        if y is None:
+            raise FileFormatError(f"{what} has no labels 'y'; a loss needs them")
+    else:
+        names = ", ".join(sorted(DATASETS)) or "none bundled"
+        raise ConfigError(f"data {key!r} is neither a bundled dataset ({names}) nor an .npz file")
+    x = _fit(x[:samples], input_shape, what)
+    if not bool(torch.isfinite(x).all()):
+        raise NonFiniteError(f"{what} contains NaN or infinite inputs")
+    return x, y[:samples]
 
 
 def probe_inputs(

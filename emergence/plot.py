@@ -43,7 +43,9 @@ def plot_sweep(ds: Any, out: str | os.PathLike[str], *, threshold: float = 0.05)
     * ``gain_vs_emergence.png`` -- accuracy gain from t to t+1 against log10 E at t,
       with the Spearman and Pearson correlations printed on the plot;
     * ``threshold_sensitivity.png`` -- log10 E at the first and last epoch against the threshold;
-    * ``active_fraction.png`` -- fraction of active units per layer over training.
+    * ``active_fraction.png`` -- fraction of active units per layer over training;
+    * ``emergence_vs_landscape.png`` -- when the sweep probed the loss landscape: slice
+      minima, slice roughness and the top Hessian eigenvalue against log10 E.
 
     Parameters
     ----------
@@ -63,10 +65,19 @@ def plot_sweep(ds: Any, out: str | os.PathLike[str], *, threshold: float = 0.05)
     FileFormatError
         If the folder cannot be created.
     """
+    import warnings
+
     import matplotlib
 
     matplotlib.use("Agg", force=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns where E = 0
+        return _plot_all(ds, out, threshold)
+
+
+def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Path]:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     folder = Path(out)
     try:
@@ -88,6 +99,7 @@ def plot_sweep(ds: Any, out: str | os.PathLike[str], *, threshold: float = 0.05)
         for i, s in enumerate(ds.sparsity.values):
             _band(ax, epochs, da.isel(sparsity=i).values, f"sparsity {s:g}", colors[i])
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.set_title(f"{name}: {ylabel} (mean ± std over {ds.sizes['seed']} seeds)", fontsize=9)
         ax.legend(fontsize=8)
@@ -106,7 +118,7 @@ def plot_sweep(ds: Any, out: str | os.PathLike[str], *, threshold: float = 0.05)
     ax.set_xlabel(f"log10 emergence at epoch t (τ={tau:g})")
     ax.set_ylabel("test accuracy gain from t to t+1")
     ax.set_title(f"{name}: accuracy change vs emergence", fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     paths.append(_save(fig, folder, "gain_vs_emergence.png"))
     plt.close(fig)
 
@@ -134,8 +146,32 @@ def plot_sweep(ds: Any, out: str | os.PathLike[str], *, threshold: float = 0.05)
             _band(ax, epochs, runs, f"{s:g}", colors[i])
         ax.set_title(str(layer), fontsize=8)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0, 0].set_ylabel(f"active fraction (τ={tau:g})")
     axes[0, -1].legend(title="sparsity", fontsize=7)
     paths.append(_save(fig, folder, "active_fraction.png"))
     plt.close(fig)
+    if "hessian_top" in ds:
+        paths.append(_landscape_figure(plt, ds, tau, colors, folder, name))
     return paths
+
+
+def _landscape_figure(plt: Any, ds: Any, tau: float, colors: Any, folder: Path, name: str) -> Path:
+    elog = ds.emergence_log10.sel(threshold=tau).values
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, var, label in zip(axes, ("slice_minima", "slice_roughness", "hessian_top"),
+                              ("local minima on a 1-D slice", "slice roughness (TV / range)", "top Hessian eigenvalue")):
+        v = ds[var].values
+        for i, s in enumerate(ds.sparsity.values):
+            ok = np.isfinite(v[i])
+            ax.scatter(elog[i][ok], v[i][ok], s=14, color=colors[i], label=f"sparsity {s:g}")
+        c = correlate(elog[np.isfinite(v)], v[np.isfinite(v)])
+        ax.text(0.02, 0.97, f"Spearman ρ = {c['spearman']:+.2f} (p = {c['spearman_p']:.2g}), n = {c['n']}",
+                transform=ax.transAxes, va="top", fontsize=8, bbox=dict(facecolor="white", alpha=0.8))
+        ax.set_xlabel(f"log10 emergence (τ={tau:g})")
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{name}: emergence vs loss-landscape ruggedness", fontsize=10)
+    path = _save(fig, folder, "emergence_vs_landscape.png")
+    plt.close(fig)
+    return path

@@ -3,7 +3,8 @@
 An MLP (784-256-128-10, ReLU) is magnitude-pruned at initialization (layerwise, so no
 layer is emptied) to four sparsities and trained with plain constant-rate SGD for
 several seeds; emergence is recorded every epoch on a fixed probe batch of training
-images. ``quick`` uses fewer seeds and epochs (a smoke run of the whole pipeline).
+images, and the loss landscape (Hessian, filter-normalized slice) at the final epoch.
+``quick`` uses fewer seeds and epochs (a smoke run of the whole pipeline).
 
 References
 ----------
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emergence.errors import FileFormatError
+from emergence.landscape import LandscapeConfig
 from emergence.plot import plot_sweep
 from emergence.prune import PruneConfig
 from emergence.report import summarize, to_markdown
@@ -42,7 +44,8 @@ def reproduce_configs(quick: bool = False) -> list[SweepConfig]:
     epochs = 4 if quick else 20
     return [
         SweepConfig(arch="mlp", arch_params={"widths": [256, 128]}, dataset=d, sparsities=SPARSITIES, seeds=seeds,
-                    train=TrainConfig(epochs=epochs), prune=PruneConfig(when="init", scope="layerwise"))
+                    train=TrainConfig(epochs=epochs), prune=PruneConfig(when="init", scope="layerwise"),
+                    landscape=LandscapeConfig(every=0, samples=512, iters=30, trace_samples=20))
         for d in DATASETS
     ]
 
@@ -73,7 +76,9 @@ def reproduce(out: str | os.PathLike[str], *, quick: bool = False, progress: Pro
     done = Reproduction()
     sections = ["# Reproduction of AlShinaifi et al. (2024), MLP experiment", "",
                 "MLP 784-256-128-10 (ReLU), magnitude pruning at initialization (layerwise), plain SGD with a "
-                "constant learning rate; emergence on 256 training images after every epoch.", ""]
+                "constant learning rate; emergence on 256 training images after every epoch; loss landscape "
+                "(top Hessian eigenvalue, Hessian trace, a filter-normalized 1-D slice) on 512 training images at "
+                "the final epoch.", ""]
     for cfg in configs or reproduce_configs(quick):
         ds = run_sweep(cfg, progress=progress)
         done.results.append(save_results(ds, folder / f"{cfg.dataset}.nc"))
@@ -81,7 +86,8 @@ def reproduce(out: str | os.PathLike[str], *, quick: bool = False, progress: Pro
         sections.append(to_markdown(summarize(ds, title=f"{cfg.dataset}: {len(cfg.seeds)} seeds, "
                                                          f"{cfg.train.epochs} epochs")))
         sections += [f"![accuracy]({cfg.dataset}/accuracy_vs_epoch.png)",
-                     f"![emergence]({cfg.dataset}/emergence_vs_epoch.png)", ""]
+                     f"![emergence]({cfg.dataset}/emergence_vs_epoch.png)",
+                     f"![landscape]({cfg.dataset}/emergence_vs_landscape.png)", ""]
     from emergence._atomic import atomic_path
 
     path = folder / "report.md"

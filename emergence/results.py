@@ -12,6 +12,7 @@ Dimensions: ``sparsity``, ``seed``, ``epoch`` (0 = before training), ``threshold
 ``actual_sparsity``          fraction of prunable weights that are zero   (sparsity, seed)
 ``n_params``                 nonzero parameters                           (sparsity, seed)
 ``n_edges``                  edges of the graph                           (sparsity, seed)
+``hessian_top`` ...          landscape figures, where probed (optional)   (sparsity, seed, epoch)
 ==========================  ==========================================  ==========================
 
 Attributes hold the full config (JSON), package versions (JSON), the dataset and the
@@ -32,12 +33,16 @@ import numpy as np
 from emergence._atomic import atomic_path
 from emergence.errors import FileFormatError
 
-__all__ = ["REQUIRED_VARIABLES", "package_versions", "save_results", "open_results", "empty_results"]
+__all__ = ["REQUIRED_VARIABLES", "LANDSCAPE_VARIABLES", "package_versions", "save_results", "open_results",
+           "empty_results"]
 
 REQUIRED_VARIABLES = (
     "train_loss", "train_accuracy", "test_loss", "test_accuracy", "emergence_log10", "relative_emergence_log10",
     "active_fraction", "actual_sparsity", "n_params",
 )
+#: Loss-landscape variables (sparsity, seed, epoch), NaN at epochs not probed (see :mod:`emergence.landscape`).
+LANDSCAPE_VARIABLES = ("hessian_top", "hessian_trace", "hessian_trace_stderr", "slice_minima", "slice_roughness",
+                       "slice_curvature", "slice_gap")
 _PACKAGES = ("emergence", "torch", "torch-geometric", "numpy", "scipy", "xarray", "netCDF4", "onnx", "onnxruntime")
 
 
@@ -60,7 +65,7 @@ def package_versions() -> dict[str, str]:
 
 def empty_results(
     sparsities: list[float], seeds: list[int], epochs: int, thresholds: list[float], layers: list[str],
-    attrs: dict[str, Any],
+    attrs: dict[str, Any], *, landscape: bool = False,
 ) -> Any:
     """A Dataset of the schema above filled with NaN (counts with -1), ready to be filled cell by cell.
 
@@ -98,6 +103,8 @@ def empty_results(
         "n_params": (("sparsity", "seed"), np.full((s, r), -1, dtype=np.int64)),
         "n_edges": (("sparsity", "seed"), np.full((s, r), -1, dtype=np.int64)),
     }
+    if landscape:
+        data.update({k: (base, nan(s, r, e)) for k in LANDSCAPE_VARIABLES})
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
     units = {"train_accuracy": "fraction", "test_accuracy": "fraction", "active_fraction": "fraction",
              "emergence_share": "fraction", "actual_sparsity": "fraction", "emergence_log10": "log10 paths",

@@ -27,9 +27,10 @@ from emergence.activity import check_aggregation
 from emergence.architectures import ArchSpec, build
 from emergence.datasets import Dataset, load_dataset
 from emergence.errors import ConfigError
+from emergence.landscape import LandscapeConfig, cross_entropy, probe_landscape
 from emergence.probe import ModelProbe
 from emergence.prune import PruneConfig, apply_masks, iterative_levels, magnitude_masks, rewind, sparsity
-from emergence.results import empty_results, package_versions
+from emergence.results import LANDSCAPE_VARIABLES, empty_results, package_versions
 from emergence.train import TrainConfig, evaluate, train
 
 __all__ = ["SweepConfig", "run_sweep", "Progress"]
@@ -61,6 +62,7 @@ class SweepConfig:
     probe_samples: int = 256
     weighted: bool = False
     device: str | None = None
+    landscape: LandscapeConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.sparsities or any(not 0 <= s < 1 for s in self.sparsities):
@@ -83,6 +85,8 @@ class SweepConfig:
         d = json.loads(text)
         d["train"] = TrainConfig(**d["train"])
         d["prune"] = PruneConfig(**d["prune"])
+        if d.get("landscape") is not None:
+            d["landscape"] = LandscapeConfig(**d["landscape"])
         for k in ("sparsities", "seeds", "thresholds"):
             d[k] = tuple(d[k])
         return cls(**d)
@@ -135,9 +139,11 @@ def run_sweep(cfg: SweepConfig, *, progress: Progress | None = None, data: Datas
 
     Examples
     --------
+    >>> d = load_dataset("mnist")
+    >>> small = Dataset("mnist", d.x_train[:512], d.y_train[:512], d.x_test[:128], d.y_test[:128])
     >>> cfg = SweepConfig(arch_params={"widths": [16]}, sparsities=(0.0, 0.5), seeds=(0,),
     ...                   train=TrainConfig(epochs=1), thresholds=(0.05,), probe_samples=32)
-    >>> ds = run_sweep(cfg)
+    >>> ds = run_sweep(cfg, data=small)
     >>> float(ds.actual_sparsity.sel(sparsity=0.5, seed=0))
     0.5
     """
@@ -145,10 +151,15 @@ def run_sweep(cfg: SweepConfig, *, progress: Progress | None = None, data: Datas
     spec = ArchSpec(cfg.arch, data.input_shape, data.num_classes, dict(cfg.arch_params))
     build(spec)  # fail early on a bad architecture
     probe_x = data.x_train[: cfg.probe_samples]
+    land = cfg.landscape
+    if land is not None:
+        land_x, land_y = data.x_train[: land.samples], data.y_train[: land.samples]
+        if cfg.device:
+            land_x, land_y = land_x.to(cfg.device), land_y.to(cfg.device)
     emit = progress or (lambda *a, **k: None)
     emit("start", cells=len(cfg.sparsities) * len(cfg.seeds), epochs=cfg.train.epochs)
     ds = None
-    timing = {"train": 0.0, "probe": 0.0, "epochs": 0, "probes": 0}
+    timing = {"train": 0.0, "probe": 0.0, "epochs": 0, "probes": 0, "landscape": 0.0}
     for i, target in enumerate(cfg.sparsities):
         for j, seed in enumerate(cfg.seeds):
             emit("cell", sparsity=target, seed=seed)
@@ -160,7 +171,7 @@ def run_sweep(cfg: SweepConfig, *, progress: Progress | None = None, data: Datas
             masks = _prepare(model, cfg, target, data, gen)
             probe = ModelProbe(model, probe_x, cfg.thresholds, aggregation=cfg.aggregation,
                                weighted=cfg.weighted, device=cfg.device)
-            cell: dict[str, list[Any]] = {k: [] for k in ("tr", "te", "rec")}
+            cell: dict[str, list[Any]] = {k: [] for k in ("tr", "te", "rec", "land")}
             clock = [time.perf_counter()]
 
             def on_epoch(epoch: int) -> None:
@@ -174,13 +185,18 @@ def run_sweep(cfg: SweepConfig, *, progress: Progress | None = None, data: Datas
                 cell["rec"].append(probe(model))
                 timing["probe"] += time.perf_counter() - t0
                 timing["probes"] += 1
+                if land is not None and (epoch == cfg.train.epochs or (land.every and epoch % land.every == 0)):
+                    t0 = time.perf_counter()
+                    cell["land"].append((epoch, probe_landscape(model, cross_entropy, land_x, land_y, land,
+                                                                masks=masks)))
+                    timing["landscape"] += time.perf_counter() - t0
                 emit("epoch", epoch=epoch, test_accuracy=cell["te"][-1].accuracy)
                 clock[0] = time.perf_counter()
 
             train(model, data.x_train, data.y_train, cfg.train, generator=gen, masks=masks, on_epoch=on_epoch)
             if ds is None:
                 ds = empty_results(list(cfg.sparsities), list(cfg.seeds), cfg.train.epochs, list(cfg.thresholds),
-                                   probe.layers, {})
+                                   probe.layers, {}, landscape=land is not None)
             at = dict(sparsity=i, seed=j)
             for name, split in (("train", cell["tr"]), ("test", cell["te"])):
                 ds[f"{name}_loss"][at] = [m.loss for m in split]
@@ -193,6 +209,9 @@ def run_sweep(cfg: SweepConfig, *, progress: Progress | None = None, data: Datas
             ds["actual_sparsity"][at] = sparsity(model)
             ds["n_params"][at] = sum(int((p != 0).sum()) for p in model.parameters())
             ds["n_edges"][at] = recs[-1].num_edges
+            for epoch, figures in cell["land"]:
+                for key in LANDSCAPE_VARIABLES:
+                    ds[key][dict(at, epoch=epoch)] = figures[key]
     assert ds is not None
     ds.attrs.update(
         config=cfg.to_json(),
@@ -203,6 +222,7 @@ def run_sweep(cfg: SweepConfig, *, progress: Progress | None = None, data: Datas
         accuracy_gain="test accuracy",
         seconds_per_epoch=timing["train"] / max(timing["epochs"], 1),
         probe_seconds=timing["probe"] / max(timing["probes"], 1),
+        landscape_seconds=timing["landscape"],
     )
     emit("done")
     return ds

@@ -1,0 +1,153 @@
+"""The loss landscape of a saved model: load it, probe it on labeled data, and draw its slices."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emergence.errors import ConfigError, FileFormatError, UnsupportedOpError
+from emergence.landscape import LandscapeConfig, cross_entropy, probe_landscape, slice_1d, slice_2d
+
+__all__ = ["LandscapeReport", "differentiable_model", "landscape_of", "plot_slices"]
+
+
+@dataclass
+class LandscapeReport:
+    """Landscape figures of one model (see :func:`emergence.landscape.probe_landscape`) and any figure files."""
+
+    figures: dict[str, float]
+    samples: int
+    plots: list[Path] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.figures, "samples": self.samples, "plots": [str(p) for p in self.plots]}
+
+
+class _FixedBatch(torch.nn.Module):
+    """Runs a module exported with a fixed batch size on any batch, chunk by chunk (zero-padding the last)."""
+
+    def __init__(self, inner: torch.nn.Module, batch: int) -> None:
+        super().__init__()
+        self.inner, self.batch = inner, batch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for a in range(0, x.shape[0], self.batch):
+            chunk = x[a : a + self.batch]
+            keep = chunk.shape[0]
+            if keep < self.batch:
+                chunk = torch.cat([chunk, chunk.new_zeros(self.batch - keep, *chunk.shape[1:])])
+            outs.append(self.inner(chunk)[:keep])
+        return torch.cat(outs)
+
+
+def _static_batch(ep: Any) -> int | None:
+    users = {s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"}
+    for n in ep.graph.nodes:
+        if n.op == "placeholder" and n.name in users:
+            b = n.meta["val"].shape[0]
+            return int(b) if isinstance(b, int) else None
+    return None
+
+
+def differentiable_model(model: Any, *, trust_pickle: bool = False) -> tuple[torch.nn.Module, tuple[int, ...] | None]:
+    """A PyTorch module to differentiate, from an ``nn.Module`` or any PyTorch model file.
+
+    Raises
+    ------
+    UnsupportedOpError
+        For ONNX models, which cannot be differentiated here.
+    """
+    from adapters.model_files import LoadedModel, load_model
+
+    if isinstance(model, torch.nn.Module):
+        return model, None
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, trust_pickle=trust_pickle)
+    if loaded.kind == "onnx":
+        raise UnsupportedOpError("the landscape needs gradients, and ONNX models cannot be differentiated here; "
+                                 "use the PyTorch file of the model (.pt2, TorchScript or a state_dict)")
+    if loaded.kind == "exported":
+        module = loaded.obj.module()
+        batch = _static_batch(loaded.obj)
+        return (module if batch is None else _FixedBatch(module, batch)), loaded.input_shape
+    return loaded.obj, loaded.input_shape
+
+
+def plot_slices(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, out: str | os.PathLike[str], *,
+                seed: int = 0, span: float = 1.0, steps_1d: int = 41, steps_2d: int = 21) -> list[Path]:
+    """Write ``landscape_1d.png`` (a filter-normalized 1-D slice) and ``landscape_2d.png`` (a contour plot)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    from emergence._atomic import atomic_path
+
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FileFormatError(f"cannot create {str(folder)!r}: {exc}") from None
+    s1 = slice_1d(model, cross_entropy, x, y, steps=steps_1d, span=span, seed=seed)
+    s2 = slice_2d(model, cross_entropy, x, y, steps=steps_2d, span=span, seed=seed)
+    paths = []
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot(s1.alpha, s1.values, marker="o", ms=3)
+    ax.axvline(0, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("alpha (filter-normalized direction)")
+    ax.set_ylabel("loss")
+    ax.set_title(f"1-D loss slice (seed {seed})", fontsize=9)
+    for name, f in (("landscape_1d.png", fig),):
+        with atomic_path(folder / name) as tmp:
+            f.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+        paths.append(folder / name)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    a, b = np.meshgrid(s2.alpha, s2.beta, indexing="ij")
+    cs = ax.contourf(a, b, s2.values, levels=30, cmap="viridis")
+    ax.contour(a, b, s2.values, levels=15, colors="white", linewidths=0.4)
+    ax.plot([0], [0], marker="*", color="red", ms=10)
+    fig.colorbar(cs, ax=ax, label="loss")
+    ax.set_xlabel("alpha")
+    ax.set_ylabel("beta")
+    ax.set_title(f"2-D loss surface, filter-normalized (seeds {seed}, {seed + 1})", fontsize=9)
+    with atomic_path(folder / "landscape_2d.png") as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    paths.append(folder / "landscape_2d.png")
+    plt.close(fig)
+    return paths
+
+
+def landscape_of(
+    model: Any,
+    data: str | os.PathLike[str],
+    *,
+    samples: int = 512,
+    config: LandscapeConfig | None = None,
+    plot: str | os.PathLike[str] | None = None,
+    trust_pickle: bool = False,
+) -> LandscapeReport:
+    """Probe the loss landscape of a model (object or file) on the first ``samples`` labeled training examples.
+
+    The loss is cross-entropy on the labels of a bundled dataset or an ``.npz`` (``x``, ``y``).
+
+    Raises
+    ------
+    EmergenceError
+        A subclass naming the problem (bad file, ONNX model, data without labels, shapes).
+    """
+    from emergence.datasets import labeled_batch
+
+    net, shape = differentiable_model(model, trust_pickle=trust_pickle)
+    cfg = config or LandscapeConfig(samples=samples)
+    x, y = labeled_batch(data, samples=samples, input_shape=shape)
+    if y.dtype != torch.int64:
+        raise ConfigError("cross-entropy needs integer class labels in y")
+    figures = probe_landscape(net, cross_entropy, x, y, cfg)
+    plots = plot_slices(net, x, y, plot, seed=cfg.seed, span=cfg.span, steps_1d=cfg.steps) if plot else []
+    return LandscapeReport(figures, int(x.shape[0]), plots)

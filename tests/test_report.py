@@ -1,0 +1,59 @@
+"""Report statistics against scipy on data with known answers."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from emergence.report import correlate, epochs_to_fraction, summarize, to_markdown
+from emergence.results import empty_results
+
+
+def _known(seed=0):
+    rng = np.random.default_rng(seed)
+    ds = empty_results([0.0, 0.5, 0.9], [0, 1, 2], 5, [0.01, 0.05], ["input", "fc"], {"dataset": "known"})
+    acc = np.cumsum(rng.random((3, 3, 6)) * 0.1, axis=-1)
+    ds["test_accuracy"].values[...] = acc
+    ds["emergence_log10"].values[...] = rng.normal(5, 1, (3, 3, 6, 2))
+    ds["emergence_log10"].values[0, 0, 2, 1] = np.nan  # E = 0 somewhere: the pair is left out
+    ds["relative_emergence_log10"].values[...] = rng.normal(0, 1, (3, 3, 6, 2)) + np.array([0, 5, 10])[:, None, None,
+                                                                                                 None]
+    ds["active_fraction"].values[...] = rng.random((3, 3, 6, 2, 2))
+    ds["actual_sparsity"].values[...] = np.array([0.0, 0.5, 0.9])[:, None]
+    for v in ("train_loss", "train_accuracy", "test_loss"):
+        ds[v].values[...] = rng.random((3, 3, 6))
+    return ds
+
+
+def test_correlations_match_scipy():
+    ds = _known()
+    rep = summarize(ds, threshold=0.05)
+    e = ds.emergence_log10.sel(threshold=0.05).values[..., :-1].ravel()
+    g = np.diff(ds.test_accuracy.values, axis=-1).ravel()
+    ok = np.isfinite(e)
+    s, p = stats.spearmanr(e[ok], g[ok]), stats.pearsonr(e[ok], g[ok])
+    pooled = rep.correlations[0]
+    assert pooled["group"] == "pooled" and pooled["n"] == 3 * 3 * 5 - 1
+    assert float(pooled["Spearman ρ"]) == pytest.approx(s.statistic, abs=5e-4)
+    assert float(pooled["Pearson r"]) == pytest.approx(p.statistic, abs=5e-4)
+    assert float(pooled["p (Spearman)"]) == pytest.approx(s.pvalue, rel=0.01)
+    e1 = ds.emergence_log10.sel(threshold=0.05, sparsity=0.5).values[..., :-1].ravel()
+    g1 = np.diff(ds.test_accuracy.sel(sparsity=0.5).values, axis=-1).ravel()
+    assert float(rep.correlations[2]["Spearman ρ"]) == pytest.approx(stats.spearmanr(e1, g1).statistic, abs=5e-4)
+
+
+def test_correlate_matches_scipy_exactly():
+    rng = np.random.default_rng(1)
+    x, y = rng.random(50), rng.random(50)
+    c = correlate(x, y)
+    assert c["spearman"] == stats.spearmanr(x, y).statistic and c["pearson_p"] == stats.pearsonr(x, y).pvalue
+    assert np.isnan(correlate(np.ones(5), np.arange(5.0))["spearman"])  # constant input: undefined
+
+
+def test_convergence_and_relative_emergence_findings():
+    acc = np.array([[0.1, 0.5, 0.8, 0.95, 1.0], [0.1, 0.97, 0.98, 0.99, 1.0]])
+    assert epochs_to_fraction(acc).tolist() == [3, 1]
+    rep = summarize(_known())
+    assert rep.per_sparsity[1]["sparsity"] == 0.5
+    assert "pruned networks have higher relative emergence" in rep.findings[0]  # built in: +5 per level
+    md = to_markdown(rep)
+    assert "| pooled |" in md and "### Findings" in md
