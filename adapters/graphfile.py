@@ -24,7 +24,7 @@ import torch
 from torch_geometric.data import Data
 
 from emergence._atomic import atomic_path
-from emergence.errors import FileFormatError, GraphError
+from emergence.errors import FileFormatError, GraphError, first_line
 from emergence.graph import graph as make_graph
 from emergence.graph import node_count, validate
 
@@ -327,7 +327,7 @@ def read_graph(
     try:
         g = ig.Graph.Read(str(p), format=fmt)
     except Exception as exc:  # igraph raises InternalError, ValueError, OSError ... for bad files
-        detail = str(exc).split(" -- ")[0].strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc).split(" -- ")[0]
         raise FileFormatError(f"could not read {p.name!r} as {fmt}: {detail}") from None
     if fmt in ("edgelist", "ncol", "lgl", "pajek", "dl") and active is None and active_attr not in g.vs.attributes():
         raise GraphError(
@@ -343,7 +343,7 @@ def _read_torch(p: Path) -> Data:
         d = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights-only unpickler errors, truncated archives ...
         raise FileFormatError(f"could not read {p.name!r} as a saved graph (plain tensors only): "
-                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                              f"{first_line(exc)}") from None
     if not isinstance(d, dict) or "edge_index" not in d:
         raise FileFormatError(f"{p.name!r} is not a graph saved by emergence (no edge_index)")
     return validate(Data.from_dict(d))

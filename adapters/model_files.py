@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
-from emergence.errors import FileFormatError, InputShapeError, UntrustedPickleError
+from emergence.errors import FileFormatError, InputShapeError, UntrustedPickleError, first_line
 
 __all__ = ["LoadedModel", "load_model", "model_graph"]
 
@@ -103,7 +103,7 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
             ep = torch.export.load(str(p))
         except Exception as exc:  # torch.export.load raises many kinds on a bad archive
             raise FileFormatError(f"could not read {p.name!r} as a torch.export program: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                                  f"{first_line(exc)}") from None
         return LoadedModel("exported", ep, _exported_input_shape(ep), p.name)
     if suffix == ".safetensors":
         from emergence.architectures import load_model_file
@@ -114,12 +114,12 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
         try:
             return LoadedModel("torchscript", torch.jit.load(str(p), map_location="cpu"), None, p.name)
         except Exception as exc:  # torch.jit.load raises RuntimeError on a bad archive
-            raise FileFormatError(f"could not read {p.name!r} as TorchScript: {str(exc).splitlines()[0]}") from None
+            raise FileFormatError(f"could not read {p.name!r} as TorchScript: {first_line(exc)}") from None
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only load failed" not in str(exc).lower():
-            raise FileFormatError(f"could not read {p.name!r}: {str(exc).splitlines()[0]}") from None
+            raise FileFormatError(f"could not read {p.name!r}: {first_line(exc)}") from None
         if not trust_pickle:
             raise UntrustedPickleError(
                 f"{p.name!r} holds pickled Python objects (a whole model), and unpickling runs arbitrary code; "
@@ -134,7 +134,7 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
         return LoadedModel("module", obj.eval(), None, p.name)
     except Exception as exc:  # truncated zip, not a torch file at all ...
         raise FileFormatError(f"could not read {p.name!r} as a PyTorch file: "
-                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                              f"{first_line(exc)}") from None
     from emergence.architectures import ArchSpec, _from_state
 
     if isinstance(obj, dict) and "arch" in obj and "state_dict" in obj:
@@ -158,7 +158,7 @@ def _torchscript_to_onnx(module: Any, example: torch.Tensor) -> Any:
             torch.onnx.export(module, (example,), buf, dynamo=False, input_names=["input"],
                               dynamic_axes={"input": {0: "batch"}})
     except Exception as exc:  # the TorchScript exporter raises many kinds
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         if any(k in str(exc).lower() for k in ("shape", "size", "channels", "dimension")):
             raise InputShapeError(f"the model rejects inputs of shape {tuple(example.shape)}: {msg}") from None
         raise FileFormatError(f"could not convert the TorchScript model to ONNX: {msg}") from None

@@ -26,7 +26,7 @@ import torch
 from adapters._channels import ChannelGraphBuilder, ChannelValue, Slots
 from adapters._probe import ActivityRecorder, assemble, assemble_activity, check_input_shape
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
-from emergence.errors import FileFormatError, InputShapeError, UnsupportedOpError
+from emergence.errors import FileFormatError, InputShapeError, UnsupportedOpError, first_line
 
 __all__ = ["from_onnx", "load_onnx", "SUPPORTED_ONNX_OPS"]
 
@@ -73,12 +73,12 @@ def load_onnx(path_or_proto: Any) -> Any:
         except FileFormatError:
             raise
         except Exception as exc:  # protobuf DecodeError, OSError, ValueError ...
-            raise FileFormatError(f"could not read an ONNX model: {str(exc).splitlines()[0] if str(exc) else exc}") \
+            raise FileFormatError(f"could not read an ONNX model: {first_line(exc)}") \
                 from None
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx.checker.ValidationError and friends
-        raise FileFormatError(f"not a valid ONNX model: {str(exc).strip().splitlines()[0]}") from None
+        raise FileFormatError(f"not a valid ONNX model: {first_line(exc)}") from None
     if not model.graph.node:
         raise FileFormatError("the ONNX file holds no operations (truncated or empty?)")
     return model
@@ -359,14 +359,14 @@ def _session(model: Any, outputs: list[str]) -> Any:
     try:
         return ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-        raise UnsupportedOpError(f"onnxruntime cannot run the model: {str(exc).strip().splitlines()[0]}") from None
+        raise UnsupportedOpError(f"onnxruntime cannot run the model: {first_line(exc)}") from None
 
 
 def _run(session: Any, input_name: str, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
     try:
         return session.run(names, {input_name: x})
     except Exception as exc:  # onnxruntime's InvalidArgument / Fail
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         raise InputShapeError(f"the model rejects inputs of shape {tuple(x.shape)}: {msg}") from None
 
 

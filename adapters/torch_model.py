@@ -23,7 +23,7 @@ from torch import fx
 from adapters._channels import ChannelGraphBuilder, ChannelValue
 from adapters._probe import ActivityRecorder, assemble, assemble_activity, check_input_shape, with_activity
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
-from emergence.errors import InputShapeError, UnsupportedOpError
+from emergence.errors import InputShapeError, UnsupportedOpError, first_line
 
 __all__ = ["from_torch", "from_exported", "export_module", "ExportedProbe", "SUPPORTED_TORCH_OPS"]
 
@@ -328,12 +328,15 @@ def export_module(model: torch.nn.Module, example: torch.Tensor) -> torch.export
     """
     was_training = model.training
     model.eval()
+    param = next(iter(model.parameters()), None)
+    if param is not None:
+        example = example.to(param.device)
     try:
         batch = torch.export.Dim.AUTO
         try:
             return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = first_line(exc)
             if "shape" in msg.lower() or "size" in msg.lower() or "dimension" in msg.lower():
                 raise InputShapeError(
                     f"the model rejects inputs of shape {tuple(example.shape)}: {msg}"
@@ -461,7 +464,7 @@ def _run_exported(ep: Any, inputs: torch.Tensor, recorder: ActivityRecorder, dev
             try:
                 _Interp(gm).run(*args)
             except (RuntimeError, ValueError, IndexError) as exc:
-                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                msg = first_line(exc)
                 raise InputShapeError(f"the model rejects inputs of shape {tuple(inputs.shape)}: {msg}") from None
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from emergence._atomic import atomic_path
-from emergence.errors import ConfigError, FileFormatError
+from emergence.errors import ConfigError, FileFormatError, first_line
 
 __all__ = ["ARCHITECTURES", "ArchSpec", "build", "mlp", "cnn", "vgg", "save_model", "load_model_file", "FORMAT_TAG"]
 
@@ -193,7 +193,7 @@ def _from_state(spec: ArchSpec, state: dict[str, torch.Tensor], where: str) -> n
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise FileFormatError(f"{where}: weights do not fit architecture {spec.name!r}: "
-                              f"{str(exc).splitlines()[0]}") from None
+                              f"{first_line(exc)}") from None
     return model.eval()
 
 

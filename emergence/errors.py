@@ -17,6 +17,7 @@ __all__ = [
     "InputShapeError",
     "ConfigError",
     "NonFiniteError",
+    "first_line",
 ]
 
 
@@ -64,3 +65,22 @@ class ConfigError(EmergenceError, ValueError):
 
 class NonFiniteError(EmergenceError, ValueError):
     """Inputs or activations contain NaN or infinite values."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name when there is none).
+
+    Third-party errors (protobuf, HDF5, TorchScript) often carry pages of context; the
+    toolkit's messages quote only this line.
+
+    Examples
+    --------
+    >>> first_line(ValueError("bad value\\nmore context"))
+    'bad value'
+    >>> first_line(KeyError())
+    'KeyError'
+    """
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__

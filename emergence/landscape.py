@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emergence.errors import ConfigError, InputShapeError
+from emergence.errors import ConfigError, InputShapeError, first_line
 
 __all__ = [
     "LandscapeConfig",
@@ -112,7 +112,7 @@ def _loss(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor) -
         out = model(x)
         return loss_fn(out, y)
     except (RuntimeError, ValueError, IndexError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         raise InputShapeError(f"the model and loss reject inputs {tuple(x.shape)} / targets {tuple(y.shape)}: "
                               f"{msg}") from None
 
@@ -325,6 +325,15 @@ def _losses_along(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.T
     return out
 
 
+def _grid(steps: int, span: float) -> np.ndarray:
+    if steps < 2:
+        raise ConfigError(f"steps must be at least 2, got {steps}")
+    grid = np.linspace(-span, span, steps)
+    if steps % 2:
+        grid[steps // 2] = 0.0  # exactly the current weights
+    return grid
+
+
 def slice_1d(
     model: nn.Module,
     loss_fn: LossFn,
@@ -355,11 +364,7 @@ def slice_1d(
     """
     import xarray as xr
 
-    if steps < 2:
-        raise ConfigError(f"steps must be at least 2, got {steps}")
-    alpha = np.linspace(-span, span, steps)
-    if steps % 2:
-        alpha[steps // 2] = 0.0  # exactly the current weights
+    alpha = _grid(steps, span)
     d = random_direction(model, seed=seed, normalization=normalization, masks=masks,
                          include_bias_and_norm=include_bias_and_norm)
     vals = _losses_along(model, loss_fn, x, y, [d], [alpha])
@@ -389,9 +394,7 @@ def slice_2d(
     """
     import xarray as xr
 
-    grid = np.linspace(-span, span, steps)
-    if steps % 2:
-        grid[steps // 2] = 0.0
+    grid = _grid(steps, span)
     opts = dict(normalization=normalization, masks=masks, include_bias_and_norm=include_bias_and_norm)
     d1 = random_direction(model, seed=seed, **opts)
     d2 = random_direction(model, seed=seed + 1, **opts)

@@ -25,6 +25,15 @@ def _band(ax: Any, x: np.ndarray, runs: np.ndarray, label: str, color: Any) -> N
     ax.fill_between(x, m - s, m + s, color=color, alpha=0.2)
 
 
+def _corr_text(c: dict[str, float], pearson: bool = True) -> str:
+    if not np.isfinite(c["spearman"]):
+        return f"correlation undefined (a constant), n = {c['n']}"
+    text = f"Spearman ρ = {c['spearman']:+.3f} (p = {c['spearman_p']:.2g})"
+    if pearson:
+        text += f"\nPearson r = {c['pearson']:+.3f} (p = {c['pearson_p']:.2g})"
+    return text + f", n = {c['n']}"
+
+
 def _save(fig: Any, folder: Path, name: str) -> Path:
     from emergence._atomic import atomic_path
 
@@ -112,9 +121,8 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
     for i, s in enumerate(ds.sparsity.values):
         ax.scatter(elog[i, :, :-1].ravel(), gain[i].ravel(), s=12, color=colors[i], label=f"sparsity {s:g}")
     c = correlate(elog[..., :-1], gain)
-    ax.text(0.02, 0.97, f"Spearman ρ = {c['spearman']:+.3f} (p = {c['spearman_p']:.2g})\n"
-            f"Pearson r = {c['pearson']:+.3f} (p = {c['pearson_p']:.2g}), n = {c['n']}",
-            transform=ax.transAxes, va="top", fontsize=8, bbox=dict(facecolor="white", alpha=0.8))
+    ax.text(0.02, 0.97, _corr_text(c), transform=ax.transAxes, va="top", fontsize=8,
+            bbox=dict(facecolor="white", alpha=0.8))
     ax.set_xlabel(f"log10 emergence at epoch t (τ={tau:g})")
     ax.set_ylabel("test accuracy gain from t to t+1")
     ax.set_title(f"{name}: accuracy change vs emergence", fontsize=9)
@@ -166,8 +174,8 @@ def _landscape_figure(plt: Any, ds: Any, tau: float, colors: Any, folder: Path, 
             ok = np.isfinite(v[i])
             ax.scatter(elog[i][ok], v[i][ok], s=14, color=colors[i], label=f"sparsity {s:g}")
         c = correlate(elog[np.isfinite(v)], v[np.isfinite(v)])
-        ax.text(0.02, 0.97, f"Spearman ρ = {c['spearman']:+.2f} (p = {c['spearman_p']:.2g}), n = {c['n']}",
-                transform=ax.transAxes, va="top", fontsize=8, bbox=dict(facecolor="white", alpha=0.8))
+        ax.text(0.02, 0.97, _corr_text(c, pearson=False), transform=ax.transAxes, va="top", fontsize=8,
+                bbox=dict(facecolor="white", alpha=0.8))
         ax.set_xlabel(f"log10 emergence (τ={tau:g})")
         ax.set_ylabel(label)
     axes[0].legend(fontsize=7, loc="lower right")

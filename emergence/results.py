@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from emergence._atomic import atomic_path
-from emergence.errors import FileFormatError
+from emergence.errors import FileFormatError, first_line
 
 __all__ = ["REQUIRED_VARIABLES", "LANDSCAPE_VARIABLES", "package_versions", "save_results", "open_results",
            "empty_results"]
@@ -147,7 +147,7 @@ def open_results(path: str | os.PathLike[str]) -> Any:
     try:
         ds = xr.load_dataset(p, engine="netcdf4")
     except Exception as exc:  # netCDF4/HDF5 raise OSError, RuntimeError, ValueError ...
-        raise FileFormatError(f"could not read {p.name!r} as NetCDF: {str(exc).splitlines()[0]}") from None
+        raise FileFormatError(f"could not read {p.name!r} as NetCDF: {first_line(exc)}") from None
     missing = [v for v in REQUIRED_VARIABLES if v not in ds]
     if missing:
         raise FileFormatError(f"{p.name!r} is not a sweep result: it lacks {', '.join(missing)}")

@@ -158,3 +158,15 @@ def test_loaded_kinds(saved):
     assert load_model(files["pt2"]).input_shape == ZOO[name][1]
     assert load_model(files["onnx-dynamo"]).kind == "onnx"
     assert load_model(files["torchscript"]).kind == "torchscript"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_forward_pass_and_count_agree_with_cpu():
+    model, shape = build("rescnn")
+    x = torch.rand(16, *shape)
+    cpu = model_graph(model, x)
+    gpu = model_graph(model.cuda(), x, device="cuda")
+    assert torch.equal(cpu.graph.active, gpu.graph.active)
+    assert emergence.measure(cpu.graph).value == emergence.measure(gpu.graph, device="cuda", method="exact").value
+    assert abs(emergence.measure(cpu.graph, method="log").log10
+               - emergence.measure(gpu.graph, method="log", device="cuda").log10) < 1e-9
