@@ -222,6 +222,28 @@ def _fit(x: torch.Tensor, shape: Sequence[int] | None, what: str) -> torch.Tenso
     raise InputShapeError(f"{what} has samples of shape {tuple(x.shape[1:])}, but the model takes {tuple(shape)}")
 
 
+def _from_data(
+    key: str, samples: int, input_shape: Sequence[int] | None, *, labels: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The first ``samples`` training examples of a bundled dataset or an ``.npz`` (labels if asked)."""
+    if key in DATASETS:
+        x, y = DATASETS[key]("train")
+        what = f"dataset {key!r}"
+    elif key.endswith(".npz") or Path(key).is_file():
+        x, y = load_npz(key)
+        what = Path(key).name
+        if labels and y is None:
+            raise FileFormatError(f"{what} has no labels 'y'; a loss needs them")
+    else:
+        names = ", ".join(sorted(DATASETS)) or "none bundled"
+        extra = "" if labels else ", nor 'random'"
+        raise ConfigError(f"data {key!r} is neither a bundled dataset ({names}), an .npz file{extra}")
+    x = _fit(x[:samples], input_shape, what)
+    if not bool(torch.isfinite(x).all()):
+        raise NonFiniteError(f"{what} contains NaN or infinite inputs")
+    return x, None if y is None else y[:samples]
+
+
 def labeled_batch(
     data: str | os.PathLike[str], *, samples: int = 512, input_shape: Sequence[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,24 +262,11 @@ def labeled_batch(
     """
     if samples < 1:
         raise ConfigError(f"samples must be at least 1, got {samples}")
-    key = str(data)
-    if key == "random":
+    if str(data) == "random":
         raise ConfigError("a loss needs labels, and a random batch has none; pass a dataset name or an .npz with y")
-    if key in DATASETS:
-        x, y = DATASETS[key]("train")
-        what = f"dataset {key!r}"
-    elif key.endswith(".npz") or Path(key).is_file():
-        x, y = load_npz(key)
-        what = Path(key).name
-        if y is None:
-            raise FileFormatError(f"{what} has no labels 'y'; a loss needs them")
-    else:
-        names = ", ".join(sorted(DATASETS)) or "none bundled"
-        raise ConfigError(f"data {key!r} is neither a bundled dataset ({names}) nor an .npz file")
-    x = _fit(x[:samples], input_shape, what)
-    if not bool(torch.isfinite(x).all()):
-        raise NonFiniteError(f"{what} contains NaN or infinite inputs")
-    return x, y[:samples]
+    x, y = _from_data(str(data), samples, input_shape, labels=True)
+    assert y is not None
+    return x, y
 
 
 def probe_inputs(
@@ -266,9 +275,8 @@ def probe_inputs(
     samples: int = 256,
     seed: int = 0,
     input_shape: Sequence[int] | None = None,
-    split: str = "train",
 ) -> torch.Tensor:
-    """A probe batch: the first ``samples`` of a bundled dataset or ``.npz`` file, or a random batch.
+    """A probe batch: the first ``samples`` training examples of a bundled dataset or ``.npz`` file, or a random batch.
 
     Parameters
     ----------
@@ -281,8 +289,6 @@ def probe_inputs(
     input_shape : sequence of int, optional
         The model's per-sample input shape; required for a random batch, and used to
         reshape data of the same size (e.g. ``[1, 28, 28]`` images for a ``[784]`` input).
-    split : str, default "train"
-        Which split of a bundled dataset.
 
     Returns
     -------
@@ -305,17 +311,4 @@ def probe_inputs(
                               "pass a probe batch (--data NAME|PATH; library: inputs=...)")
         gen = torch.Generator().manual_seed(int(seed))
         return torch.rand(samples, *input_shape, generator=gen)
-    key = str(data)
-    if key in DATASETS:
-        x, _ = DATASETS[key](split)
-        what = f"dataset {key!r}"
-    elif key.endswith(".npz") or Path(key).is_file():
-        x, _ = load_npz(key)
-        what = Path(key).name
-    else:
-        names = ", ".join(sorted(DATASETS)) or "none bundled"
-        raise ConfigError(f"data {key!r} is neither a bundled dataset ({names}), an .npz file, nor 'random'")
-    x = _fit(x[:samples], input_shape, what)
-    if not bool(torch.isfinite(x).all()):
-        raise NonFiniteError(f"{what} contains NaN or infinite inputs")
-    return x
+    return _from_data(str(data), samples, input_shape, labels=False)[0]
