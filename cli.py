@@ -234,6 +234,7 @@ def report(
     """Summarize a sweep: accuracy, convergence, correlations with p-values, and the paper's claims."""
     from rich.console import Console
 
+    from emergence._atomic import write_text
     from emergence.console import report_tables
     from emergence.report import summarize, to_markdown
     from emergence.results import open_results
@@ -241,10 +242,7 @@ def report(
     with _errors():
         rep = summarize(open_results(run), threshold=threshold)
         if markdown is not None:
-            from emergence._atomic import atomic_path
-
-            with atomic_path(markdown) as tmp:
-                tmp.write_text(to_markdown(rep), encoding="utf-8")
+            write_text(markdown, to_markdown(rep))
     Console().print(report_tables(rep))
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
+
 import torch
 
 from adapters._channels import ChannelGraphBuilder
@@ -99,5 +102,22 @@ def assemble(
 
 def with_activity(base: ModelGraph, activity: Activity, threshold: float) -> ModelGraph:
     """``base`` with new activity; the structure (and so the cached levels) is shared."""
-    mg = ModelGraph(base.graph, base.layers, activity, float(threshold), base.source)
-    return ModelGraph(mg.at(threshold), base.layers, activity, float(threshold), base.source)
+    mg = dataclasses.replace(base, activity=activity, threshold=float(threshold))
+    return dataclasses.replace(mg, graph=mg.at(threshold))
+
+
+def padded_chunks(x: torch.Tensor, step: int, fixed: bool) -> Iterator[tuple[torch.Tensor, int]]:
+    """``(chunk, real rows)`` of ``step`` rows each; with ``fixed`` (a model with a fixed batch size)
+    the last chunk is zero-padded to ``step`` rows.
+
+    Examples
+    --------
+    >>> [(tuple(c.shape), k) for c, k in padded_chunks(torch.ones(5, 2), 2, fixed=True)]
+    [((2, 2), 2), ((2, 2), 2), ((2, 2), 1)]
+    """
+    for a in range(0, x.shape[0], step):
+        chunk = x[a : a + step]
+        keep = chunk.shape[0]
+        if fixed and keep < step:
+            chunk = torch.cat([chunk, chunk.new_zeros(step - keep, *chunk.shape[1:])])
+        yield chunk, keep

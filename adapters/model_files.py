@@ -68,6 +68,22 @@ def _exported_input_shape(ep: Any) -> tuple[int, ...] | None:
     return None
 
 
+def _load_whole_pickle(p: Path, trust_pickle: bool) -> LoadedModel:
+    """A fully pickled ``nn.Module``: unpickled (running its code) only when the caller trusts it."""
+    if not trust_pickle:
+        raise UntrustedPickleError(
+            f"{p.name!r} holds pickled Python objects (a whole model), and unpickling runs arbitrary code; "
+            "if you trust its source, pass --trust-pickle (library: trust_pickle=True)"
+        )
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as exc:  # any error of the pickled code itself
+        raise FileFormatError(f"could not unpickle {p.name!r}: {exc}") from None
+    if not isinstance(obj, torch.nn.Module):
+        raise FileFormatError(f"{p.name!r} unpickles to a {type(obj).__name__}, not an nn.Module")
+    return LoadedModel("module", obj.eval(), None, p.name)
+
+
 def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> LoadedModel:
     """Recognise and load a model file (see the module docstring for the kinds).
 
@@ -120,21 +136,9 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
     except pickle.UnpicklingError as exc:
         if "weights only load failed" not in str(exc).lower():
             raise FileFormatError(f"could not read {p.name!r}: {first_line(exc)}") from None
-        if not trust_pickle:
-            raise UntrustedPickleError(
-                f"{p.name!r} holds pickled Python objects (a whole model), and unpickling runs arbitrary code; "
-                "if you trust its source, pass --trust-pickle (library: trust_pickle=True)"
-            ) from None
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=False)
-        except Exception as exc:  # any error of the pickled code itself
-            raise FileFormatError(f"could not unpickle {p.name!r}: {exc}") from None
-        if not isinstance(obj, torch.nn.Module):
-            raise FileFormatError(f"{p.name!r} unpickles to a {type(obj).__name__}, not an nn.Module")
-        return LoadedModel("module", obj.eval(), None, p.name)
+        return _load_whole_pickle(p, trust_pickle)  # objects beyond weights: a pickled model
     except Exception as exc:  # truncated zip, not a torch file at all ...
-        raise FileFormatError(f"could not read {p.name!r} as a PyTorch file: "
-                              f"{first_line(exc)}") from None
+        raise FileFormatError(f"could not read {p.name!r} as a PyTorch file: {first_line(exc)}") from None
     from emergence.architectures import ArchSpec, _from_state
 
     if isinstance(obj, dict) and "arch" in obj and "state_dict" in obj:

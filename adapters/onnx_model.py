@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from adapters._channels import ChannelGraphBuilder, ChannelValue, Slots
-from adapters._probe import ActivityRecorder, assemble, assemble_activity, check_input_shape
+from adapters._probe import ActivityRecorder, assemble, assemble_activity, check_input_shape, padded_chunks
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
 from emergence.errors import FileFormatError, InputShapeError, UnsupportedOpError, first_line
 
@@ -419,8 +419,7 @@ def from_onnx(
     dims = walker.input.type.tensor_type.shape.dim
     check_input_shape(tuple(int(d.dim_value) if d.HasField("dim_value") else None for d in dims[1:]), x.shape)
     batch = fixed or 1  # shapes and provenance at the model's own batch size (1 when it is dynamic)
-    probe = x[:batch] if x.shape[0] >= batch else np.concatenate(
-        [x, np.zeros((batch - x.shape[0], *x.shape[1:]), dtype=x.dtype)])
+    probe = next(padded_chunks(torch.from_numpy(x), batch, fixed=True))[0].numpy()
     names = [o for n in model.graph.node for o in n.output if o]
     session = _session(model, names)
     shapes = {walker.input.name: tuple(probe.shape)}
@@ -430,11 +429,8 @@ def from_onnx(
     recorder = ActivityRecorder(walker.b, walker.act)
     wanted = sorted(recorder.wanted - {walker.input.name})
     session = _session(model, wanted)
-    for a in range(0, x.shape[0], step):
-        chunk = x[a : a + step]
-        keep = chunk.shape[0]
-        if fixed and keep < step:
-            chunk = np.concatenate([chunk, np.zeros((step - keep, *chunk.shape[1:]), dtype=chunk.dtype)])
+    for piece, keep in padded_chunks(torch.from_numpy(x), step, fixed=bool(fixed)):
+        chunk = piece.numpy()
         recorder.start_chunk(keep)
         for name, value in zip(wanted, _run(session, walker.input.name, chunk, wanted)):
             recorder.record(name, torch.from_numpy(np.asarray(value)))

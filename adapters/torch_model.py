@@ -21,7 +21,14 @@ import torch.nn.functional as F
 from torch import fx
 
 from adapters._channels import ChannelGraphBuilder, ChannelValue
-from adapters._probe import ActivityRecorder, assemble, assemble_activity, check_input_shape, with_activity
+from adapters._probe import (
+    ActivityRecorder,
+    assemble,
+    assemble_activity,
+    check_input_shape,
+    padded_chunks,
+    with_activity,
+)
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
 from emergence.errors import InputShapeError, UnsupportedOpError, first_line
 
@@ -454,12 +461,8 @@ def _run_exported(ep: Any, inputs: torch.Tensor, recorder: ActivityRecorder, dev
             return out
 
     with torch.no_grad():
-        for a in range(0, inputs.shape[0], step):
-            chunk = inputs[a : a + step].to(dev)
-            pad = step - chunk.shape[0] if isinstance(batch, int) else 0
-            if pad:
-                chunk = torch.cat([chunk, chunk.new_zeros(pad, *chunk.shape[1:])])
-            recorder.start_chunk(keep=chunk.shape[0] - pad)
+        for chunk, keep in padded_chunks(inputs.to(dev), step, fixed=isinstance(batch, int)):
+            recorder.start_chunk(keep)
             args = [chunk if c is None else c for c in consts]
             try:
                 _Interp(gm).run(*args)

@@ -79,9 +79,9 @@ def result_table(result: EmergenceResult, *, title: str = "Emergence", top: int 
         tl.add_column("layer", justify="right")
         tl.add_column("log10 paths", justify="right")
         tl.add_column("share of E", justify="right")
+        shares = result.layer_shares()
         for layer, lg in sorted(result.layer_log10.items()):
-            share = "—" if lg is None or result.log10 is None else f"{10.0 ** (lg - result.log10):.2%}"
-            tl.add_row(str(layer), "—" if lg is None else f"{lg:.4f}", share)
+            tl.add_row(str(layer), "—" if lg is None else f"{lg:.4f}", "—" if lg is None else f"{shares[layer]:.2%}")
         parts.append(tl)
     return Group(*parts)
 

@@ -36,14 +36,9 @@ class _FixedBatch(torch.nn.Module):
         self.inner, self.batch = inner, batch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = []
-        for a in range(0, x.shape[0], self.batch):
-            chunk = x[a : a + self.batch]
-            keep = chunk.shape[0]
-            if keep < self.batch:
-                chunk = torch.cat([chunk, chunk.new_zeros(self.batch - keep, *chunk.shape[1:])])
-            outs.append(self.inner(chunk)[:keep])
-        return torch.cat(outs)
+        from adapters._probe import padded_chunks
+
+        return torch.cat([self.inner(chunk)[:keep] for chunk, keep in padded_chunks(x, self.batch, fixed=True)])
 
 
 def _static_batch(ep: Any) -> int | None:
@@ -86,7 +81,7 @@ def plot_slices(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, out: s
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    from emergence._atomic import atomic_path
+    from emergence.plot import save_figure
 
     folder = Path(out)
     try:
@@ -102,10 +97,7 @@ def plot_slices(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, out: s
     ax.set_xlabel("alpha (filter-normalized direction)")
     ax.set_ylabel("loss")
     ax.set_title(f"1-D loss slice (seed {seed})", fontsize=9)
-    for name, f in (("landscape_1d.png", fig),):
-        with atomic_path(folder / name) as tmp:
-            f.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-        paths.append(folder / name)
+    paths.append(save_figure(fig, folder / "landscape_1d.png"))
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 4.2))
     a, b = np.meshgrid(s2.alpha, s2.beta, indexing="ij")
@@ -116,9 +108,7 @@ def plot_slices(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, out: s
     ax.set_xlabel("alpha")
     ax.set_ylabel("beta")
     ax.set_title(f"2-D loss surface, filter-normalized (seeds {seed}, {seed + 1})", fontsize=9)
-    with atomic_path(folder / "landscape_2d.png") as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-    paths.append(folder / "landscape_2d.png")
+    paths.append(save_figure(fig, folder / "landscape_2d.png"))
     plt.close(fig)
     return paths
 

@@ -261,15 +261,15 @@ def measure_masks(
         raise GraphError(f"masks must be a bool tensor [T, {n}], got {shape}")
     dev = _resolve_device(device, graph.edge_index.device)
     w = getattr(graph, "edge_weight", None)
+    if weighted and w is None:
+        raise GraphError("weighted=True needs edge weights, but the graph has no edge_weight")
+    if method == "exact" and weighted:
+        raise ConfigError("method='exact' counts unweighted paths only; use method='log' with weighted=True")
     keep = None if w is None else w != 0
     if keep is not None and bool(keep.all()):
         keep = None
     lv = topological_levels(graph.edge_index, n, keep, graph=graph)
     num_edges = lv.num_edges
-    if weighted and w is None:
-        raise GraphError("weighted=True needs edge weights, but the graph has no edge_weight")
-    if method == "exact" and weighted:
-        raise ConfigError("method='exact' counts unweighted paths only; use method='log' with weighted=True")
     exact = method == "exact" or (method == "auto" and not weighted and num_edges <= EXACT_EDGE_LIMIT)
     layer = getattr(graph, "layer", None)
     common = dict(weighted=bool(weighted), num_nodes=n, num_edges=num_edges, names=getattr(graph, "names", None))

@@ -16,7 +16,7 @@ import numpy as np
 from emergence.errors import FileFormatError
 from emergence.report import correlate
 
-__all__ = ["plot_sweep"]
+__all__ = ["plot_sweep", "save_figure"]
 
 
 def _band(ax: Any, x: np.ndarray, runs: np.ndarray, label: str, color: Any) -> None:
@@ -34,10 +34,10 @@ def _corr_text(c: dict[str, float], pearson: bool = True) -> str:
     return text + f", n = {c['n']}"
 
 
-def _save(fig: Any, folder: Path, name: str) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
+    """Save a matplotlib figure as PNG atomically."""
     from emergence._atomic import atomic_path
 
-    path = folder / name
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
     return path
@@ -112,7 +112,7 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
         ax.set_ylabel(ylabel)
         ax.set_title(f"{name}: {ylabel} (mean ± std over {ds.sizes['seed']} seeds)", fontsize=9)
         ax.legend(fontsize=8)
-        paths.append(_save(fig, folder, fname))
+        paths.append(save_figure(fig, folder / fname))
         plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -127,7 +127,7 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
     ax.set_ylabel("test accuracy gain from t to t+1")
     ax.set_title(f"{name}: accuracy change vs emergence", fontsize=9)
     ax.legend(fontsize=8, loc="best")
-    paths.append(_save(fig, folder, "gain_vs_emergence.png"))
+    paths.append(save_figure(fig, folder / "gain_vs_emergence.png"))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -142,7 +142,7 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
     ax.set_ylabel("log10 emergence")
     ax.set_title(f"{name}: threshold sensitivity", fontsize=9)
     ax.legend(fontsize=7)
-    paths.append(_save(fig, folder, "threshold_sensitivity.png"))
+    paths.append(save_figure(fig, folder / "threshold_sensitivity.png"))
     plt.close(fig)
 
     layers = list(ds.layer.values)
@@ -157,7 +157,7 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0, 0].set_ylabel(f"active fraction (τ={tau:g})")
     axes[0, -1].legend(title="sparsity", fontsize=7)
-    paths.append(_save(fig, folder, "active_fraction.png"))
+    paths.append(save_figure(fig, folder / "active_fraction.png"))
     plt.close(fig)
     if "hessian_top" in ds:
         paths.append(_landscape_figure(plt, ds, tau, colors, folder, name))
@@ -180,6 +180,6 @@ def _landscape_figure(plt: Any, ds: Any, tau: float, colors: Any, folder: Path, 
         ax.set_ylabel(label)
     axes[0].legend(fontsize=7, loc="lower right")
     fig.suptitle(f"{name}: emergence vs loss-landscape ruggedness", fontsize=10)
-    path = _save(fig, folder, "emergence_vs_landscape.png")
+    path = save_figure(fig, folder / "emergence_vs_landscape.png")
     plt.close(fig)
     return path

@@ -18,28 +18,26 @@ import torch
 
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph, check_aggregation
 from emergence.errors import ConfigError
-from emergence.measure import measure, measure_masks
+from emergence.measure import measure_masks
 from emergence.result import EmergenceResult
 
 __all__ = ["ModelMeasurement", "ModelProbe", "ProbeRecord", "measure_model", "layer_table"]
 
 
-def layer_table(mg: ModelGraph, result: EmergenceResult, graph: Any) -> Any:
+def layer_table(mg: ModelGraph, result: EmergenceResult) -> Any:
     """Per-layer pandas DataFrame: units, active units, incoming edges, emergence starting there."""
     import pandas as pd
 
-    layer_of = graph.layer
-    active = torch.bincount(layer_of[graph.active], minlength=len(mg.layers))
-    edges = torch.bincount(layer_of[graph.edge_index[1]], minlength=len(mg.layers))
-    rows = []
-    for i, info in enumerate(mg.layers):
-        lg = (result.layer_log10 or {}).get(i)
-        share = 10.0 ** (lg - result.log10) if lg is not None and result.log10 is not None else 0.0
-        rows.append(
-            dict(layer=info.name, kind=info.kind, units=info.units, active=int(active[i]),
-                 active_fraction=int(active[i]) / info.units if info.units else 0.0, edges=int(edges[i]),
-                 log10_emergence=lg, share=share)
-        )
+    g = mg.graph
+    active = torch.bincount(g.layer[g.active], minlength=len(mg.layers))
+    edges = torch.bincount(g.layer[g.edge_index[1]], minlength=len(mg.layers))
+    shares = result.layer_shares()
+    rows = [
+        dict(layer=info.name, kind=info.kind, units=info.units, active=int(active[i]),
+             active_fraction=int(active[i]) / info.units if info.units else 0.0, edges=int(edges[i]),
+             log10_emergence=(result.layer_log10 or {}).get(i), share=shares.get(i, 0.0))
+        for i, info in enumerate(mg.layers)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -166,11 +164,10 @@ def measure_model(
         shape = model.input_shape if isinstance(model, LoadedModel) else None
         inputs = probe_inputs(inputs, samples=samples, seed=seed, input_shape=shape)
     mg = model_graph(model, inputs, threshold=threshold, aggregation=aggregation, device=device)
-    result = measure(mg.graph, weighted=weighted, device=device)
-    ts = [float(t) for t in (thresholds or [])]
-    per_t = list(zip(ts, measure_masks(mg.graph, mg.masks(ts), weighted=weighted, device=device))) if ts else []
-    return ModelMeasurement(result, layer_table(mg, result, mg.graph), per_t, mg, float(threshold), aggregation,
-                            mg.activity.samples)
+    ts = [float(threshold), *(float(t) for t in (thresholds or []))]
+    result, *others = measure_masks(mg.graph, mg.masks(ts), weighted=weighted, device=device)  # one pass for all
+    return ModelMeasurement(result, layer_table(mg, result), list(zip(ts[1:], others)), mg, float(threshold),
+                            aggregation, mg.activity.samples)
 
 
 @dataclass(frozen=True, eq=False)
@@ -245,7 +242,7 @@ class ModelProbe:
             frac[i] = torch.bincount(layer[masks[i]], minlength=n_layers).double() / units
             if r.log10 is not None:
                 log10[i], rel[i] = r.log10, r.log10_relative
-                for j, lg in (r.layer_log10 or {}).items():
-                    share[i, j] = 0.0 if lg is None else 10.0 ** (lg - r.log10)
+                for j, v in r.layer_shares().items():
+                    share[i, j] = v
         torch.set_rng_state(rng)
         return ProbeRecord(log10, rel, frac, share, int(mg.graph.num_edges))

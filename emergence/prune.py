@@ -60,7 +60,7 @@ class PruneConfig:
     """
 
     when: str = "init"
-    scope: str = "global"
+    scope: str = "layerwise"
     structure: str = "unstructured"
     fraction: float = 0.2
     pretrain_epochs: int = 1
@@ -110,7 +110,7 @@ def magnitude_masks(
     model: nn.Module,
     target: float,
     *,
-    scope: str = "global",
+    scope: str = "layerwise",
     structure: str = "unstructured",
     masks: Masks | None = None,
 ) -> Masks:

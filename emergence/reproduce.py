@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emergence._atomic import write_text
 from emergence.errors import FileFormatError
 from emergence.landscape import LandscapeConfig
 from emergence.plot import plot_sweep
@@ -88,10 +89,5 @@ def reproduce(out: str | os.PathLike[str], *, quick: bool = False, progress: Pro
         sections += [f"![accuracy]({cfg.dataset}/accuracy_vs_epoch.png)",
                      f"![emergence]({cfg.dataset}/emergence_vs_epoch.png)",
                      f"![landscape]({cfg.dataset}/emergence_vs_landscape.png)", ""]
-    from emergence._atomic import atomic_path
-
-    path = folder / "report.md"
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(sections), encoding="utf-8")
-    done.report = path
+    done.report = write_text(folder / "report.md", "\n".join(sections))
     return done

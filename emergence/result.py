@@ -167,6 +167,20 @@ class EmergenceResult:
             out.append(NodeContribution(i, name, lg, 10.0 ** (lg - self.log10)))
         return out
 
+    def layer_shares(self) -> dict[int, float]:
+        """Each layer's share of E (emergent paths that start in it); empty without layers.
+
+        Examples
+        --------
+        >>> from emergence import graph, measure
+        >>> measure(graph([[0, 1], [2, 2]], 3, [False, False, True], layer=[0, 1, 1])).layer_shares()
+        {0: 0.5, 1: 0.5}
+        """
+        if not self.layer_log10:
+            return {}
+        return {k: 0.0 if v is None or self.log10 is None else 10.0 ** (v - self.log10)
+                for k, v in self.layer_log10.items()}
+
     def to_dict(self) -> dict[str, Any]:
         """The result as plain JSON-ready values (non-finite floats become ``None``).
 

@@ -18,7 +18,7 @@ import copy
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -115,6 +115,63 @@ def _prepare(model: torch.nn.Module, cfg: SweepConfig, target: float, data: Data
     return masks
 
 
+class _Cell:
+    """The epoch hook of one (sparsity, seed) run: records metrics, emergence and the landscape."""
+
+    def __init__(self, cfg: SweepConfig, model: torch.nn.Module, masks: dict[str, torch.Tensor] | None,
+                 data: Dataset, probe_x: torch.Tensor, landscape_batch: tuple[torch.Tensor, torch.Tensor] | None,
+                 timing: dict[str, float], emit: Progress) -> None:
+        self.cfg, self.model, self.masks, self.data = cfg, model, masks, data
+        self.landscape_batch, self.timing, self.emit = landscape_batch, timing, emit
+        self.probe = ModelProbe(model, probe_x, cfg.thresholds, aggregation=cfg.aggregation, weighted=cfg.weighted,
+                                device=cfg.device)
+        self.train_metrics: list[Any] = []
+        self.test_metrics: list[Any] = []
+        self.records: list[Any] = []
+        self.landscape: list[tuple[int, dict[str, float]]] = []
+        self.clock = time.perf_counter()
+
+    def _landscape_due(self, epoch: int) -> bool:
+        land = self.cfg.landscape
+        return land is not None and (epoch == self.cfg.train.epochs or bool(land.every and epoch % land.every == 0))
+
+    def __call__(self, epoch: int) -> None:
+        t = self.timing
+        if epoch > 0:
+            t["train"] += time.perf_counter() - self.clock
+            t["epochs"] += 1
+        self.train_metrics.append(evaluate(self.model, self.data.x_train, self.data.y_train))
+        self.test_metrics.append(evaluate(self.model, self.data.x_test, self.data.y_test))
+        t0 = time.perf_counter()
+        self.records.append(self.probe(self.model))
+        t["probe"] += time.perf_counter() - t0
+        t["probes"] += 1
+        if self._landscape_due(epoch):
+            assert self.landscape_batch is not None and self.cfg.landscape is not None
+            t0 = time.perf_counter()
+            x, y = self.landscape_batch
+            figures = probe_landscape(self.model, cross_entropy, x, y, self.cfg.landscape, masks=self.masks)
+            self.landscape.append((epoch, figures))
+            t["landscape"] += time.perf_counter() - t0
+        self.emit("epoch", epoch=epoch, test_accuracy=self.test_metrics[-1].accuracy)
+        self.clock = time.perf_counter()
+
+    def write(self, ds: Any, at: dict[str, int]) -> None:
+        """Store this run's records in ``ds`` at ``at`` (sparsity and seed positions)."""
+        for name, split in (("train", self.train_metrics), ("test", self.test_metrics)):
+            ds[f"{name}_loss"][at] = [m.loss for m in split]
+            ds[f"{name}_accuracy"][at] = [m.accuracy for m in split]
+        for var, field_ in (("emergence_log10", "emergence_log10"), ("relative_emergence_log10", "relative_log10"),
+                            ("active_fraction", "active_fraction"), ("emergence_share", "emergence_share")):
+            ds[var][at] = torch.stack([getattr(r, field_) for r in self.records]).numpy()
+        ds["actual_sparsity"][at] = sparsity(self.model)
+        ds["n_params"][at] = sum(int((p != 0).sum()) for p in self.model.parameters())
+        ds["n_edges"][at] = self.records[-1].num_edges
+        for epoch, figures in self.landscape:
+            for key in LANDSCAPE_VARIABLES:
+                ds[key][dict(at, epoch=epoch)] = figures[key]
+
+
 def run_sweep(cfg: SweepConfig, *, progress: Progress | None = None, data: Dataset | None = None) -> Any:
     """Run every (sparsity, seed) cell of ``cfg`` and return the results Dataset.
 
@@ -151,11 +208,10 @@ def run_sweep(cfg: SweepConfig, *, progress: Progress | None = None, data: Datas
     spec = ArchSpec(cfg.arch, data.input_shape, data.num_classes, dict(cfg.arch_params))
     build(spec)  # fail early on a bad architecture
     probe_x = data.x_train[: cfg.probe_samples]
-    land = cfg.landscape
-    if land is not None:
-        land_x, land_y = data.x_train[: land.samples], data.y_train[: land.samples]
-        if cfg.device:
-            land_x, land_y = land_x.to(cfg.device), land_y.to(cfg.device)
+    landscape_batch = None
+    if cfg.landscape is not None:
+        n = cfg.landscape.samples
+        landscape_batch = (data.x_train[:n].to(cfg.device or "cpu"), data.y_train[:n].to(cfg.device or "cpu"))
     emit = progress or (lambda *a, **k: None)
     emit("start", cells=len(cfg.sparsities) * len(cfg.seeds), epochs=cfg.train.epochs)
     ds = None
@@ -169,49 +225,12 @@ def run_sweep(cfg: SweepConfig, *, progress: Progress | None = None, data: Datas
                 model = model.to(cfg.device)
             gen = torch.Generator().manual_seed(seed)
             masks = _prepare(model, cfg, target, data, gen)
-            probe = ModelProbe(model, probe_x, cfg.thresholds, aggregation=cfg.aggregation,
-                               weighted=cfg.weighted, device=cfg.device)
-            cell: dict[str, list[Any]] = {k: [] for k in ("tr", "te", "rec", "land")}
-            clock = [time.perf_counter()]
-
-            def on_epoch(epoch: int) -> None:
-                now = time.perf_counter()
-                if epoch > 0:
-                    timing["train"] += now - clock[0]
-                    timing["epochs"] += 1
-                cell["tr"].append(evaluate(model, data.x_train, data.y_train))
-                cell["te"].append(evaluate(model, data.x_test, data.y_test))
-                t0 = time.perf_counter()
-                cell["rec"].append(probe(model))
-                timing["probe"] += time.perf_counter() - t0
-                timing["probes"] += 1
-                if land is not None and (epoch == cfg.train.epochs or (land.every and epoch % land.every == 0)):
-                    t0 = time.perf_counter()
-                    cell["land"].append((epoch, probe_landscape(model, cross_entropy, land_x, land_y, land,
-                                                                masks=masks)))
-                    timing["landscape"] += time.perf_counter() - t0
-                emit("epoch", epoch=epoch, test_accuracy=cell["te"][-1].accuracy)
-                clock[0] = time.perf_counter()
-
-            train(model, data.x_train, data.y_train, cfg.train, generator=gen, masks=masks, on_epoch=on_epoch)
+            cell = _Cell(cfg, model, masks, data, probe_x, landscape_batch, timing, emit)
+            train(model, data.x_train, data.y_train, cfg.train, generator=gen, masks=masks, on_epoch=cell)
             if ds is None:
                 ds = empty_results(list(cfg.sparsities), list(cfg.seeds), cfg.train.epochs, list(cfg.thresholds),
-                                   probe.layers, {}, landscape=land is not None)
-            at = dict(sparsity=i, seed=j)
-            for name, split in (("train", cell["tr"]), ("test", cell["te"])):
-                ds[f"{name}_loss"][at] = [m.loss for m in split]
-                ds[f"{name}_accuracy"][at] = [m.accuracy for m in split]
-            recs = cell["rec"]
-            ds["emergence_log10"][at] = torch.stack([r.emergence_log10 for r in recs]).numpy()
-            ds["relative_emergence_log10"][at] = torch.stack([r.relative_log10 for r in recs]).numpy()
-            ds["active_fraction"][at] = torch.stack([r.active_fraction for r in recs]).numpy()
-            ds["emergence_share"][at] = torch.stack([r.emergence_share for r in recs]).numpy()
-            ds["actual_sparsity"][at] = sparsity(model)
-            ds["n_params"][at] = sum(int((p != 0).sum()) for p in model.parameters())
-            ds["n_edges"][at] = recs[-1].num_edges
-            for epoch, figures in cell["land"]:
-                for key in LANDSCAPE_VARIABLES:
-                    ds[key][dict(at, epoch=epoch)] = figures[key]
+                                   cell.probe.layers, {}, landscape=cfg.landscape is not None)
+            cell.write(ds, dict(sparsity=i, seed=j))
     assert ds is not None
     ds.attrs.update(
         config=cfg.to_json(),
@@ -227,7 +246,3 @@ def run_sweep(cfg: SweepConfig, *, progress: Progress | None = None, data: Datas
     emit("done")
     return ds
 
-
-def with_epochs(cfg: SweepConfig, epochs: int) -> SweepConfig:
-    """``cfg`` with another number of training epochs."""
-    return replace(cfg, train=replace(cfg.train, epochs=epochs))
