@@ -66,7 +66,7 @@ def graph(
         return
     from rich.console import Console
 
-    from emergence.console import result_table
+    from emergence.experiments.console import result_table
 
     Console().print(result_table(result, title=f"Emergence of {path.name}", top=top))
 
@@ -104,7 +104,7 @@ def measure_cmd(
 ) -> None:
     """Measure emergence of a saved model on a probe batch, layer by layer."""
     from adapters.graphfile import write_graph
-    from emergence.probe import measure_model
+    from adapters.model_measure import measure_model
 
     with _errors():
         m = measure_model(model, data, samples=samples, seed=seed, threshold=threshold,
@@ -117,7 +117,7 @@ def measure_cmd(
         return
     from rich.console import Console
 
-    from emergence.console import model_table
+    from emergence.experiments.console import model_table
 
     Console().print(model_table(m, title=f"Emergence of {model.name}"))
 
@@ -184,12 +184,12 @@ def sweep(
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Train pruned networks over sparsities and seeds, recording emergence every epoch."""
-    from emergence.console import SweepProgress
+    from emergence.experiments.console import SweepProgress
+    from emergence.experiments.prune import PruneConfig
+    from emergence.experiments.results import save_results
+    from emergence.experiments.sweep import SweepConfig, run_sweep
+    from emergence.experiments.train import TrainConfig
     from emergence.landscape import LandscapeConfig
-    from emergence.prune import PruneConfig
-    from emergence.results import save_results
-    from emergence.sweep import SweepConfig, run_sweep
-    from emergence.train import TrainConfig
 
     with _errors():
         cfg = SweepConfig(
@@ -216,8 +216,8 @@ def plot(
     threshold: Annotated[float, typer.Option(help="Threshold of the per-epoch figures.")] = 0.05,
 ) -> None:
     """Draw the figures of a sweep (accuracy, emergence, relative emergence, correlations, thresholds)."""
-    from emergence.plot import plot_sweep
-    from emergence.results import open_results
+    from emergence.experiments.plot import plot_sweep
+    from emergence.experiments.results import open_results
 
     with _errors():
         paths = plot_sweep(open_results(run), out, threshold=threshold)
@@ -234,10 +234,10 @@ def report(
     """Summarize a sweep: accuracy, convergence, correlations with p-values, and the paper's claims."""
     from rich.console import Console
 
-    from emergence._atomic import write_text
-    from emergence.console import report_tables
-    from emergence.report import summarize, to_markdown
-    from emergence.results import open_results
+    from adapters.atomic import write_text
+    from emergence.experiments.console import report_tables
+    from emergence.experiments.report import summarize, to_markdown
+    from emergence.experiments.results import open_results
 
     with _errors():
         rep = summarize(open_results(run), threshold=threshold)
@@ -264,8 +264,8 @@ def landscape_cmd(
     """Measure the loss landscape of a model: Hessian top eigenvalue and trace, slice minima and roughness."""
     import json as _json
 
+    from emergence.experiments.landscape_report import landscape_of
     from emergence.landscape import LandscapeConfig
-    from emergence.landscape_report import landscape_of
 
     with _errors():
         cfg = LandscapeConfig(samples=samples, iters=iters, trace_samples=trace_samples, steps=steps, span=span,
@@ -298,8 +298,8 @@ def reproduce(
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Run the paper's MLP experiment on bundled MNIST and Fashion-MNIST (four pruning levels, several seeds)."""
-    from emergence.console import SweepProgress
-    from emergence.reproduce import reproduce as run_reproduction
+    from emergence.experiments.console import SweepProgress
+    from emergence.experiments.reproduce import reproduce as run_reproduction
 
     with _errors():
         done = run_reproduction(out, quick=quick, progress=SweepProgress(enabled=not quiet))

@@ -5,7 +5,8 @@ format can be written; models are read only. Optional packages are imported insi
 the functions that need them.
 """
 
-from adapters.graphfile import FORMATS, from_igraph, read_graph, read_node_list, to_igraph, write_graph
+from adapters.graphfile import FORMATS, read_graph, read_node_list, write_graph
+from adapters.igraph_graph import from_igraph, to_igraph
 from adapters.model_files import LoadedModel, load_model, model_graph
 from adapters.networkx_graph import from_networkx, to_networkx
 from adapters.onnx_model import SUPPORTED_ONNX_OPS, from_onnx

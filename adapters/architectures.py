@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from emergence._atomic import atomic_path
+from adapters.atomic import atomic_path
 from emergence.errors import ConfigError, FileFormatError, first_line
 
 __all__ = ["ARCHITECTURES", "ArchSpec", "build", "mlp", "cnn", "vgg", "save_model", "load_model_file", "FORMAT_TAG"]
@@ -230,7 +230,7 @@ def load_model_file(path: str | os.PathLike[str]) -> tuple[nn.Module, ArchSpec]:
     if not isinstance(obj, dict) or "arch" not in obj or "state_dict" not in obj:
         raise FileFormatError(
             f"{p.name!r} is a state_dict without an architecture; emergence rebuilds only its own architectures "
-            "(saved with emergence.architectures.save_model); export other models to .pt2 or ONNX"
+            "(saved with adapters.architectures.save_model); export other models to .pt2 or ONNX"
         )
     spec = ArchSpec.from_json(obj["arch"])
     return _from_state(spec, obj["state_dict"], p.name), spec

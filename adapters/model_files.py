@@ -122,7 +122,7 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
                                   f"{first_line(exc)}") from None
         return LoadedModel("exported", ep, _exported_input_shape(ep), p.name)
     if suffix == ".safetensors":
-        from emergence.architectures import load_model_file
+        from adapters.architectures import load_model_file
 
         model, spec = load_model_file(p)
         return LoadedModel("module", model, spec.input_shape, p.name)
@@ -139,14 +139,14 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
         return _load_whole_pickle(p, trust_pickle)  # objects beyond weights: a pickled model
     except Exception as exc:  # truncated zip, not a torch file at all ...
         raise FileFormatError(f"could not read {p.name!r} as a PyTorch file: {first_line(exc)}") from None
-    from emergence.architectures import ArchSpec, _from_state
+    from adapters.architectures import ArchSpec, _from_state
 
     if isinstance(obj, dict) and "arch" in obj and "state_dict" in obj:
         spec = ArchSpec.from_json(obj["arch"])
         return LoadedModel("module", _from_state(spec, obj["state_dict"], p.name), spec.input_shape, p.name)
     raise FileFormatError(
         f"{p.name!r} is a state_dict without an architecture; emergence rebuilds only its own architectures "
-        "(saved with emergence.architectures.save_model); export other models to .pt2 or ONNX"
+        "(saved with adapters.architectures.save_model); export other models to .pt2 or ONNX"
     )
 
 

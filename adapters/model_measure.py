@@ -151,8 +151,8 @@ def measure_model(
     >>> list(m.layers.columns[:4]), len(m.thresholds)
     (['layer', 'kind', 'units', 'active'], 2)
     """
+    from adapters.datasets import probe_inputs
     from adapters.model_files import LoadedModel, load_model, model_graph
-    from emergence.datasets import probe_inputs
 
     check_aggregation(aggregation)
     for t in [threshold, *(thresholds or [])]:

@@ -7,10 +7,10 @@ from typing import Any
 import torch
 from torch_geometric.data import Data
 
-from adapters.graphfile import parse_flags
+from adapters.igraph_graph import parse_flags
 from emergence.errors import GraphError
 from emergence.graph import graph as make_graph
-from emergence.graph import validate
+from emergence.validate import validate
 
 __all__ = ["from_networkx", "to_networkx"]
 

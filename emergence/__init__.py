@@ -4,6 +4,28 @@ A network is a directed acyclic graph (a :class:`torch_geometric.data.Data` with
 ``active`` mask); its emergence is the number of paths that leave an inactive node
 and run on through active ones (AlShinaifi et al., arXiv:2409.01568, 2024).
 
+Layers and the dependency rule
+------------------------------
+The code is four layers; imports only point down, and ``tests/test_layout.py`` checks it
+by reading every module's imports:
+
+1. **core** -- the modules directly in ``emergence/`` (``graph``, ``validate``, ``levels``,
+   ``measure``, ``result``, ``activity``, ``errors``) and ``emergence/testing/``: graphs,
+   counting and results for *any* DAG. The core imports nothing from ``adapters`` or the
+   experiment layer, and never does file I/O, training or plotting.
+2. **adapters** -- ``adapters/``: the outside world in and out (graph files, networkx and
+   igraph, PyTorch and ONNX models, data files, the built-in architectures and their
+   weight files, :func:`measure_model`). ``adapters`` imports only the core.
+3. **experiments** -- ``emergence/experiments/`` (pruning, training, sweeps, results,
+   statistics, plots, reproduction, console rendering) and ``emergence/landscape/``
+   (Hessian and loss-slice probes). They may import the core and ``adapters``.
+4. **CLI** -- ``cli.py`` imports everything; no module imports ``cli``.
+
+This file is the public facade: it re-exports the core, and :func:`measure_model` /
+:class:`ModelMeasurement` from ``adapters.model_measure`` *lazily*, on first use (PEP 562),
+so that ``import emergence`` stays light (no onnx, onnxruntime, xarray or matplotlib)
+and no core module imports upward.
+
 Examples
 --------
 >>> import emergence
@@ -24,11 +46,11 @@ from emergence.errors import (
     UnsupportedOpError,
     UntrustedPickleError,
 )
-from emergence.graph import from_adjacency, from_edges, from_layers, graph, node_count, validate
+from emergence.graph import from_adjacency, from_edges, from_layers, graph
 from emergence.levels import Levels, topological_levels
 from emergence.measure import EXACT_EDGE_LIMIT, layered, measure, measure_masks
-from emergence.probe import ModelMeasurement, measure_model
 from emergence.result import EmergenceResult, NodeContribution
+from emergence.validate import node_count, validate
 
 __version__ = "0.1.0"
 
@@ -64,3 +86,20 @@ __all__ = [
     "topological_levels",
     "validate",
 ]
+
+#: Names served lazily from the adapters layer (module that defines them).
+_LAZY = {"measure_model": "adapters.model_measure", "ModelMeasurement": "adapters.model_measure"}
+
+
+def __getattr__(name: str):  # PEP 562: resolved on first access, then cached in the module
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'emergence' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -10,7 +10,7 @@ A network is a :class:`torch_geometric.data.Data` with
 * ``names`` -- optional list of N strings.
 
 The constructors below build such graphs from edge lists, adjacency matrices and
-the weight matrices of layered networks; :func:`validate` checks a graph that came
+the weight matrices of layered networks; :func:`emergence.validate.validate` checks a graph that came
 from elsewhere.
 
 References
@@ -29,16 +29,13 @@ import torch
 from torch_geometric.data import Data
 
 from emergence.errors import GraphError
+from emergence.validate import validate
 
 __all__ = [
     "graph",
     "from_edges",
     "from_adjacency",
     "from_layers",
-    "validate",
-    "validate_attributes",
-    "check_edge_index",
-    "node_count",
 ]
 
 ArrayLike = Any  # torch.Tensor, numpy array or nested sequence
@@ -303,181 +300,3 @@ def from_layers(
         layer=layer,
         names=names,
     )
-
-
-def node_count(g: Data) -> int:
-    """Return the number of nodes of a graph without guessing from ``edge_index``.
-
-    Parameters
-    ----------
-    g : torch_geometric.data.Data
-        A graph with a stored ``num_nodes`` or an ``active`` mask.
-
-    Returns
-    -------
-    int
-
-    Raises
-    ------
-    GraphError
-        If the graph stores neither.
-
-    Examples
-    --------
-    >>> node_count(graph([[0], [1]], 5, [0, 1, 0, 0, 0]))
-    5
-    """
-    if not isinstance(g, Data):
-        raise GraphError(f"expected a torch_geometric.data.Data graph, got {type(g).__name__}")
-    if "num_nodes" in g._store:
-        return int(g._store["num_nodes"])
-    active = getattr(g, "active", None)
-    if isinstance(active, torch.Tensor):
-        return int(active.numel())
-    raise GraphError("graph stores neither num_nodes nor an active mask; set g.num_nodes = N")
-
-
-def node_label(g: Data | None, i: int) -> str:
-    """Label node ``i`` for messages: its index, and its name when the graph has names."""
-    names = getattr(g, "names", None)
-    if isinstance(names, (list, tuple)) and 0 <= i < len(names):
-        return f"{i} ({names[i]!r})"
-    return str(i)
-
-
-def check_edge_index(ei: torch.Tensor, n: int) -> None:
-    """Check that ``ei`` is an int64 ``[2, E]`` tensor with every index in ``[0, n)``.
-
-    Parameters
-    ----------
-    ei : torch.Tensor
-        The edge index.
-    n : int
-        Number of nodes.
-
-    Raises
-    ------
-    GraphError
-        Naming the first edge with an index out of range.
-
-    Examples
-    --------
-    >>> check_edge_index(torch.tensor([[0], [3]]), 3)
-    Traceback (most recent call last):
-    ...
-    emergence.errors.GraphError: edge 0 has target 3, outside the node range [0, 3); fix edge_index or num_nodes
-    """
-    if not isinstance(ei, torch.Tensor):
-        raise GraphError("graph has no edge_index tensor; set g.edge_index = LongTensor [2, E]")
-    if ei.dim() != 2 or ei.shape[0] != 2:
-        raise GraphError(f"edge_index must have shape [2, E], got {tuple(ei.shape)}")
-    if ei.dtype != torch.long:
-        raise GraphError(f"edge_index must be int64 (torch.long), got {ei.dtype}")
-    if ei.numel():
-        lo, hi = torch.aminmax(ei)
-        if int(lo) < 0 or int(hi) >= n:
-            row, e = (int(v) for v in ((ei < 0) | (ei >= n)).nonzero()[0])
-            raise GraphError(
-                f"edge {e} has {'source' if row == 0 else 'target'} {int(ei[row, e])}, "
-                f"outside the node range [0, {n}); fix edge_index or num_nodes"
-            )
-
-
-def validate_attributes(g: Data, n: int) -> None:
-    """Check the node and edge attributes of a graph with ``n`` nodes (not ``edge_index`` ranges).
-
-    This is the part of :func:`validate` that must run on every measurement (masks
-    and weights change between measurements; the structure is checked once per
-    structure, when its levels are computed).
-
-    Parameters
-    ----------
-    g : torch_geometric.data.Data
-        The graph.
-    n : int
-        Its number of nodes.
-
-    Raises
-    ------
-    GraphError
-        With the first problem found, naming the bad value.
-
-    Examples
-    --------
-    >>> g = graph([[0], [1]], 2, [True, False])
-    >>> g.active = torch.tensor([True])
-    >>> validate_attributes(g, 2)
-    Traceback (most recent call last):
-    ...
-    emergence.errors.GraphError: active has shape (1,) but the graph has 2 nodes
-    """
-    ei = getattr(g, "edge_index", None)
-    if not isinstance(ei, torch.Tensor) or ei.dim() != 2:
-        raise GraphError("graph has no edge_index tensor of shape [2, E]; set g.edge_index = LongTensor [2, E]")
-    active = getattr(g, "active", None)
-    if active is None:
-        raise GraphError("graph has no 'active' mask; set g.active = BoolTensor [N]")
-    if not isinstance(active, torch.Tensor) or active.dtype != torch.bool:
-        raise GraphError(f"active must be a bool tensor, got {getattr(active, 'dtype', type(active))}")
-    if active.dim() != 1 or active.numel() != n:
-        raise GraphError(f"active has shape {tuple(active.shape)} but the graph has {n} nodes")
-    w = getattr(g, "edge_weight", None)
-    if w is not None:
-        if not isinstance(w, torch.Tensor) or not w.dtype.is_floating_point:
-            raise GraphError(f"edge_weight must be a float tensor, got {getattr(w, 'dtype', type(w))}")
-        if w.dim() != 1 or w.numel() != ei.shape[1]:
-            raise GraphError(f"edge_weight has shape {tuple(w.shape)} but there are {ei.shape[1]} edges")
-        bad = ~torch.isfinite(w)
-        if bool(bad.any()):
-            e = int(bad.nonzero()[0, 0])
-            raise GraphError(
-                f"edge_weight[{e}] = {float(w[e])} (edge {node_label(g, int(ei[0, e]))} -> "
-                f"{node_label(g, int(ei[1, e]))}) is not finite; weights must be finite numbers"
-            )
-    layer = getattr(g, "layer", None)
-    if layer is not None:
-        if not isinstance(layer, torch.Tensor) or layer.dtype.is_floating_point or layer.dtype == torch.bool:
-            raise GraphError(f"layer must be an integer tensor, got {getattr(layer, 'dtype', type(layer))}")
-        if layer.dim() != 1 or layer.numel() != n:
-            raise GraphError(f"layer has shape {tuple(layer.shape)} but the graph has {n} nodes")
-    names = getattr(g, "names", None)
-    if names is not None and (not isinstance(names, (list, tuple)) or len(names) != n):
-        size = len(names) if hasattr(names, "__len__") else "?"
-        raise GraphError(f"names must be a list of {n} strings, got {type(names).__name__} of length {size}")
-
-
-def validate(g: Data) -> Data:
-    """Check that a graph satisfies the toolkit's contract, and return it.
-
-    Checks shapes and dtypes of ``edge_index``, ``active``, ``edge_weight``,
-    ``layer`` and ``names``, that every index lies in ``[0, N)`` and that every
-    weight is finite. Cycles are found when the graph is measured (see
-    :func:`emergence.levels.topological_levels`), where the order is computed anyway.
-
-    Parameters
-    ----------
-    g : torch_geometric.data.Data
-        The graph to check.
-
-    Returns
-    -------
-    torch_geometric.data.Data
-        ``g`` itself.
-
-    Raises
-    ------
-    GraphError
-        With the first problem found, naming the bad value.
-
-    Examples
-    --------
-    >>> g = graph([[0], [1]], 2, [True, False])
-    >>> validate(g) is g
-    True
-    """
-    n = node_count(g)
-    if n < 0:
-        raise GraphError(f"num_nodes must be >= 0, got {n}")
-    check_edge_index(getattr(g, "edge_index", None), n)
-    validate_attributes(g, n)
-    return g

@@ -24,7 +24,7 @@ import torch
 from torch_geometric.data import Data
 
 from emergence.errors import NotADAGError
-from emergence.graph import check_edge_index, node_label
+from emergence.validate import check_edge_index, node_label
 
 __all__ = ["Levels", "topological_levels"]
 

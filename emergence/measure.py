@@ -33,9 +33,9 @@ import torch
 from torch_geometric.data import Data
 
 from emergence.errors import ConfigError, GraphError
-from emergence.graph import node_count, validate_attributes
 from emergence.levels import Levels, topological_levels
 from emergence.result import EmergenceResult
+from emergence.validate import node_count, validate_attributes
 
 __all__ = ["measure", "measure_masks", "layered", "EXACT_EDGE_LIMIT"]
 

@@ -6,10 +6,10 @@ from test_sweep import tiny_data
 from typer.testing import CliRunner
 
 from cli import app
-from emergence.reproduce import reproduce
-from emergence.results import open_results
-from emergence.sweep import SweepConfig
-from emergence.train import TrainConfig
+from emergence.experiments.reproduce import reproduce
+from emergence.experiments.results import open_results
+from emergence.experiments.sweep import SweepConfig
+from emergence.experiments.train import TrainConfig
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -93,7 +93,7 @@ def test_bad_input_is_one_sentence(run, args, phrase):
 
 
 def test_reproduce_pipeline_writes_results_figures_and_report(tmp_path, monkeypatch):
-    import emergence.sweep as sweep_module
+    import emergence.experiments.sweep as sweep_module
 
     monkeypatch.setattr(sweep_module, "load_dataset", lambda name: tiny_data())
     cfgs = [SweepConfig(arch_params={"widths": [6]}, dataset=name, sparsities=(0.0, 0.5), seeds=(0,),
@@ -113,7 +113,7 @@ LANDSCAPE_KEYS = {"hessian_top", "hessian_trace", "hessian_trace_stderr", "slice
 def saved_model(tmp_path_factory):
     import torch
 
-    from emergence.architectures import ArchSpec, build, save_model
+    from adapters.architectures import ArchSpec, build, save_model
 
     d = tmp_path_factory.mktemp("land")
     spec = ArchSpec("mlp", (1, 28, 28), 10, {"widths": [16]})

@@ -9,9 +9,9 @@ from model_zoo import build
 from typer.testing import CliRunner
 
 from adapters import read_graph
+from adapters.architectures import ArchSpec, save_model
+from adapters.architectures import build as build_arch
 from cli import app
-from emergence.architectures import ArchSpec, save_model
-from emergence.architectures import build as build_arch
 
 runner = CliRunner()
 GRAPH_KEYS = {"emergence", "log10_emergence", "relative_emergence", "log10_relative_emergence", "exact",

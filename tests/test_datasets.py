@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from adapters.datasets import load_dataset, probe_inputs
 from emergence import FileFormatError
-from emergence.datasets import load_dataset, probe_inputs
 
 
 @pytest.mark.parametrize("name, train, test", [("mnist", 8000, 2000), ("fashion-mnist", 16000, 4000)])

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emergence.experiments.prune import apply_masks, magnitude_masks
 from emergence.landscape import (
     LandscapeConfig,
     hessian_eigenvalues,
@@ -16,7 +17,6 @@ from emergence.landscape import (
     slice_1d,
     slice_2d,
 )
-from emergence.prune import apply_masks, magnitude_masks
 
 
 def _least_squares(n=50, d=6, seed=0):

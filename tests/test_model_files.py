@@ -10,6 +10,8 @@ import torch
 from model_zoo import build
 
 import emergence
+from adapters.architectures import ArchSpec, save_model
+from adapters.architectures import build as build_arch
 from adapters.model_files import load_model, model_graph
 from emergence import (
     FileFormatError,
@@ -18,8 +20,6 @@ from emergence import (
     UnsupportedOpError,
     UntrustedPickleError,
 )
-from emergence.architectures import ArchSpec, save_model
-from emergence.architectures import build as build_arch
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
@@ -179,7 +179,7 @@ def test_onnx_weights_from_constant_subgraphs_are_folded():
 
 
 def test_npz_inputs_are_checked(tmp_path):
-    from emergence.datasets import load_npz, probe_inputs
+    from adapters.datasets import load_npz, probe_inputs
 
     np.savez(tmp_path / "nan.npz", x=np.full((2, 4), np.nan, dtype=np.float32))
     with pytest.raises(NonFiniteError):

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from emergence import ConfigError
-from emergence.prune import (
+from emergence.experiments.prune import (
     apply_masks,
     iterative_levels,
     magnitude_masks,
@@ -15,7 +15,7 @@ from emergence.prune import (
     rewind,
     sparsity,
 )
-from emergence.train import TrainConfig, train
+from emergence.experiments.train import TrainConfig, train
 
 
 def _net(seed=0):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from emergence.report import correlate, epochs_to_fraction, summarize, to_markdown
-from emergence.results import empty_results
+from emergence.experiments.report import correlate, epochs_to_fraction, summarize, to_markdown
+from emergence.experiments.results import empty_results
 
 
 def _known(seed=0):

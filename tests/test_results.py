@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emergence import FileFormatError
-from emergence.results import REQUIRED_VARIABLES, empty_results, open_results, save_results
+from emergence.experiments.results import REQUIRED_VARIABLES, empty_results, open_results, save_results
 
 finite_or_nan = st.one_of(st.floats(-1e6, 1e6, allow_nan=False), st.just(float("nan")))
 

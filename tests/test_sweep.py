@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from emergence.datasets import Dataset
-from emergence.probe import ModelProbe
-from emergence.prune import PruneConfig
-from emergence.sweep import SweepConfig, run_sweep
-from emergence.train import TrainConfig, train
+from adapters.datasets import Dataset
+from adapters.model_measure import ModelProbe
+from emergence.experiments.prune import PruneConfig
+from emergence.experiments.sweep import SweepConfig, run_sweep
+from emergence.experiments.train import TrainConfig, train
 
 
 def tiny_data(n=240, seed=0):
@@ -82,8 +82,8 @@ def test_measuring_does_not_change_training():
 
 
 def test_sweep_records_the_landscape_where_asked():
+    from emergence.experiments.report import summarize
     from emergence.landscape import LandscapeConfig
-    from emergence.report import summarize
 
     cfg = SweepConfig(arch_params={"widths": [8]}, sparsities=(0.0, 0.5), seeds=(0, 1), train=TrainConfig(epochs=2),
                       thresholds=(0.05,), probe_samples=16,

@@ -87,13 +87,13 @@ def result_table(result: EmergenceResult, *, title: str = "Emergence", top: int 
 
 
 def model_table(m: Any, *, title: str = "") -> Group:
-    """A torchinfo-style per-layer table of a :class:`~emergence.probe.ModelMeasurement`, then totals.
+    """A torchinfo-style per-layer table of a :class:`~adapters.model_measure.ModelMeasurement`, then totals.
 
     Examples
     --------
     >>> import io, torch
     >>> from rich.console import Console
-    >>> from emergence.probe import measure_model
+    >>> from adapters.model_measure import measure_model
     >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     >>> console = Console(width=120, record=True, file=io.StringIO())
     >>> console.print(model_table(measure_model(net, torch.rand(16, 4))))
@@ -137,7 +137,7 @@ def model_table(m: Any, *, title: str = "") -> Group:
 
 
 def report_tables(rep: Any) -> Group:
-    """A :class:`~emergence.report.SweepReport` as rich tables followed by its findings."""
+    """A :class:`~emergence.experiments.report.SweepReport` as rich tables followed by its findings."""
     from rich.text import Text
 
     parts: list[Any] = []
@@ -159,7 +159,7 @@ def report_tables(rep: Any) -> Group:
 
 
 class SweepProgress:
-    """Rich progress bars (cells and epochs) on stderr, fed by :func:`emergence.sweep.run_sweep` events."""
+    """Rich progress bars (cells and epochs) on stderr, fed by :func:`emergence.experiments.sweep.run_sweep` events."""
 
     def __init__(self, enabled: bool = True) -> None:
         from rich.console import Console

@@ -81,7 +81,7 @@ def plot_slices(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, out: s
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    from emergence.plot import save_figure
+    from emergence.experiments.plot import save_figure
 
     folder = Path(out)
     try:
@@ -131,7 +131,7 @@ def landscape_of(
     EmergenceError
         A subclass naming the problem (bad file, ONNX model, data without labels, shapes).
     """
-    from emergence.datasets import labeled_batch
+    from adapters.datasets import labeled_batch
 
     net, shape = differentiable_model(model, trust_pickle=trust_pickle)
     cfg = config or LandscapeConfig(samples=samples)

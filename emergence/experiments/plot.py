@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from emergence.errors import FileFormatError
-from emergence.report import correlate
+from emergence.experiments.report import correlate
 
 __all__ = ["plot_sweep", "save_figure"]
 
@@ -36,7 +36,7 @@ def _corr_text(c: dict[str, float], pearson: bool = True) -> str:
 
 def save_figure(fig: Any, path: Path) -> Path:
     """Save a matplotlib figure as PNG atomically."""
-    from emergence._atomic import atomic_path
+    from adapters.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")

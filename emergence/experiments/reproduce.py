@@ -17,15 +17,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emergence._atomic import write_text
+from adapters.atomic import write_text
 from emergence.errors import FileFormatError
+from emergence.experiments.plot import plot_sweep
+from emergence.experiments.prune import PruneConfig
+from emergence.experiments.report import summarize, to_markdown
+from emergence.experiments.results import save_results
+from emergence.experiments.sweep import Progress, SweepConfig, run_sweep
+from emergence.experiments.train import TrainConfig
 from emergence.landscape import LandscapeConfig
-from emergence.plot import plot_sweep
-from emergence.prune import PruneConfig
-from emergence.report import summarize, to_markdown
-from emergence.results import save_results
-from emergence.sweep import Progress, SweepConfig, run_sweep
-from emergence.train import TrainConfig
 
 __all__ = ["reproduce_configs", "reproduce", "Reproduction"]
 

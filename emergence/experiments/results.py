@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from emergence._atomic import atomic_path
+from adapters.atomic import atomic_path
 from emergence.errors import FileFormatError, first_line
 
 __all__ = ["REQUIRED_VARIABLES", "LANDSCAPE_VARIABLES", "package_versions", "save_results", "open_results",

@@ -1,11 +1,11 @@
 """Pruning x training-dynamics sweeps: train one model per (sparsity, seed) and record everything per epoch.
 
 Each cell is seeded (weights from ``torch.manual_seed(seed)``, batch order from its own
-generator), pruned as :class:`~emergence.prune.PruneConfig` says, and trained; at epoch 0
+generator), pruned as :class:`~emergence.experiments.prune.PruneConfig` says, and trained; at epoch 0
 (before training) and after every epoch it records train/test loss and accuracy and,
 on a fixed probe batch from the training set, emergence at every threshold (see
-:class:`~emergence.probe.ModelProbe`). The result is an xarray Dataset
-(:mod:`emergence.results`) with the config and package versions in its attributes.
+:class:`~adapters.model_measure.ModelProbe`). The result is an xarray Dataset
+(:mod:`emergence.experiments.results`) with the config and package versions in its attributes.
 
 References
 ----------
@@ -23,15 +23,15 @@ from typing import Any
 
 import torch
 
+from adapters.architectures import ArchSpec, build
+from adapters.datasets import Dataset, load_dataset
+from adapters.model_measure import ModelProbe
 from emergence.activity import check_aggregation
-from emergence.architectures import ArchSpec, build
-from emergence.datasets import Dataset, load_dataset
 from emergence.errors import ConfigError
+from emergence.experiments.prune import PruneConfig, apply_masks, iterative_levels, magnitude_masks, rewind, sparsity
+from emergence.experiments.results import LANDSCAPE_VARIABLES, empty_results, package_versions
+from emergence.experiments.train import TrainConfig, evaluate, train
 from emergence.landscape import LandscapeConfig, cross_entropy, probe_landscape
-from emergence.probe import ModelProbe
-from emergence.prune import PruneConfig, apply_masks, iterative_levels, magnitude_masks, rewind, sparsity
-from emergence.results import LANDSCAPE_VARIABLES, empty_results, package_versions
-from emergence.train import TrainConfig, evaluate, train
 
 __all__ = ["SweepConfig", "run_sweep", "Progress"]
 
@@ -186,7 +186,7 @@ def run_sweep(cfg: SweepConfig, *, progress: Progress | None = None, data: Datas
     Returns
     -------
     xarray.Dataset
-        See :mod:`emergence.results`; the attrs also hold ``seconds_per_epoch`` and
+        See :mod:`emergence.experiments.results`; the attrs also hold ``seconds_per_epoch`` and
         ``probe_seconds`` (the measuring cost).
 
     Raises

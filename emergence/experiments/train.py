@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emergence.errors import ConfigError
-from emergence.prune import Masks, apply_masks
+from emergence.experiments.prune import Masks, apply_masks
 
 __all__ = ["TrainConfig", "Metrics", "evaluate", "train"]
 

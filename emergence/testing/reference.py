@@ -6,7 +6,7 @@ import math
 
 from torch_geometric.data import Data
 
-from emergence.graph import node_count
+from emergence.validate import node_count
 
 __all__ = ["brute_force_emergence"]
 

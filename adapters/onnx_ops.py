@@ -1,0 +1,292 @@
+"""ONNX operations mapped to the format-independent channel graph.
+
+:class:`_Walker` folds constant subgraphs (weights produced by ``Constant``,
+``ConstantOfShape``, ``Reshape``, ``Identity``... rather than stored as initializers),
+takes concrete shapes from one small onnxruntime run, and feeds every node to
+:class:`adapters._channels.ChannelGraphBuilder`, the same builder the PyTorch front-end
+uses, so a model exported to ONNX gives the graph of its PyTorch original.
+:data:`SUPPORTED_ONNX_OPS` lists what is mapped.
+
+References
+----------
+.. [1] F. AlShinaifi et al., arXiv:2409.01568, 2024.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from adapters._channels import ChannelGraphBuilder, ChannelValue, Slots
+from emergence.errors import UnsupportedOpError
+
+__all__ = ["SUPPORTED_ONNX_OPS"]
+
+_DENSE = {"Gemm", "MatMul"}
+_CONV = {"Conv"}
+_ELEMENTWISE = {
+    "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Celu", "Gelu",
+    "Softplus", "Softsign", "Mish", "Clip", "Erf", "Exp", "Log", "Sqrt", "Abs", "Neg", "Identity", "Dropout",
+    "Softmax", "LogSoftmax", "LRN", "Cast", "ThresholdedRelu", "InstanceNormalization", "LayerNormalization",
+    "Reciprocal", "Pow", "Swish",
+}
+_SHAPE = {"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Split", "Expand", "Gather", "Tile",
+          "DepthToSpace", "SpaceToDepth"}
+_POOL = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "GlobalLpPool", "ReduceMean",
+         "ReduceMax", "ReduceSum"}
+_MERGE = {"Add", "Sub", "Sum", "Mul", "Div"}
+_KEEP_DIRECT = {"Identity", "Dropout", "Cast"}
+#: ONNX operations the ONNX front-end maps (constant subgraphs of any op are folded first).
+SUPPORTED_ONNX_OPS = sorted(_DENSE | _CONV | _ELEMENTWISE | _SHAPE | _POOL | _MERGE |
+                            {"BatchNormalization", "Concat", "Pad", "Shape", "Constant"})
+
+
+def _attrs(node: Any) -> dict[str, Any]:
+    import onnx
+
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+class _Walker:
+    def __init__(self, model: Any) -> None:
+        import onnx.numpy_helper as nh
+
+        self.model = model
+        self.graph = model.graph
+        self.b = ChannelGraphBuilder()
+        self.const: dict[str, np.ndarray] = {t.name: nh.to_array(t) for t in self.graph.initializer}
+        self.env: dict[str, ChannelValue] = {}
+        self.tail: dict[str, int] = {}
+        self.act: dict[int, str] = {}
+        self.consumers: dict[str, int] = {}
+        for node in self.graph.node:
+            for name in node.input:
+                if name:
+                    self.consumers[name] = self.consumers.get(name, 0) + 1
+        for out in self.graph.output:
+            self.consumers[out.name] = self.consumers.get(out.name, 0) + 1
+        inputs = [i for i in self.graph.input if i.name not in self.const]
+        if len(inputs) != 1:
+            raise UnsupportedOpError(f"the model takes {len(inputs)} inputs; only single-input models are supported")
+        self.input = inputs[0]
+        self.shapes: dict[str, tuple[int, ...]] = {}
+
+    # -- constants --------------------------------------------------------------
+    def fold(self, node: Any) -> bool:
+        """Evaluate ``node`` if all its inputs are constants (the reference evaluator computes it)."""
+        from onnx.reference import ReferenceEvaluator
+
+        if node.op_type == "Shape" and node.input[0] in self.shapes:
+            shape = np.array(self.shapes[node.input[0]], dtype=np.int64)
+            a = _attrs(node)
+            self.const[node.output[0]] = shape[a.get("start", 0) : a.get("end", len(shape))]
+            return True
+        if any(name and name not in self.const for name in node.input) or node.op_type in ("RandomNormal",
+                                                                                              "RandomUniform"):
+            return False
+        try:
+            outs = ReferenceEvaluator(node).run(None, {n: self.const[n] for n in node.input if n})
+        except Exception as exc:  # the reference evaluator raises many types
+            raise UnsupportedOpError(f"could not fold constant op {node.op_type!r} (node {node.name!r}): {exc}") \
+                from None
+        for name, value in zip(node.output, outs):
+            if name:
+                self.const[name] = np.asarray(value)
+        return True
+
+    def apply(self, node: Any, prov_inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run ``node`` on provenance arrays in place of its tensor inputs."""
+        from onnx.reference import ReferenceEvaluator
+
+        feeds = {n: self.const[n] for n in node.input if n and n in self.const}
+        feeds.update(prov_inputs)
+        return ReferenceEvaluator(node).run(None, feeds)
+
+    # -- walk -------------------------------------------------------------------------
+    def run(self, shapes: dict[str, tuple[int, ...]], batch: int) -> None:
+        self.shapes = shapes
+        per_element = self._first_layer_kind() == "dense"
+        shape = (batch, *shapes[self.input.name][1:])
+        self.env[self.input.name] = self.b.input(shape, per_element=per_element)
+        self.act[0] = self.input.name
+        for node in self.graph.node:
+            if self.fold(node):
+                continue
+            handler = self._handler(node.op_type)
+            if handler is None:
+                raise UnsupportedOpError(
+                    f"ONNX op {node.op_type!r} (node {node.name!r}) cannot be mapped to a graph; "
+                    f"supported ops: {', '.join(SUPPORTED_ONNX_OPS)}"
+                )
+            outs = handler(node)
+            for name, value in zip(node.output, outs if isinstance(outs, list) else [outs]):
+                if name and value is not None:
+                    self.env[name] = value
+
+    def _first_layer_kind(self) -> str:
+        frontier, seen = {self.input.name}, set()
+        while frontier:
+            nxt = set()
+            for node in self.graph.node:
+                if node.name in seen or not frontier.intersection(node.input):
+                    continue
+                seen.add(node.name)
+                if node.op_type in _CONV:
+                    return "conv"
+                if node.op_type not in _DENSE:
+                    nxt.update(o for o in node.output if o)
+            frontier = nxt
+        return "dense"
+
+    def _handler(self, op: str) -> Callable[[Any], Any] | None:
+        for ops, fn in (
+            (_DENSE, self._dense), (_CONV, self._conv), ({"BatchNormalization"}, self._batch_norm),
+            (_ELEMENTWISE, self._elementwise), (_SHAPE, self._shape), ({"Pad"}, self._pad), (_POOL, self._pool),
+            (_MERGE, self._merge), ({"Concat"}, self._concat),
+        ):
+            if op in ops:
+                return fn
+        return None
+
+    def _value(self, node: Any, i: int = 0) -> ChannelValue:
+        name = node.input[i]
+        if name not in self.env:
+            raise UnsupportedOpError(f"{node.op_type} (node {node.name!r}): input {name!r} is neither data nor constant")
+        return self.env[name]
+
+    def _continue_chain(self, node: Any, src: str) -> None:
+        if src in self.tail and self.consumers.get(src, 0) == 1:
+            layer = self.tail.pop(src)
+            self.tail[node.output[0]] = layer
+            self.act[layer] = node.output[0]
+
+    def _layer(self, node: Any, value: ChannelValue) -> ChannelValue:
+        layer = len(self.b.layers) - 1
+        self.tail[node.output[0]] = layer
+        self.act[layer] = node.output[0]
+        return value
+
+    def _dense(self, node: Any) -> ChannelValue:
+        a = _attrs(node)
+        if node.op_type == "Gemm":
+            if a.get("transA", 0) or node.input[1] not in self.const:
+                raise UnsupportedOpError(f"Gemm (node {node.name!r}) needs data as A (not transposed) and constant B")
+            w = self.const[node.input[1]]
+            w = w if a.get("transB", 0) else w.T
+            w = w * a.get("alpha", 1.0)
+        else:
+            if node.input[1] not in self.const or self.const[node.input[1]].ndim != 2:
+                raise UnsupportedOpError(f"MatMul (node {node.name!r}) needs a constant 2-D right-hand matrix")
+            w = self.const[node.input[1]].T
+        x = self._value(node)
+        return self._layer(node, self.b.linear(x, torch.tensor(w), name=node.name or
+                                               node.output[0], kind="Linear"))
+
+    def _conv(self, node: Any) -> ChannelValue:
+        if node.input[1] not in self.const:
+            raise UnsupportedOpError(f"Conv (node {node.name!r}) needs a constant weight")
+        w = torch.tensor(self.const[node.input[1]])
+        x = self._value(node)
+        shape = (x.prov.shape[0], *self.shapes[node.output[0]][1:])
+        kind = f"Conv{w.dim() - 2}d"
+        value = self.b.conv(x, w, groups=int(_attrs(node).get("group", 1)), out_shape=shape,
+                            name=node.name or node.output[0], kind=kind)
+        return self._layer(node, value)
+
+    def _batch_norm(self, node: Any) -> ChannelValue:
+        a = _attrs(node)
+        if a.get("training_mode", 0):
+            raise UnsupportedOpError(f"BatchNormalization (node {node.name!r}) in training mode")
+        scale, _b, _mean, var = (self.const.get(n) for n in node.input[1:5])
+        if scale is None or var is None:
+            raise UnsupportedOpError(f"BatchNormalization (node {node.name!r}) needs constant parameters")
+        x = self._value(node)
+        factor = torch.from_numpy(scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + a.get("epsilon", 1e-5)))
+        value = self.b.scale(x, factor.reshape([1, -1] + [1] * (x.prov.dim() - 2)),
+                             exclusive=self.consumers.get(node.input[0], 0) == 1)
+        self._continue_chain(node, node.input[0])
+        return value
+
+    def _elementwise(self, node: Any) -> ChannelValue:
+        x = self._value(node)
+        self._continue_chain(node, node.input[0])
+        return x if node.op_type in _KEEP_DIRECT else x.derive(x.prov)
+
+    def _shape(self, node: Any) -> list[ChannelValue]:
+        x = self._value(node)
+        outs = self.apply(node, {node.input[0]: x.prov.numpy()})
+        return [x.derive(torch.from_numpy(np.asarray(o, dtype=np.int64))) for o in outs]
+
+    def _pad(self, node: Any) -> ChannelValue:
+        x = self._value(node)
+        mode = _attrs(node).get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        feeds = {node.input[0]: x.prov.numpy()}
+        if mode == "constant" and len(node.input) > 2 and node.input[2]:
+            feeds[node.input[2]] = np.array(-1, dtype=np.int64)
+        elif mode == "constant":
+            return x.derive(torch.from_numpy(np.asarray(self._pad_minus_one(node, x), dtype=np.int64)))
+        out = self.apply(node, feeds)[0]
+        return x.derive(torch.from_numpy(np.asarray(out, dtype=np.int64)))
+
+    def _pad_minus_one(self, node: Any, x: ChannelValue) -> np.ndarray:
+        import onnx
+
+        twin = onnx.helper.make_node("Pad", [node.input[0], node.input[1], "__minus_one"], ["y"], mode="constant")
+        self.const["__minus_one"] = np.array(-1, dtype=np.int64)
+        return self.apply(twin, {node.input[0]: x.prov.numpy()})[0]
+
+    def _pool(self, node: Any) -> ChannelValue:
+        x = self._value(node)
+        if node.op_type.startswith("Reduce"):
+            a = _attrs(node)
+            axes = a.get("axes")
+            if axes is None and len(node.input) > 1 and node.input[1]:
+                axes = self.const[node.input[1]].tolist()
+            if axes is None or any(ax % x.prov.dim() < 2 for ax in axes):
+                raise UnsupportedOpError(f"{node.op_type} over axes {axes} (node {node.name!r}): only spatial "
+                                         "reductions map")
+        shape = (x.prov.shape[0], *self.shapes[node.output[0]][1:])
+        return self.b.pool(x, shape)
+
+    def _merge(self, node: Any) -> ChannelValue:
+        names = [n for n in node.input if n]
+        values = [self.env.get(n) for n in names]
+        data = [i for i, v in enumerate(values) if v is not None]
+        op = node.op_type
+        if len(data) > 1:
+            if op in ("Mul", "Div"):
+                return self.b.merge([values[i] for i in data], combine="max")
+            signs = [1.0, -1.0] if op == "Sub" else None
+            if len(data) != len(names):  # Sum of data and constants: constants are biases
+                values, signs = [values[i] for i in data], None
+            return self.b.merge(values, signs=signs)
+        i = data[0]
+        x = values[i]
+        const = [self.const[n] for j, n in enumerate(names) if j != i]
+        self._continue_chain(node, names[i])
+        if op in ("Add", "Sub", "Sum"):
+            return x  # adding a constant (a bias) leaves the provenance alone
+        if op == "Div" and i != 0:
+            raise UnsupportedOpError(f"Div (node {node.name!r}) of a constant by data is not supported")
+        factor = torch.from_numpy(np.asarray(const[0], dtype=np.float64))
+        if op == "Div":
+            factor = 1.0 / factor
+        return self.b.scale(x, factor, exclusive=self.consumers.get(names[i], 0) == 1)
+
+    def _concat(self, node: Any) -> ChannelValue:
+        axis = int(_attrs(node)["axis"])
+        parts = []
+        ref = next(self.env[n] for n in node.input if n in self.env)
+        for n in node.input:
+            if n in self.env:
+                parts.append(self.env[n])
+            else:
+                shape = list(self.const[n].shape)
+                shape[0] = ref.prov.shape[0]
+                parts.append(ChannelValue(torch.full(shape, -1, dtype=torch.long),
+                                          Slots.single(torch.empty(0, dtype=torch.long))))
+        return self.b.concat(parts, axis % ref.prov.dim())
