@@ -8,18 +8,105 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
+import sys
+
 import typer
+from typer.core import TyperGroup
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (an unknown choice, a missing option) as one line on stderr and exit status 1.
+
+    Typer would draw a boxed panel and exit with 2; the toolkit's rule is one sentence and 1.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        except Exception as exc:
+            # click's exceptions (vendored inside typer in recent releases, so matched by name)
+            names = {c.__name__ for c in type(exc).__mro__}
+            if "NoArgsIsHelpError" in names:
+                exc.show()  # type: ignore[attr-defined]
+                sys.exit(0)
+            if "ClickException" not in names:
+                raise
+            typer.echo(f"error: {exc.format_message()}", err=True)  # type: ignore[attr-defined]
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
+    cls=_OneLineErrors,
     help="Measure emergence (paths from inactive to active nodes) in neural networks and directed graphs.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+
+
+
+# Choices as Enums so that --help lists them. The library keeps the tables (METHODS,
+# AGGREGATIONS, ARCHITECTURES, OPTIMIZERS, PRUNE_*); tests/test_cli_choices.py checks that
+# these match, and the CLI stays importable without torch for a fast --help.
+class Method(str, Enum):
+    auto = "auto"
+    exact = "exact"
+    log = "log"
+
+
+class Aggregation(str, Enum):
+    mean = "mean"
+    absmean = "absmean"
+    frac = "frac"
+
+
+class Arch(str, Enum):
+    mlp = "mlp"
+    cnn = "cnn"
+    vgg = "vgg"
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    adam = "adam"
+
+
+class PruneAt(str, Enum):
+    init = "init"
+    after = "after"
+    iterative = "iterative"
+
+
+class PruneScope(str, Enum):
+    layerwise = "layerwise"
+    global_ = "global"
+
+
+class PruneStructure(str, Enum):
+    unstructured = "unstructured"
+    structured = "structured"
+
+
+class GraphFormat(str, Enum):
+    graphml = "graphml"
+    gml = "gml"
+    edgelist = "edgelist"
+    ncol = "ncol"
+    lgl = "lgl"
+    pajek = "pajek"
+    dl = "dl"
+    torch = "torch"
 
 
 @app.callback()
@@ -46,8 +133,10 @@ def graph(
     weighted: Annotated[bool, typer.Option(help="Weight each path by the product of |w| along it.")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
     device: Annotated[Optional[str], typer.Option(help="Device for the log-space count, e.g. cpu or cuda.")] = None,
-    method: Annotated[str, typer.Option(help="auto, exact (integers) or log (log space).")] = "auto",
-    format: Annotated[Optional[str], typer.Option(help="File format, when the file ending does not tell.")] = None,
+    method: Annotated[Method, typer.Option(help="auto (exact up to a size limit), exact (integers) or log "
+                                                "(log space).")] = Method.auto,
+    format: Annotated[Optional[GraphFormat], typer.Option(help="File format, when the file ending does not "
+                                                               "tell.")] = None,
     active_nodes: Annotated[
         Optional[Path], typer.Option(help="Text file of active node names or indices (for edge lists).")
     ] = None,
@@ -59,8 +148,9 @@ def graph(
 
     with _errors():
         active = read_node_list(active_nodes) if active_nodes is not None else None
-        g = read_graph(path, format=format, active_attr=active_attr, weight_attr=weight_attr, active=active)
-        result = measure(g, weighted=weighted, method=method, device=device)  # type: ignore[arg-type]
+        g = read_graph(path, format=format.value if format else None, active_attr=active_attr,
+                       weight_attr=weight_attr, active=active)
+        result = measure(g, weighted=weighted, method=method.value, device=device)  # type: ignore[arg-type]
     if json:
         typer.echo(result.to_json())
         return
@@ -93,8 +183,8 @@ def measure_cmd(
     threshold: Annotated[float, typer.Option(help="A unit is active when its statistic exceeds this.")] = 0.05,
     thresholds: Annotated[Optional[str], typer.Option(help="More thresholds, comma-separated (one forward pass "
                                                            "serves all).")] = None,
-    aggregation: Annotated[str, typer.Option(help="mean, absmean, or frac (fraction of samples above the "
-                                                  "threshold).")] = "mean",
+    aggregation: Annotated[Aggregation, typer.Option(help="mean, absmean, or frac (fraction of samples above the "
+                                                          "threshold).")] = Aggregation.mean,
     weighted: Annotated[bool, typer.Option(help="Weight paths by |w| of the effective weights.")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
     save_graph: Annotated[Optional[Path], typer.Option(help="Also save the graph: .pt (torch-geometric), .graphml "
@@ -108,7 +198,7 @@ def measure_cmd(
 
     with _errors():
         m = measure_model(model, data, samples=samples, seed=seed, threshold=threshold,
-                          thresholds=_floats(thresholds), aggregation=aggregation, weighted=weighted,
+                          thresholds=_floats(thresholds), aggregation=aggregation.value, weighted=weighted,
                           device=device, trust_pickle=trust_pickle)
         if save_graph is not None:
             write_graph(m.model_graph.graph, save_graph)
@@ -150,7 +240,7 @@ def _json_object(text: str | None, what: str) -> dict:
 @app.command()
 def sweep(
     out: Annotated[Path, typer.Option(help="Results file to write (NetCDF, .nc).")],
-    arch: Annotated[str, typer.Option(help="Architecture: mlp, cnn or vgg.")] = "mlp",
+    arch: Annotated[Arch, typer.Option(help="Architecture.")] = Arch.mlp,
     arch_params: Annotated[Optional[str], typer.Option(help="Architecture parameters as JSON, e.g. "
                                                             "'{\"widths\": [256, 128]}' or '{\"depth\": 11}'.")] = None,
     dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist, an .npz file (x, y[, is_test]) or "
@@ -159,21 +249,23 @@ def sweep(
     seeds: Annotated[int, typer.Option(help="Number of seeds (0, 1, ...).")] = 3,
     epochs: Annotated[int, typer.Option(help="Training epochs per run.")] = 20,
     lr: Annotated[float, typer.Option(help="Constant learning rate.")] = 0.1,
-    optimizer: Annotated[str, typer.Option(help="sgd or adam.")] = "sgd",
+    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.")] = Optimizer.sgd,
     momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.0,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
     weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
-    prune_at: Annotated[str, typer.Option(help="init, after (train, prune, fine-tune) or iterative (lottery "
-                                               "ticket with rewinding).")] = "init",
-    prune_scope: Annotated[str, typer.Option(help="layerwise or global magnitude ranking.")] = "layerwise",
-    prune_structure: Annotated[str, typer.Option(help="unstructured (weights) or structured (units).")] =
-    "unstructured",
+    prune_at: Annotated[PruneAt, typer.Option(help="init, after (train, prune, fine-tune) or iterative (lottery "
+                                                   "ticket with rewinding).")] = PruneAt.init,
+    prune_scope: Annotated[PruneScope, typer.Option(help="Rank weights by magnitude within each layer or across "
+                                                         "all layers.")] = PruneScope.layerwise,
+    prune_structure: Annotated[PruneStructure, typer.Option(help="Prune single weights or whole units.")] =
+    PruneStructure.unstructured,
     prune_fraction: Annotated[float, typer.Option(help="Iterative pruning: fraction of remaining weights per "
                                                        "round.")] = 0.2,
     pretrain_epochs: Annotated[int, typer.Option(help="Dense epochs before pruning (after), or per round "
                                                       "(iterative).")] = 1,
     thresholds: Annotated[str, typer.Option(help="Activity thresholds, comma-separated.")] = "0.01,0.05,0.1,0.2",
-    aggregation: Annotated[str, typer.Option(help="mean, absmean or frac.")] = "mean",
+    aggregation: Annotated[Aggregation, typer.Option(help="How activations are aggregated over the probe "
+                                                          "batch.")] = Aggregation.mean,
     probe_samples: Annotated[int, typer.Option(help="Training images in the probe batch.")] = 256,
     weighted: Annotated[bool, typer.Option(help="Record weighted emergence (|w|) instead of path counts.")] = False,
     device: Annotated[Optional[str], typer.Option(help="Device to train and measure on.")] = None,
@@ -193,13 +285,14 @@ def sweep(
 
     with _errors():
         cfg = SweepConfig(
-            arch=arch, arch_params=_json_object(arch_params, "--arch-params"), dataset=dataset,
+            arch=arch.value, arch_params=_json_object(arch_params, "--arch-params"), dataset=dataset,
             sparsities=tuple(_floats(sparsity) or []), seeds=tuple(range(seeds)),
-            train=TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum,
+            train=TrainConfig(epochs=epochs, optimizer=optimizer.value, lr=lr, momentum=momentum,
                               weight_decay=weight_decay, batch_size=batch_size),
-            prune=PruneConfig(when=prune_at, scope=prune_scope, structure=prune_structure, fraction=prune_fraction,
+            prune=PruneConfig(when=prune_at.value, scope=prune_scope.value, structure=prune_structure.value,
+                              fraction=prune_fraction,
                               pretrain_epochs=pretrain_epochs),
-            thresholds=tuple(_floats(thresholds) or []), aggregation=aggregation, probe_samples=probe_samples,
+            thresholds=tuple(_floats(thresholds) or []), aggregation=aggregation.value, probe_samples=probe_samples,
             weighted=weighted, device=device,
             landscape=LandscapeConfig(every=landscape_every, samples=landscape_samples) if landscape else None,
         )

@@ -37,7 +37,7 @@ from emergence.levels import Levels, topological_levels
 from emergence.result import EmergenceResult
 from emergence.validate import node_count, validate_attributes
 
-__all__ = ["measure", "measure_masks", "layered", "EXACT_EDGE_LIMIT"]
+__all__ = ["measure", "measure_masks", "layered", "EXACT_EDGE_LIMIT", "METHODS"]
 
 #: ``method="auto"`` counts exactly up to this many edges (unweighted), in log space above.
 EXACT_EDGE_LIMIT = 100_000
@@ -47,6 +47,8 @@ _LN10 = math.log(10.0)
 _SAFE_SHIFT = 600.0
 
 Method = Literal["auto", "exact", "log"]
+#: Counting methods (see :func:`measure`).
+METHODS = ("auto", "exact", "log")
 
 
 def _resolve_device(device: str | torch.device | None, default: torch.device) -> torch.device:
@@ -252,7 +254,7 @@ def measure_masks(
     >>> [r.value for r in measure_masks(g, torch.tensor([[False, True, True], [False, False, True]]))]
     [2, 1]
     """
-    if method not in ("auto", "exact", "log"):
+    if method not in METHODS:
         raise ConfigError(f"method must be 'auto', 'exact' or 'log', got {method!r}")
     n = node_count(graph)
     validate_attributes(graph, n)

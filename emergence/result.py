@@ -31,6 +31,25 @@ def _finite_or_none(v: float | None) -> float | None:
     return v if v is not None and math.isfinite(v) else None
 
 
+#: Significant digits a log-space count carries: float64 log-sum-exp over many levels keeps a
+#: relative error of about 1e-14, so digits past the 12th are rounding noise.
+LOG_SPACE_DIGITS = 12
+
+
+def _significant(v: float | None, digits: int = LOG_SPACE_DIGITS) -> float | None:
+    """``v`` rounded to ``digits`` significant digits (None and non-finite values become None).
+
+    Examples
+    --------
+    >>> _significant(66517593.999999955)
+    66517594.0
+    >>> _significant(1.2345678901234567e-300)
+    1.23456789012e-300
+    """
+    v = _finite_or_none(v)
+    return None if v is None else float(f"{v:.{digits}g}")
+
+
 @dataclass(frozen=True, eq=False)
 class EmergenceResult:
     """Emergence of one graph under one activity mask.
@@ -184,6 +203,10 @@ class EmergenceResult:
     def to_dict(self) -> dict[str, Any]:
         """The result as plain JSON-ready values (non-finite floats become ``None``).
 
+        Exact counts stay Python integers; log-space counts are rounded to the
+        :data:`LOG_SPACE_DIGITS` significant digits they carry (``66517594.0``, not
+        ``66517593.999999955``).
+
         Returns
         -------
         dict
@@ -196,14 +219,17 @@ class EmergenceResult:
         >>> from emergence import graph, measure
         >>> measure(graph([[0], [1]], 2, [False, True])).to_dict()["emergence"]
         1
+        >>> measure(graph([[0], [1]], 2, [False, True]), method="log").to_dict()["emergence"]
+        1.0
         """
         value: int | float | None = self.value
-        if isinstance(value, float):
-            value = _finite_or_none(value)
+        relative: float | None = _finite_or_none(float(self.relative))
+        if not self.exact:  # a log-space count: print the digits it carries, not float noise
+            value, relative = _significant(float(value)), _significant(relative)
         out: dict[str, Any] = {
             "emergence": value,
             "log10_emergence": self.log10,
-            "relative_emergence": _finite_or_none(float(self.relative)),
+            "relative_emergence": relative,
             "log10_relative_emergence": self.log10_relative,
             "exact": self.exact,
             "weighted": self.weighted,

@@ -70,13 +70,13 @@ def test_report_prints_tables_and_writes_markdown(run, tmp_path):
 @pytest.mark.parametrize(
     "args, phrase",
     [
-        (["sweep", "--out", "{d}/x.nc", "--arch", "resnet"], "unknown architecture 'resnet'"),
+        (["sweep", "--out", "{d}/x.nc", "--arch", "resnet"], "'resnet' is not one of"),
         (["sweep", "--out", "{d}/x.nc", "--sparsity", "0,1.2"], "sparsities must be in [0, 1)"),
         (["sweep", "--out", "{d}/x.nc", "--arch-params", "{widths"], "--arch-params must be a JSON object"),
         (["sweep", "--out", "{d}/x.nc", "--arch-params", '{"depth": 3}'], "does not take these parameters"),
         (["sweep", "--out", "{d}/x.nc", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
-        (["sweep", "--out", "{d}/x.nc", "--optimizer", "lbfgs"], "optimizer must be"),
-        (["sweep", "--out", "{d}/x.nc", "--prune-at", "never"], "prune when must be one of"),
+        (["sweep", "--out", "{d}/x.nc", "--optimizer", "lbfgs"], "'lbfgs' is not one of"),
+        (["sweep", "--out", "{d}/x.nc", "--prune-at", "never"], "'never' is not one of"),
         (["sweep", "--out", "{d}/nowhere/x.nc", "--dataset", "{d}/tiny.npz", "--epochs", "0", "--seeds", "1",
           "--sparsity", "0", "--quiet"], "does not exist"),
         (["report", "{d}/missing.nc"], "no such file"),

@@ -107,7 +107,7 @@ BAD_WEIGHT = 'graph [ directed 1 node [ id 0 active 0 ] node [ id 1 active 1 ] e
         ("badweight.gml", BAD_WEIGHT, [], "non-numeric"),
         ("noweights.gml", CYCLE.replace("edge [ source 2 target 1 ] ", ""), ["--weighted"], "needs edge weights"),
         ("g.gml", CYCLE.replace("edge [ source 2 target 1 ] ", ""), ["--device", "tpu9"], "device 'tpu9'"),
-        ("g.gml", CYCLE.replace("edge [ source 2 target 1 ] ", ""), ["--method", "magic"], "method must be"),
+        ("g.gml", CYCLE.replace("edge [ source 2 target 1 ] ", ""), ["--method", "magic"], "'magic' is not one of"),
     ],
 )
 @pytest.mark.parametrize("as_json", [False, True])

@@ -97,7 +97,7 @@ def test_trusted_pickle_needs_the_flag(files):
         (["junk.onnx"], "ONNX"),
         (["res.pt2", "--data", "wrong.npz"], "but the model takes (1, 16, 16)"),
         (["res.pt2", "--data", "nosuchdata"], "neither a bundled dataset"),
-        (["res.pt2", "--aggregation", "median"], "aggregation must be one of"),
+        (["res.pt2", "--aggregation", "median"], "'median' is not one of"),
         (["res.pt2", "--thresholds", "0.1,abc"], "--thresholds takes numbers"),
         (["res.pt2", "--samples", "0"], "samples must be at least 1"),
         (["whole.pt"], "--trust-pickle"),

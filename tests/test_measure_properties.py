@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -145,3 +146,17 @@ def test_many_masks_in_one_pass_equal_one_at_a_time(g, data):
             assert _close(r.log10, one.log10, 1e-12) and r.num_active == one.num_active
             assert r.layer_log10.keys() == one.layer_log10.keys()
             assert all(_close(r.layer_log10[k], one.layer_log10[k], 1e-12) for k in r.layer_log10)
+
+
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**16 - 1))
+def test_log_space_json_prints_the_exact_count_without_noise(a, b, c, bits):
+    """A log-space count that fits in 12 digits prints as the exact integer (66517594.0, not ...99955)."""
+    import json
+
+    rng = np.random.default_rng(bits)
+    widths = [a, b, c, 3]
+    active = [rng.random(w) < 0.6 for w in widths]
+    g = emergence.from_layers([np.ones((widths[i + 1], widths[i])) for i in range(3)], active)
+    exact = emergence.measure(g, method="exact").value
+    logged = json.loads(emergence.measure(g, method="log").to_json())["emergence"]
+    assert logged == float(exact)

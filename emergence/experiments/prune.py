@@ -25,6 +25,9 @@ from torch import nn
 from emergence.errors import ConfigError
 
 __all__ = [
+    "PRUNE_SCOPES",
+    "PRUNE_STRUCTURES",
+    "PRUNE_WHEN",
     "Masks",
     "PruneConfig",
     "prunable",
@@ -36,6 +39,10 @@ __all__ = [
 ]
 
 Masks = dict[str, torch.Tensor]
+#: When pruning happens, how weights are ranked, and what is removed (see :class:`PruneConfig`).
+PRUNE_WHEN = ("init", "after", "iterative")
+PRUNE_SCOPES = ("layerwise", "global")
+PRUNE_STRUCTURES = ("unstructured", "structured")
 
 
 @dataclass(frozen=True)
@@ -66,9 +73,8 @@ class PruneConfig:
     pretrain_epochs: int = 1
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (("when", self.when, ("init", "after", "iterative")),
-                                     ("scope", self.scope, ("global", "layerwise")),
-                                     ("structure", self.structure, ("unstructured", "structured"))):
+        for name, value, allowed in (("when", self.when, PRUNE_WHEN), ("scope", self.scope, PRUNE_SCOPES),
+                                     ("structure", self.structure, PRUNE_STRUCTURES)):
             if value not in allowed:
                 raise ConfigError(f"prune {name} must be one of {', '.join(allowed)}; got {value!r}")
         if not 0 < self.fraction < 1:

@@ -17,7 +17,10 @@ from torch import nn
 from emergence.errors import ConfigError
 from emergence.experiments.prune import Masks, apply_masks
 
-__all__ = ["TrainConfig", "Metrics", "evaluate", "train"]
+__all__ = ["OPTIMIZERS", "TrainConfig", "Metrics", "evaluate", "train"]
+
+#: Optimizers a :class:`TrainConfig` may name.
+OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class TrainConfig:
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adam"):
+        if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be 'sgd' or 'adam'; got {self.optimizer!r}")
         if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
             raise ConfigError(

@@ -1,0 +1,50 @@
+"""CLI choices are Enums (so --help lists them) that match the library's tables."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+import cli
+from adapters.architectures import ARCHITECTURES
+from adapters.graphfile import FORMATS
+from emergence.activity import AGGREGATIONS
+from emergence.experiments.prune import PRUNE_SCOPES, PRUNE_STRUCTURES, PRUNE_WHEN
+from emergence.experiments.train import OPTIMIZERS
+from emergence.measure import METHODS
+
+
+@pytest.mark.parametrize("enum, table", [
+    (cli.Method, METHODS), (cli.Aggregation, AGGREGATIONS), (cli.Arch, ARCHITECTURES), (cli.Optimizer, OPTIMIZERS),
+    (cli.PruneAt, PRUNE_WHEN), (cli.PruneScope, PRUNE_SCOPES), (cli.PruneStructure, PRUNE_STRUCTURES),
+])
+def test_enum_matches_library(enum, table):
+    assert [e.value for e in enum] == list(table)
+
+
+def test_graph_formats_are_readable_formats():
+    readable = {f for f in FORMATS.values()}
+    assert {e.value for e in cli.GraphFormat} == readable
+
+
+@pytest.mark.parametrize("command, shown", [
+    ("sweep", ["mlp|cnn|vgg", "init|after|iterative", "sgd|adam", "layerwise|global", "mean|absmean|frac"]),
+    ("measure", ["mean|absmean|frac"]),
+    ("graph", ["auto|exact|log", "graphml|gml"]),
+])
+def test_help_lists_choices(command, shown):
+    out = CliRunner().invoke(cli.app, [command, "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert out.exit_code == 0
+    for s in shown:
+        assert s in out.output, s
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["sweep", "--out", "x.nc", "--arch", "resnet"], "'resnet' is not one of 'mlp', 'cnn', 'vgg'"),
+    (["graph"], "Missing argument"),
+    (["no-such-command"], "No such command"),
+])
+def test_usage_errors_are_one_line_and_exit_1(args, phrase):
+    out = CliRunner().invoke(cli.app, args)
+    assert out.exit_code == 1, out.output
+    assert phrase in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
