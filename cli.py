@@ -239,7 +239,9 @@ def _json_object(text: str | None, what: str) -> dict:
 
 @app.command()
 def sweep(
-    out: Annotated[Path, typer.Option(help="Results file to write (NetCDF, .nc).")],
+    out: Annotated[Path, typer.Option(help="Where results go: a Zarr store (.zarr), written cell by cell, or "
+                                           "NetCDF (.nc), written from the store <out>.zarr at the end. Run "
+                                           "the same command again to resume.")],
     arch: Annotated[Arch, typer.Option(help="Architecture.")] = Arch.mlp,
     arch_params: Annotated[Optional[str], typer.Option(help="Architecture parameters as JSON, e.g. "
                                                             "'{\"widths\": [256, 128]}' or '{\"depth\": 11}'.")] = None,
@@ -273,13 +275,29 @@ def sweep(
     landscape_every: Annotated[int, typer.Option(help="Probe the landscape every K epochs (0: final epoch "
                                                       "only).")] = 0,
     landscape_samples: Annotated[int, typer.Option(help="Training examples in the landscape batch.")] = 512,
+    grid: Annotated[Optional[list[str]], typer.Option(help="An extra grid axis, KEY=V1,V2,... (repeatable): width, "
+                                                          "lr, optimizer, momentum, weight_decay, batch_size, "
+                                                          "prune_at, prune_scope, prune_structure, prune_fraction, "
+                                                          "pretrain_epochs.")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes of a local Dask cluster (1: run cells in this "
+                                              "process).")] = 1,
+    scheduler: Annotated[Optional[str], typer.Option(help="Run cells on an existing Dask cluster: its address "
+                                                          "(tcp://host:8786) or scheduler file.")] = None,
+    threads: Annotated[int, typer.Option(help="Torch threads per cell. Results are bitwise identical for any "
+                                              "--workers at the same --threads.")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store of another config.")] = False,
+    retry_failed: Annotated[bool, typer.Option(help="Run failed cells again.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
-    """Train pruned networks over sparsities and seeds, recording emergence every epoch."""
+    """Train pruned networks over a grid (sparsity x seed x any --grid axis), recording emergence every epoch.
+
+    Every finished cell is on disk at once; a killed sweep resumes when the same command runs again.
+    """
     from emergence.experiments.console import SweepProgress
     from emergence.experiments.prune import PruneConfig
-    from emergence.experiments.results import save_results
-    from emergence.experiments.sweep import SweepConfig, run_sweep
+    from emergence.experiments.grid import parse_grid
+    from emergence.experiments.runner import run_stored_sweep
+    from emergence.experiments.sweep import SweepConfig
     from emergence.experiments.train import TrainConfig
     from emergence.landscape import LandscapeConfig
 
@@ -295,16 +313,39 @@ def sweep(
             thresholds=tuple(_floats(thresholds) or []), aggregation=aggregation.value, probe_samples=probe_samples,
             weighted=weighted, device=device,
             landscape=LandscapeConfig(every=landscape_every, samples=landscape_samples) if landscape else None,
+            grid=parse_grid(grid), threads=threads,
         )
-        ds = run_sweep(cfg, progress=SweepProgress(enabled=not quiet))
-        path = save_results(ds, out)
-    typer.echo(f"wrote {path} ({ds.sizes['sparsity']} sparsities x {ds.sizes['seed']} seeds x "
-               f"{ds.sizes['epoch']} epochs)", err=True)
+        _warn_oversubscription(workers, threads, scheduler)
+        outcome = run_stored_sweep(cfg, out, workers=workers, scheduler=scheduler, overwrite=overwrite,
+                                   retry_failed=retry_failed, progress=SweepProgress(enabled=not quiet))
+    _finish(outcome, cfg.cells)
+
+
+def _warn_oversubscription(workers: int, threads: int, scheduler: str | None) -> None:
+    import os
+
+    cores = os.cpu_count() or 1
+    if scheduler is None and workers * threads > cores:
+        typer.echo(f"warning: {workers} workers x {threads} threads exceed the {cores} cores here; "
+                   "cells will slow each other down", err=True)
+
+
+def _finish(outcome, cells: int) -> None:
+    """One summary line on stderr; exit status 1 when cells failed (named) or are pending."""
+    done = cells - len(outcome.failed) - outcome.pending
+    typer.echo(f"wrote {outcome.path}: {done} of {cells} done ({outcome.ran} run now, {outcome.skipped} before), "
+               f"{len(outcome.failed)} failed", err=True)
+    if outcome.failed:
+        names = "; ".join(f"{label} ({error})" for label, error in outcome.failed[:5])
+        more = f" and {len(outcome.failed) - 5} more" if len(outcome.failed) > 5 else ""
+        typer.echo(f"error: {len(outcome.failed)} cells failed: {names}{more}; fix the cause and rerun with "
+                   "--retry-failed", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
 def plot(
-    run: Annotated[Path, typer.Argument(help="Results file from 'emergence sweep'.")],
+    run: Annotated[Path, typer.Argument(help="Results from 'emergence sweep': a .zarr store or a .nc file.")],
     out: Annotated[Path, typer.Option(help="Folder for the PNG figures.")],
     threshold: Annotated[float, typer.Option(help="Threshold of the per-epoch figures.")] = 0.05,
 ) -> None:
@@ -320,7 +361,7 @@ def plot(
 
 @app.command()
 def report(
-    run: Annotated[Path, typer.Argument(help="Results file from 'emergence sweep'.")],
+    run: Annotated[Path, typer.Argument(help="Results from 'emergence sweep': a .zarr store or a .nc file.")],
     markdown: Annotated[Optional[Path], typer.Option(help="Also write the report as Markdown here.")] = None,
     threshold: Annotated[float, typer.Option(help="Threshold of the tables.")] = 0.05,
 ) -> None:

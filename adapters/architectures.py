@@ -25,12 +25,22 @@ __all__ = ["ARCHITECTURES", "ArchSpec", "build", "mlp", "cnn", "vgg", "save_mode
 FORMAT_TAG = "emergence-model/1"
 
 
-def mlp(input_shape: Sequence[int], num_classes: int, widths: Sequence[int] = (256, 128)) -> nn.Sequential:
+def _scaled(n: int, width: float) -> int:
+    if not width > 0:
+        raise ConfigError(f"width multiplier must be > 0; got {width}")
+    return max(1, round(int(n) * float(width)))
+
+
+def mlp(
+    input_shape: Sequence[int], num_classes: int, widths: Sequence[int] = (256, 128), width: float = 1.0
+) -> nn.Sequential:
     """A multilayer perceptron: flatten, then Linear + ReLU per hidden width, then a Linear head.
+
+    ``width`` multiplies every hidden width (rounded, at least 1): the axis of a size study.
 
     Examples
     --------
-    >>> mlp((1, 28, 28), 10, widths=(32,))
+    >>> mlp((1, 28, 28), 10, widths=(64,), width=0.5)
     Sequential(
       (0): Flatten(start_dim=1, end_dim=-1)
       (1): Linear(in_features=784, out_features=32, bias=True)
@@ -41,16 +51,20 @@ def mlp(input_shape: Sequence[int], num_classes: int, widths: Sequence[int] = (2
     n_in = int(torch.tensor(list(input_shape)).prod())
     layers: list[nn.Module] = [nn.Flatten()]
     for w in widths:
-        layers += [nn.Linear(n_in, int(w)), nn.ReLU()]
-        n_in = int(w)
+        w = _scaled(w, width)
+        layers += [nn.Linear(n_in, w), nn.ReLU()]
+        n_in = w
     layers.append(nn.Linear(n_in, num_classes))
     return nn.Sequential(*layers)
 
 
 def cnn(
-    input_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (16, 32), hidden: int = 64
+    input_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (16, 32), hidden: int = 64,
+    width: float = 1.0,
 ) -> nn.Sequential:
     """A small CNN: (Conv3x3 + ReLU + MaxPool2) per channel count, then Linear + ReLU + Linear.
+
+    ``width`` multiplies the channel counts and the hidden width.
 
     Examples
     --------
@@ -60,8 +74,10 @@ def cnn(
     c, h, w = (int(s) for s in input_shape)
     layers: list[nn.Module] = []
     for out in channels:
-        layers += [nn.Conv2d(c, int(out), 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-        c, h, w = int(out), h // 2, w // 2
+        out = _scaled(out, width)
+        layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        c, h, w = out, h // 2, w // 2
+    hidden = _scaled(hidden, width)
     layers += [nn.Flatten(), nn.Linear(c * h * w, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)]
     return nn.Sequential(*layers)
 

@@ -159,33 +159,56 @@ def report_tables(rep: Any) -> Group:
 
 
 class SweepProgress:
-    """Rich progress bars (cells and epochs) on stderr, fed by :func:`emergence.experiments.sweep.run_sweep` events."""
+    """Rich progress on stderr, fed by sweep events: cells done / running / failed with an ETA, and epochs.
+
+    Works for in-process sweeps (an epoch bar for the running cell) and for Dask sweeps
+    (cells across all workers; the ETA comes from the rate at which cells finish).
+    """
 
     def __init__(self, enabled: bool = True) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.enabled = enabled
         self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+                             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                             console=Console(stderr=True), transient=False)
         self._cells = self._epochs = None
+        self.running = self.failed = 0
+
+    def _describe(self) -> None:
+        self._bar.update(self._cells, description=f"cells (running {self.running}, failed {self.failed})")
 
     def __call__(self, event: str, **info: Any) -> None:
         if not self.enabled:
             return
         if event == "start":
             self._bar.start()
-            self._cells = self._bar.add_task("cells", total=info["cells"])
-            self._epochs = self._bar.add_task("epochs", total=info["epochs"])
-            self._started = False
+            self.failed = info.get("failed", 0)
+            self._nepochs = info.get("epochs")
+            self._cells = self._bar.add_task("cells", total=info["cells"], completed=info.get("done", 0))
+            self._describe()
         elif event == "cell":
-            if self._started:
-                self._bar.advance(self._cells)
-            self._started = True
-            self._bar.update(self._epochs, completed=0,
-                             description=f"epochs (sparsity {info['sparsity']:g}, seed {info['seed']})")
-        elif event == "epoch":
+            if self._epochs is None:
+                self._epochs = self._bar.add_task("epochs", total=None)
+            self._bar.update(self._epochs, completed=0, total=self._nepochs, description=f"epochs ({info['label']})")
+        elif event == "epoch" and self._epochs is not None:
             self._bar.update(self._epochs, completed=info["epoch"])
-        elif event == "done":
+        elif event == "running":
+            self.running = info["count"]
+            self._describe()
+        elif event == "cell-done":
+            self.failed += info["status"] == "failed"
             self._bar.advance(self._cells)
+            self._describe()
+        elif event == "done":
+            self.running = 0
+            self._describe()
             self._bar.stop()

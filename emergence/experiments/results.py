@@ -1,7 +1,9 @@
 """Sweep results as xarray Datasets: the schema, and atomic NetCDF writing and reading.
 
-Dimensions: ``sparsity``, ``seed``, ``epoch`` (0 = before training), ``threshold`` and
-``layer`` (layer names). Variables:
+Dimensions: the sweep's grid axes if any (``width``, ``lr``, ... see
+:mod:`emergence.experiments.grid`), then ``sparsity``, ``seed``, ``epoch`` (0 = before
+training), ``threshold`` and ``layer`` (layer names). Variables (grid dims, where present,
+come first in every variable that has ``sparsity``):
 
 ==========================  ==========================================  ==========================
 ``train_loss`` ...           loss and accuracy on train and test          (sparsity, seed, epoch)
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -65,9 +68,11 @@ def package_versions() -> dict[str, str]:
 
 def empty_results(
     sparsities: list[float], seeds: list[int], epochs: int, thresholds: list[float], layers: list[str],
-    attrs: dict[str, Any], *, landscape: bool = False,
+    attrs: dict[str, Any], *, landscape: bool = False, grid: Sequence[tuple[str, Sequence[Any]]] = (),
 ) -> Any:
     """A Dataset of the schema above filled with NaN (counts with -1), ready to be filled cell by cell.
+
+    ``grid`` (``(key, values)`` pairs) adds leading dimensions with those coordinates.
 
     Examples
     --------
@@ -77,7 +82,10 @@ def empty_results(
     """
     import xarray as xr
 
-    coords = {
+    coords: dict[str, np.ndarray] = {k: np.asarray(list(v)) for k, v in grid}
+    g = tuple(k for k, _ in grid)
+    gs = tuple(len(coords[k]) for k in g)
+    coords |= {
         "sparsity": np.asarray(sparsities, dtype=np.float64),
         "seed": np.asarray(seeds, dtype=np.int64),
         "epoch": np.arange(epochs + 1, dtype=np.int64),
@@ -87,9 +95,9 @@ def empty_results(
     s, r, e, t, l = (len(coords[k]) for k in ("sparsity", "seed", "epoch", "threshold", "layer"))
 
     def nan(*shape: int) -> np.ndarray:
-        return np.full(shape, np.nan)
+        return np.full((*gs, *shape), np.nan)
 
-    base = ("sparsity", "seed", "epoch")
+    base = (*g, "sparsity", "seed", "epoch")
     data = {
         "train_loss": (base, nan(s, r, e)),
         "train_accuracy": (base, nan(s, r, e)),
@@ -99,9 +107,9 @@ def empty_results(
         "relative_emergence_log10": ((*base, "threshold"), nan(s, r, e, t)),
         "active_fraction": ((*base, "threshold", "layer"), nan(s, r, e, t, l)),
         "emergence_share": ((*base, "threshold", "layer"), nan(s, r, e, t, l)),
-        "actual_sparsity": (("sparsity", "seed"), nan(s, r)),
-        "n_params": (("sparsity", "seed"), np.full((s, r), -1, dtype=np.int64)),
-        "n_edges": (("sparsity", "seed"), np.full((s, r), -1, dtype=np.int64)),
+        "actual_sparsity": ((*g, "sparsity", "seed"), nan(s, r)),
+        "n_params": ((*g, "sparsity", "seed"), np.full((*gs, s, r), -1, dtype=np.int64)),
+        "n_edges": ((*g, "sparsity", "seed"), np.full((*gs, s, r), -1, dtype=np.int64)),
     }
     if landscape:
         data.update({k: (base, nan(s, r, e)) for k in LANDSCAPE_VARIABLES})
@@ -132,7 +140,7 @@ def save_results(ds: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def open_results(path: str | os.PathLike[str]) -> Any:
-    """Read a results file written by :func:`save_results` (fully loaded; the file is closed).
+    """Read a results file (NetCDF from :func:`save_results`, or a sweep's ``.zarr`` store), fully loaded.
 
     Raises
     ------
@@ -142,12 +150,23 @@ def open_results(path: str | os.PathLike[str]) -> Any:
     import xarray as xr
 
     p = Path(path)
-    if not p.is_file():
+    if p.is_dir():  # a Zarr store written by a sweep (emergence.experiments.store)
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with xr.open_zarr(p) as z:
+                    ds = z.load()
+        except Exception as exc:  # zarr raises several kinds for a folder that is not a store
+            raise FileFormatError(f"could not read {p.name!r} as a Zarr store: {first_line(exc)}") from None
+    elif not p.is_file():
         raise FileFormatError(f"no such file: {str(p)!r}")
-    try:
-        ds = xr.load_dataset(p, engine="netcdf4")
-    except Exception as exc:  # netCDF4/HDF5 raise OSError, RuntimeError, ValueError ...
-        raise FileFormatError(f"could not read {p.name!r} as NetCDF: {first_line(exc)}") from None
+    else:
+        try:
+            ds = xr.load_dataset(p, engine="netcdf4")
+        except Exception as exc:  # netCDF4/HDF5 raise OSError, RuntimeError, ValueError ...
+            raise FileFormatError(f"could not read {p.name!r} as NetCDF: {first_line(exc)}") from None
     missing = [v for v in REQUIRED_VARIABLES if v not in ds]
     if missing:
         raise FileFormatError(f"{p.name!r} is not a sweep result: it lacks {', '.join(missing)}")
