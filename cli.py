@@ -6,13 +6,12 @@ Every command calls library functions, prints their result, and turns an
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
-
-import sys
 
 import typer
 from typer.core import TyperGroup
@@ -294,8 +293,8 @@ def sweep(
     Every finished cell is on disk at once; a killed sweep resumes when the same command runs again.
     """
     from emergence.experiments.console import SweepProgress
-    from emergence.experiments.prune import PruneConfig
     from emergence.experiments.grid import parse_grid
+    from emergence.experiments.prune import PruneConfig
     from emergence.experiments.runner import run_stored_sweep
     from emergence.experiments.sweep import SweepConfig
     from emergence.experiments.train import TrainConfig
@@ -348,13 +347,19 @@ def plot(
     run: Annotated[Path, typer.Argument(help="Results from 'emergence sweep': a .zarr store or a .nc file.")],
     out: Annotated[Path, typer.Option(help="Folder for the PNG figures.")],
     threshold: Annotated[float, typer.Option(help="Threshold of the per-epoch figures.")] = 0.05,
+    sel: Annotated[Optional[list[str]], typer.Option(help="Fix a grid axis, KEY=VALUE (repeatable), e.g. "
+                                                         "width=2.")] = None,
 ) -> None:
-    """Draw the figures of a sweep (accuracy, emergence, relative emergence, correlations, thresholds)."""
-    from emergence.experiments.plot import plot_sweep
+    """Draw the figures of a sweep (accuracy, emergence, relative emergence, correlations, thresholds).
+
+    With grid axes, one folder of figures per setting (KEY=VALUE) and a size-study figure over width.
+    """
+    from emergence.experiments.facets import parse_sel
+    from emergence.experiments.plot import plot_sweeps
     from emergence.experiments.results import open_results
 
     with _errors():
-        paths = plot_sweep(open_results(run), out, threshold=threshold)
+        paths = plot_sweeps(open_results(run), out, threshold=threshold, sel=parse_sel(sel))
     for p in paths:
         typer.echo(str(p))
 
@@ -364,20 +369,27 @@ def report(
     run: Annotated[Path, typer.Argument(help="Results from 'emergence sweep': a .zarr store or a .nc file.")],
     markdown: Annotated[Optional[Path], typer.Option(help="Also write the report as Markdown here.")] = None,
     threshold: Annotated[float, typer.Option(help="Threshold of the tables.")] = 0.05,
+    sel: Annotated[Optional[list[str]], typer.Option(help="Fix a grid axis, KEY=VALUE (repeatable), e.g. "
+                                                         "width=2.")] = None,
 ) -> None:
-    """Summarize a sweep: accuracy, convergence, correlations with p-values, and the paper's claims."""
+    """Summarize a sweep: accuracy, convergence, correlations with p-values, and the paper's claims.
+
+    With grid axes, one report per setting (or those --sel picks) and, over width, a size study.
+    """
     from rich.console import Console
 
     from adapters.atomic import write_text
     from emergence.experiments.console import report_tables
-    from emergence.experiments.report import summarize, to_markdown
+    from emergence.experiments.facets import parse_sel
+    from emergence.experiments.report import summarize_sweep, to_markdown
     from emergence.experiments.results import open_results
 
     with _errors():
-        rep = summarize(open_results(run), threshold=threshold)
+        reps = summarize_sweep(open_results(run), threshold=threshold, sel=parse_sel(sel))
         if markdown is not None:
-            write_text(markdown, to_markdown(rep))
-    Console().print(report_tables(rep))
+            write_text(markdown, "\n".join(to_markdown(rep) for rep in reps))
+    for rep in reps:
+        Console().print(report_tables(rep))
 
 
 @app.command("landscape")
@@ -429,14 +441,22 @@ def landscape_cmd(
 def reproduce(
     out: Annotated[Path, typer.Option(help="Folder for the .nc files, figures and report.md.")],
     quick: Annotated[bool, typer.Option(help="2 seeds x 4 epochs instead of 5 seeds x 20 epochs.")] = False,
+    workers: Annotated[int, typer.Option(help="Worker processes of a local Dask cluster (1: run cells in this "
+                                              "process).")] = 1,
+    scheduler: Annotated[Optional[str], typer.Option(help="Run cells on an existing Dask cluster: its address "
+                                                          "(tcp://host:8786) or scheduler file.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
-    """Run the paper's MLP experiment on bundled MNIST and Fashion-MNIST (four pruning levels, several seeds)."""
+    """Run the paper's MLP experiment on bundled MNIST and Fashion-MNIST (four pruning levels, several seeds).
+
+    Every finished cell is kept; run the same command again to continue an interrupted reproduction.
+    """
     from emergence.experiments.console import SweepProgress
     from emergence.experiments.reproduce import reproduce as run_reproduction
 
     with _errors():
-        done = run_reproduction(out, quick=quick, progress=SweepProgress(enabled=not quiet))
+        done = run_reproduction(out, quick=quick, progress=SweepProgress(enabled=not quiet), workers=workers,
+                                scheduler=scheduler)
     for p in [*done.results, *done.figures, done.report]:
         typer.echo(str(p))
 

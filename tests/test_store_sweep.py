@@ -293,3 +293,29 @@ def test_grid_parsing_and_every_key_applies():
         assert got == value, key
     with pytest.raises(ConfigError, match="optimizer must be"):
         SweepConfig(grid=(("optimizer", ("sgd", "lbfgs")),))
+
+
+def test_width_axis_end_to_end(npz, tmp_path):
+    out = tmp_path / "size.zarr"
+    r = _cli(_args(npz, out, "--grid", "width=0.5,1,2", seeds=2, sparsity="0"))
+    assert r.returncode == 0, r.stderr
+    ds = _results(out)
+    assert ds["test_accuracy"].dims == ("width", "sparsity", "seed", "epoch")
+    assert list(ds.width.values) == [0.5, 1.0, 2.0]
+    edges = ds["n_edges"].sel(sparsity=0.0, seed=0).values
+    assert edges[0] < edges[1] < edges[2]  # wider nets have more edges
+    md = tmp_path / "report.md"
+    r = _cli(["report", str(out), "--markdown", str(md)])
+    assert r.returncode == 0, r.stderr
+    text = md.read_text()
+    assert "size study (width)" in text and "ρ(width, log10 E (final))" in text and "n = 6 runs" in text
+    assert text.count("## ") >= 4  # one report per width, then the size study
+    r = _cli(["report", str(out), "--sel", "width=2"])
+    assert r.returncode == 0 and "size study" not in r.stdout
+    figs = tmp_path / "figs"
+    r = _cli(["plot", str(out), "--out", str(figs)])
+    assert r.returncode == 0, r.stderr
+    assert (figs / "size_study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in figs.iterdir() if p.is_dir()) == ["width=0.5", "width=1", "width=2"]
+    r = _cli(["report", str(out), "--sel", "lr=1"])
+    assert r.returncode == 1 and "no axis 'lr'" in r.stderr

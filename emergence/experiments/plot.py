@@ -43,6 +43,62 @@ def save_figure(fig: Any, path: Path) -> Path:
     return path
 
 
+def plot_sweeps(ds: Any, out: str | os.PathLike[str], *, threshold: float = 0.05,
+                sel: dict[str, str] | None = None) -> list[Path]:
+    """The figures of a sweep with any grid axes: :func:`plot_sweep` per setting, and the size study.
+
+    After ``sel`` fixed some grid axes (see :func:`emergence.experiments.facets.select`), each
+    combination of the remaining ones gets a folder ``out/KEY=VALUE_...``; with a ``width``
+    axis, ``out/size_study.png`` shows log10 E and final accuracy against width per sparsity.
+
+    Raises
+    ------
+    ConfigError, FileFormatError
+    """
+    from emergence.experiments.facets import facets, select
+
+    ds = select(ds, sel)
+    paths: list[Path] = []
+    for label, block in facets(ds):
+        paths += plot_sweep(block, Path(out) / label.replace(" ", "_") if label else out, threshold=threshold)
+    if "width" in ds.dims and ds.sizes["width"] > 1:
+        paths.append(_size_figure(ds, Path(out), threshold))
+    return paths
+
+
+def _size_figure(ds: Any, folder: Path, threshold: float) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    from emergence.experiments.facets import facets
+
+    tau = float(ds.threshold.sel(threshold=threshold, method="nearest"))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for label, block in facets(ds, keep=("width",)):
+        for s in block.sparsity.values:
+            b = block.sel(sparsity=s)
+            w = b.width.values
+            name = " ".join(x for x in (label, f"sparsity {float(s):g}") if x)
+            for ax, da in ((axes[0], b.emergence_log10.sel(threshold=tau).isel(epoch=-1)),
+                           (axes[1], b.test_accuracy.isel(epoch=-1))):
+                runs = da.transpose("width", "seed").values
+                ax.errorbar(w, np.nanmean(runs, 1), yerr=np.nanstd(runs, 1, ddof=1) if runs.shape[1] > 1 else None,
+                            marker="o", capsize=3, label=name)
+    for ax, ylabel in zip(axes, (f"log10 E (final epoch, τ={tau:g})", "final test accuracy")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("width multiplier")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"{ds.attrs.get('dataset', '')}: size study (mean ± sd over seeds)")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = save_figure(fig, folder / "size_study.png")
+    plt.close(fig)
+    return path
+
+
 def plot_sweep(ds: Any, out: str | os.PathLike[str], *, threshold: float = 0.05) -> list[Path]:
     """Write the standard figures of a sweep into ``out`` and return their paths.
 

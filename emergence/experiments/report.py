@@ -89,6 +89,51 @@ class SweepReport:
     extra: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
 
 
+def summarize_sweep(ds: Any, *, threshold: float = 0.05, sel: dict[str, str] | None = None,
+                    title: str = "") -> list[SweepReport]:
+    """Reports of a sweep with any grid axes: one per grid setting (after ``sel``), and a size study.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+    threshold : float, default 0.05
+    sel : dict, optional
+        Grid axes to fix, ``{"width": "2"}`` (see :func:`emergence.experiments.facets.select`).
+    title : str
+
+    Returns
+    -------
+    list of SweepReport
+        One per combination of the remaining grid axes; then, when a ``width`` axis remains,
+        the size study (log10 E and final accuracy against width, Spearman ρ across runs).
+
+    Raises
+    ------
+    ConfigError
+        For a ``sel`` key or value the results do not have.
+    """
+    from emergence.experiments.facets import facets, select, size_study
+
+    ds = select(ds, sel)
+    base = title or f"{ds.attrs.get('dataset', '?')} sweep"
+    reports = [summarize(block, threshold=threshold, title=f"{base} — {label}" if label else base)
+               for label, block in facets(ds)]
+    if "width" in ds.dims and ds.sizes["width"] > 1:
+        means, corrs = size_study(ds, threshold)
+        rep = SweepReport(f"{base} — size study (width)", float(ds.threshold.sel(threshold=threshold,
+                                                                                  method="nearest")))
+        rep.extra = [("Emergence and accuracy by width (means over seeds)", means),
+                     ("Spearman ρ across runs: width vs emergence and accuracy", corrs)]
+        for row in corrs:
+            rep.findings.append(
+                f"{row['setting']}: width vs log10 E at epoch 0 ρ = {row['ρ(width, log10 E (epoch 0))']} "
+                f"(p = {row['p (log10 E (epoch 0))']}), final ρ = {row['ρ(width, log10 E (final))']} "
+                f"(p = {row['p (log10 E (final))']}); width vs final accuracy ρ = "
+                f"{row['ρ(width, final accuracy)']} (p = {row['p (final accuracy)']}); n = {row['n runs']} runs.")
+        reports.append(rep)
+    return reports
+
+
 def summarize(ds: Any, *, threshold: float = 0.05, title: str = "") -> SweepReport:
     """Compute the report of a sweep Dataset (see the module docstring for the definitions).
 
@@ -240,12 +285,12 @@ def _table_md(rows: list[dict[str, Any]]) -> str:
 
 
 def to_markdown(rep: SweepReport) -> str:
-    """The report as Markdown (tables and findings)."""
-    parts = [f"## {rep.title}", "", f"Activity threshold τ = {rep.threshold:g}; accuracies are test accuracies.",
-             "", "### By sparsity (mean ± std over seeds)", "", _table_md(rep.per_sparsity), "",
-             "### Emergence at epoch t vs accuracy gain from t to t+1", "", _table_md(rep.correlations), "",
-             "### Threshold sensitivity", "", _table_md(rep.thresholds), ""]
-    for title, rows in rep.extra:
-        parts += [f"### {title}", "", _table_md(rows), ""]
+    """The report as Markdown (tables and findings; empty tables are left out)."""
+    parts = [f"## {rep.title}", "", f"Activity threshold τ = {rep.threshold:g}; accuracies are test accuracies.", ""]
+    for title, rows in [("By sparsity (mean ± std over seeds)", rep.per_sparsity),
+                        ("Emergence at epoch t vs accuracy gain from t to t+1", rep.correlations),
+                        ("Threshold sensitivity", rep.thresholds), *rep.extra]:
+        if rows:
+            parts += [f"### {title}", "", _table_md(rows), ""]
     parts += ["### Findings", ""] + [f"- {f}" for f in rep.findings] + [""]
     return "\n".join(parts)

@@ -6,6 +6,10 @@ several seeds; emergence is recorded every epoch on a fixed probe batch of train
 images, and the loss landscape (Hessian, filter-normalized slice) at the final epoch.
 ``quick`` uses fewer seeds and epochs (a smoke run of the whole pipeline).
 
+It runs through :func:`emergence.experiments.runner.run_stored_sweep`: every cell is written
+to ``<dataset>.nc.zarr`` as it finishes, so an interrupted reproduction continues where it
+stopped when it is run again, and ``workers`` spreads the cells over a local Dask cluster.
+
 References
 ----------
 .. [1] F. AlShinaifi et al., arXiv:2409.01568, 2024.
@@ -18,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.atomic import write_text
-from emergence.errors import FileFormatError
+from emergence.errors import EmergenceError, FileFormatError
 from emergence.experiments.plot import plot_sweep
 from emergence.experiments.prune import PruneConfig
 from emergence.experiments.report import summarize, to_markdown
-from emergence.experiments.results import save_results
-from emergence.experiments.sweep import Progress, SweepConfig, run_sweep
+from emergence.experiments.results import open_results
+from emergence.experiments.runner import run_stored_sweep
+from emergence.experiments.sweep import Progress, SweepConfig
 from emergence.experiments.train import TrainConfig
 from emergence.landscape import LandscapeConfig
 
@@ -61,13 +66,29 @@ class Reproduction:
 
 
 def reproduce(out: str | os.PathLike[str], *, quick: bool = False, progress: Progress | None = None,
-              configs: list[SweepConfig] | None = None) -> Reproduction:
-    """Run the reproduction into ``out``: ``<dataset>.nc``, ``<dataset>/*.png`` and ``report.md``.
+              configs: list[SweepConfig] | None = None, workers: int = 1,
+              scheduler: str | None = None) -> Reproduction:
+    """Run (or resume) the reproduction into ``out``: ``<dataset>.nc``, ``<dataset>/*.png`` and ``report.md``.
+
+    Parameters
+    ----------
+    out : str or path-like
+        The folder.
+    quick : bool, default False
+        2 seeds x 4 epochs instead of 5 seeds x 20 epochs.
+    progress : callable, optional
+        Receives the sweeps' progress events.
+    configs : list of SweepConfig, optional
+        Run these instead of :func:`reproduce_configs`.
+    workers, scheduler
+        As in :func:`emergence.experiments.runner.run_stored_sweep`.
 
     Raises
     ------
     FileFormatError
         If ``out`` cannot be created.
+    EmergenceError
+        If cells failed (named; the others are kept, and a rerun retries nothing unless asked).
     """
     folder = Path(out)
     try:
@@ -81,8 +102,13 @@ def reproduce(out: str | os.PathLike[str], *, quick: bool = False, progress: Pro
                 "(top Hessian eigenvalue, Hessian trace, a filter-normalized 1-D slice) on 512 training images at "
                 "the final epoch.", ""]
     for cfg in configs or reproduce_configs(quick):
-        ds = run_sweep(cfg, progress=progress)
-        done.results.append(save_results(ds, folder / f"{cfg.dataset}.nc"))
+        outcome = run_stored_sweep(cfg, folder / f"{cfg.dataset}.nc", workers=workers, scheduler=scheduler,
+                                   progress=progress)
+        if outcome.failed:
+            names = "; ".join(f"{label} ({error})" for label, error in outcome.failed[:3])
+            raise EmergenceError(f"{len(outcome.failed)} cells of the {cfg.dataset} sweep failed: {names}")
+        ds = open_results(outcome.path)
+        done.results.append(outcome.path)
         done.figures += plot_sweep(ds, folder / cfg.dataset)
         sections.append(to_markdown(summarize(ds, title=f"{cfg.dataset}: {len(cfg.seeds)} seeds, "
                                                          f"{cfg.train.epochs} epochs")))

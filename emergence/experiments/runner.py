@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from adapters.datasets import Dataset, load_dataset
+from adapters.datasets import Dataset
 from emergence.errors import ConfigError, FileFormatError, first_line
+from emergence.experiments import sweep as _sweep
 from emergence.experiments.results import open_results, save_results
 from emergence.experiments.store import STATUS, StoreLock, SweepStore, first_difference
 from emergence.experiments.sweep import (
@@ -269,7 +270,7 @@ def run_stored_sweep(
     emit = progress or (lambda *a, **k: None)
     outcome = SweepOutcome(nc or store_p, store_p)
     with StoreLock(store_p):
-        local = data if data is not None else load_dataset(cfg.dataset)
+        local = data if data is not None else _sweep.load_dataset(cfg.dataset)
         store = _open_store(cfg, store_p, nc, local, overwrite)
         status = store.status()
         wanted = {STATUS["pending"]} | ({STATUS["failed"]} if retry_failed else set())

@@ -1,0 +1,143 @@
+"""Sweeps with grid axes, one setting at a time: ``--sel KEY=VALUE`` and facets over what is left.
+
+The per-sparsity tables and figures describe a (sparsity, seed, epoch) block. A sweep with
+grid axes (``width``, ``lr``, ...) holds one such block per grid point: :func:`facets` splits
+it into them (after :func:`select` fixed the axes the user named), and :func:`size_study`
+compares the blocks along ``width`` -- the paper's claim that larger networks have more
+emergence, tested with one value per run.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from emergence.errors import ConfigError
+
+__all__ = ["STANDARD_DIMS", "grid_dims", "parse_sel", "select", "facets", "size_study"]
+
+#: Dimensions every sweep has; any other dimension is a grid axis.
+STANDARD_DIMS = ("sparsity", "seed", "epoch", "threshold", "layer")
+
+
+def grid_dims(ds: Any) -> list[str]:
+    """The grid axes of a results Dataset, in dimension order."""
+    return [d for d in ds.dims if d not in STANDARD_DIMS]
+
+
+def parse_sel(specs: Sequence[str] | None) -> dict[str, str]:
+    """``["width=2", "lr=0.1"]`` -> ``{"width": "2", "lr": "0.1"}``.
+
+    Raises
+    ------
+    ConfigError
+        For text without ``=``.
+
+    Examples
+    --------
+    >>> parse_sel(["width=2"])
+    {'width': '2'}
+    """
+    out = {}
+    for spec in specs or ():
+        key, sep, value = str(spec).partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--sel takes KEY=VALUE (e.g. width=2); got {spec!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def select(ds: Any, sel: dict[str, str] | None) -> Any:
+    """Fix the named grid axes at the given values (dropping those dimensions).
+
+    Raises
+    ------
+    ConfigError
+        For an axis the results do not have, or a value not on it (listing the values).
+    """
+    for key, text in (sel or {}).items():
+        if key not in ds.dims:
+            raise ConfigError(f"the results have no axis {key!r}; axes: {', '.join(map(str, ds.dims))}")
+        coord = ds[key].values
+        if coord.dtype.kind in "fiu":
+            try:
+                value = float(text)
+            except ValueError:
+                raise ConfigError(f"{key} takes a number; got {text!r}") from None
+            hits = np.flatnonzero(np.isclose(coord.astype(float), value))
+        else:
+            hits = np.flatnonzero(coord.astype(str) == text)
+        if hits.size == 0:
+            raise ConfigError(f"{key}={text} is not in the results; {key} is one of "
+                              f"{', '.join(f'{v:g}' if coord.dtype.kind == 'f' else str(v) for v in coord)}")
+        ds = ds.isel({key: int(hits[0])})
+    return ds
+
+
+def _fmt(v: Any) -> str:
+    return f"{float(v):g}" if np.asarray(v).dtype.kind in "fiu" else str(v)
+
+
+def facets(ds: Any, keep: Sequence[str] = ()) -> list[tuple[str, Any]]:
+    """``(label, block)`` for every combination of the grid axes not in ``keep`` (one unlabelled block if none)."""
+    dims = [d for d in grid_dims(ds) if d not in keep]
+    if not dims:
+        return [("", ds)]
+    out = []
+    for values in itertools.product(*(ds[d].values for d in dims)):
+        point = dict(zip(dims, values))
+        out.append((" ".join(f"{d}={_fmt(v)}" for d, v in point.items()), ds.sel(point)))
+    return out
+
+
+def size_study(ds: Any, threshold: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Emergence and accuracy against ``width``, one value per run, and Spearman's ρ across widths.
+
+    For every sparsity (and every combination of the other grid axes), each run (width,
+    seed) contributes its log10 E at epoch 0 and at the final epoch and its final test
+    accuracy; ρ and its p-value are taken over those runs (independent: every run has its
+    own seed and its own network).
+
+    Returns
+    -------
+    (means, correlations) : two lists of table rows
+
+    Raises
+    ------
+    ConfigError
+        If the results have no ``width`` axis.
+    """
+    from scipy import stats
+
+    if "width" not in ds.dims:
+        raise ConfigError("a size study needs a width axis (sweep with --grid width=0.5,1,2)")
+    tau = float(ds.threshold.sel(threshold=threshold, method="nearest"))
+    means: list[dict[str, Any]] = []
+    corrs: list[dict[str, Any]] = []
+    for label, block in facets(ds, keep=("width",)):  # every combination of the other axes
+        for s in block.sparsity.values:
+            b = block.sel(sparsity=s)
+            e = b.emergence_log10.sel(threshold=tau)  # [width, seed, epoch]
+            acc = b.test_accuracy.isel(epoch=-1)  # [width, seed]
+            e0, ef = e.isel(epoch=0), e.isel(epoch=-1)
+            where = " ".join(x for x in (label, f"sparsity={float(s):g}") if x)
+            for w in b.width.values:
+                means.append({"setting": where, "width": float(w), "runs": int(b.sizes["seed"]),
+                              "log10 E (epoch 0)": f"{float(e0.sel(width=w).mean()):.2f}",
+                              "log10 E (final)": f"{float(ef.sel(width=w).mean()):.2f}",
+                              "final accuracy": f"{float(acc.sel(width=w).mean()):.4f}"})
+            widths = np.broadcast_to(b.width.values[:, None], acc.shape).ravel()
+            row: dict[str, Any] = {"setting": where, "n runs": int(widths.size)}
+            for name, values in (("log10 E (epoch 0)", e0), ("log10 E (final)", ef), ("final accuracy", acc)):
+                v = values.transpose("width", "seed").values.ravel()
+                ok = np.isfinite(v)
+                if ok.sum() >= 3 and np.ptp(widths[ok]) > 0 and np.ptp(v[ok]) > 0:
+                    r = stats.spearmanr(widths[ok], v[ok])
+                    row[f"ρ(width, {name})"], row[f"p ({name})"] = f"{r.statistic:+.3f}", f"{r.pvalue:.3g}"
+                else:
+                    row[f"ρ(width, {name})"], row[f"p ({name})"] = "n/a", "n/a"
+            corrs.append(row)
+    return means, corrs
