@@ -26,6 +26,8 @@ class _OneLineErrors(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        args = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in args
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.Abort:
@@ -37,9 +39,16 @@ class _OneLineErrors(TyperGroup):
             if "NoArgsIsHelpError" in names:
                 exc.show()  # type: ignore[attr-defined]
                 sys.exit(0)
-            if "ClickException" not in names:
+            if "ClickException" in names:
+                typer.echo(f"error: {exc.format_message()}", err=True)  # type: ignore[attr-defined]
+                sys.exit(1)
+            if debug:
                 raise
-            typer.echo(f"error: {exc.format_message()}", err=True)  # type: ignore[attr-defined]
+            # Not one of ours: a bug, but the user still gets one line (and --debug shows the traceback).
+            from emergence.errors import first_line
+
+            typer.echo(f"error: unexpected {type(exc).__name__}: {first_line(exc)} (a bug in emergence; "
+                       "rerun with --debug for the traceback and report it)", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
@@ -109,7 +118,9 @@ class GraphFormat(str, Enum):
 
 
 @app.callback()
-def _main() -> None:
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the Python traceback of an unexpected error.")] = False,
+) -> None:
     """Measure emergence (paths from inactive to active nodes) in neural networks and directed graphs."""
 
 

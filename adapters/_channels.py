@@ -70,6 +70,10 @@ class Slots:
         return Slots(ptr, node, coef)
 
 
+def _unit(slots: Slots) -> Slots:
+    return Slots(slots.ptr, slots.node, torch.ones_like(slots.coef))
+
+
 @dataclass
 class ChannelValue:
     """Symbolic provenance of one tensor (see module docstring).
@@ -115,11 +119,16 @@ class ChannelGraphBuilder:
         self.num_nodes += units
         return rec
 
-    def input(self, shape: Sequence[int], *, per_element: bool, name: str = "input") -> ChannelValue:
-        """Input nodes: one per element of a sample (dense nets) or one per channel (conv nets)."""
+    def input(self, shape: Sequence[int], *, per_element: bool | str, name: str = "input") -> ChannelValue:
+        """Input nodes: one per element of a sample (dense nets), one per channel (conv nets), or one per
+        feature of the last dim (``per_element="tokens"``: a sequence whose positions are like pixels)."""
         shape = tuple(int(s) for s in shape)
         per_sample = shape[1:]
-        if per_element or len(per_sample) <= 1:
+        if per_element == "tokens" and len(per_sample) >= 2:
+            units = per_sample[-1]
+            prov = torch.arange(units).expand(per_sample)
+            rec = self._new_layer(name, "input", units, len(shape) - 1)
+        elif per_element or len(per_sample) <= 1:
             units = max(1, int(torch.tensor(per_sample).prod())) if per_sample else 1
             prov = torch.arange(units).reshape(per_sample)
             rec = self._new_layer(name, "input", units, -1)
@@ -282,6 +291,83 @@ class ChannelGraphBuilder:
         shape = tuple(int(s) for s in out_shape)
         prov = chan.reshape(1, c, *([1] * (len(shape) - 2))).expand(shape).clone()
         return ChannelValue(prov, slots)
+
+    # -- products of activations (attention) ---------------------------------------------
+    def reduce(self, x: ChannelValue, dims: Sequence[int], *, keepdim: bool) -> ChannelValue:
+        """The union rule over ``dims`` (batch excluded): an output entry depends on every node that fed
+        any entry it combines -- a sum, mean or max over any axis, softmax's normaliser, a contraction.
+
+        Entries whose node sets (with coefficients, strongest kept) are equal share one slot, so
+        e.g. every row of one attention head's scores is a single slot.
+        """
+        p = x.prov[0]
+        nd = p.dim()
+        red = sorted({(d % (nd + 1)) - 1 for d in dims})
+        if any(d < 0 for d in red):
+            raise UnsupportedOpError("a reduction over the batch dimension cannot be mapped")
+        keep = [d for d in range(nd) if d not in red]
+        q = p.permute(*keep, *red)
+        kept_shape = [p.shape[d] for d in keep]
+        rows = q.reshape(int(torch.tensor(kept_shape).prod()) if keep else 1, -1)
+        m, r = rows.shape
+        owner = torch.arange(m).unsqueeze(1).expand(m, r)
+        ok = rows >= 0
+        pairs = torch.unique(owner[ok] * (len(x.slots) + 1) + rows[ok])  # (row, slot) without repeats
+        row, slot = pairs // (len(x.slots) + 1), pairs % (len(x.slots) + 1)
+        term_owner, node, coef = x.slots.expand(slot)
+        table = Slots.from_terms(row[term_owner], node, coef, m, "max")  # one slot per row, node sets merged
+        lens = table.ptr[1:] - table.ptr[:-1]
+        width = int(lens.max()) if m and lens.numel() else 0
+        sig = torch.full((m, 2 * width), -1.0, dtype=torch.float64)
+        if width:
+            pos = torch.arange(table.node.numel()) - torch.repeat_interleave(table.ptr[:-1], lens)
+            r_of = torch.repeat_interleave(torch.arange(m), lens)
+            sig[r_of, pos] = table.node.double()
+            sig[r_of, width + pos] = table.coef
+        uniq, inv = torch.unique(sig, dim=0, return_inverse=True)
+        first = torch.full((uniq.shape[0],), m, dtype=torch.long).scatter_reduce_(0, inv, torch.arange(m), "amin")
+        owners, nodes, coefs = table.expand(first)
+        slots = Slots.from_terms(owners, nodes, coefs, uniq.shape[0], "max")
+        empty = lens[first] == 0
+        ids = torch.where(empty[inv], torch.full_like(inv, -1), inv)
+        out = ids.reshape(kept_shape) if keep else ids.reshape(())
+        if keepdim:
+            out = out.reshape([p.shape[d] if d in keep else 1 for d in range(nd)])
+        return ChannelValue(out.unsqueeze(0).expand(x.prov.shape[0], *out.shape).clone(), slots)
+
+    def spread(self, x: ChannelValue, dim: int) -> ChannelValue:
+        """Softmax's rule: every entry along ``dim`` depends on all entries along it (shape unchanged).
+
+        Like :meth:`product`, a data-dependent coupling: its coefficients are 1 (see there)."""
+        r = self.reduce(x, [dim], keepdim=True)
+        return ChannelValue(r.prov.expand(x.prov.shape).clone(), _unit(r.slots))
+
+    def product(self, a: ChannelValue, b: ChannelValue) -> ChannelValue:
+        """A matrix product of two activations, ``a[..., m, k] @ b[..., k, n]`` (batched, broadcasting):
+        entry (i, j) depends on the union of the producers of row i of ``a`` and column j of ``b``.
+
+        The strength of such a coupling depends on the data, not on weights, so its coefficients are 1:
+        constant scales before or after it (``q * d**-0.5``, or on the scores) change nothing, and an
+        exporter that moves the scale gives the same weighted graph."""
+        if a.prov.dim() < 2 or b.prov.dim() < 2:
+            raise UnsupportedOpError("a product of two activations needs operands with at least 2 dims")
+        ra = self.reduce(a, [a.prov.dim() - 1], keepdim=True)
+        rb = self.reduce(b, [b.prov.dim() - 2], keepdim=True)
+        out = self.merge([ra, rb], combine="max")
+        return ChannelValue(out.prov, _unit(out.slots))
+
+    def couple(self, values: Sequence[ChannelValue]) -> ChannelValue:
+        """Several activations combined entry by entry after contractions (einsum): the union, coefficients 1."""
+        out = self.merge(values, combine="max")
+        return ChannelValue(out.prov, _unit(out.slots))
+
+    def table(self, name: str, units: int, out_shape: Sequence[int], kind: str = "Embedding") -> ChannelValue:
+        """An embedding lookup: the table's ``units`` features become input nodes (features on the last dim)."""
+        rec = self._new_layer(name, kind, units, -1)
+        shape = tuple(int(s) for s in out_shape)
+        prov = torch.arange(units).expand(shape).clone()
+        return ChannelValue(prov, Slots.single(torch.arange(rec.offset, rec.offset + units)),
+                            direct=len(self.layers) - 1)
 
     # -- result ----------------------------------------------------------------------
     def edges(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -106,18 +107,39 @@ def with_activity(base: ModelGraph, activity: Activity, threshold: float) -> Mod
     return dataclasses.replace(mg, graph=mg.at(threshold))
 
 
-def padded_chunks(x: torch.Tensor, step: int, fixed: bool) -> Iterator[tuple[torch.Tensor, int]]:
+def as_batch(inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """A probe batch as a tuple of tensors (one per model input), all with the same number of samples.
+
+    Raises
+    ------
+    InputShapeError
+        For something that is not tensors, or tensors of different batch sizes.
+    """
+    xs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    if not xs or not all(isinstance(x, torch.Tensor) and x.dim() >= 1 for x in xs):
+        raise InputShapeError("inputs must be a tensor, or a tuple of tensors (one per model input), batch first")
+    if len({int(x.shape[0]) for x in xs}) != 1:
+        raise InputShapeError(f"the inputs hold different numbers of samples: {[int(x.shape[0]) for x in xs]}")
+    return xs
+
+
+def padded_chunks(x: torch.Tensor | Sequence[torch.Tensor], step: int,
+                  fixed: bool) -> Iterator[tuple[Any, int]]:
     """``(chunk, real rows)`` of ``step`` rows each; with ``fixed`` (a model with a fixed batch size)
-    the last chunk is zero-padded to ``step`` rows.
+    the last chunk is zero-padded to ``step`` rows. A tuple of tensors is chunked alike.
 
     Examples
     --------
     >>> [(tuple(c.shape), k) for c, k in padded_chunks(torch.ones(5, 2), 2, fixed=True)]
     [((2, 2), 2), ((2, 2), 2), ((2, 2), 1)]
     """
-    for a in range(0, x.shape[0], step):
-        chunk = x[a : a + step]
-        keep = chunk.shape[0]
-        if fixed and keep < step:
-            chunk = torch.cat([chunk, chunk.new_zeros(step - keep, *chunk.shape[1:])])
-        yield chunk, keep
+    xs = (x,) if isinstance(x, torch.Tensor) else tuple(x)
+    for a in range(0, xs[0].shape[0], step):
+        chunks = []
+        for t in xs:
+            chunk = t[a : a + step]
+            keep = chunk.shape[0]
+            if fixed and keep < step:
+                chunk = torch.cat([chunk, chunk.new_zeros(step - keep, *chunk.shape[1:])])
+            chunks.append(chunk)
+        yield (chunks[0] if isinstance(x, torch.Tensor) else tuple(chunks)), keep

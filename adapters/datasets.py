@@ -15,13 +15,14 @@ import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from emergence.errors import ConfigError, FileFormatError, InputShapeError, NonFiniteError
 
-__all__ = ["DATASETS", "Dataset", "data_dir", "load_dataset", "register_dataset", "load_npz", "probe_inputs",
+__all__ = ["DATASETS", "Dataset", "InputSpec", "data_dir", "load_dataset", "register_dataset", "load_npz", "probe_inputs",
            "labeled_batch", "load_cifar10"]
 
 Loader = Callable[[str], tuple[torch.Tensor, torch.Tensor]]
@@ -170,10 +171,20 @@ def _as_float_images(x: np.ndarray) -> torch.Tensor:
     return t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
 
 
+def _as_inputs(x: np.ndarray) -> torch.Tensor:
+    """``uint8`` images scaled to [0, 1]; other integers (token ids, indices) kept as int64; floats as float32."""
+    if x.dtype == np.bool_:
+        return torch.from_numpy(np.ascontiguousarray(x))
+    if x.dtype != np.uint8 and np.issubdtype(x.dtype, np.integer):
+        return torch.from_numpy(np.ascontiguousarray(x).astype(np.int64))
+    return _as_float_images(x)
+
+
 def load_npz(path: str | os.PathLike[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Read inputs ``x`` (and optional labels ``y``) from an ``.npz`` file without unpickling.
 
-    ``uint8`` inputs are scaled to ``[0, 1]``; 3-D ``uint8`` arrays ``[N, H, W]`` get a channel axis.
+    ``uint8`` inputs are scaled to ``[0, 1]``; 3-D ``uint8`` arrays ``[N, H, W]`` get a channel axis;
+    other integer inputs (token ids) stay integers (int64); floats become float32.
 
     Raises
     ------
@@ -193,9 +204,13 @@ def load_npz(path: str | os.PathLike[str]) -> tuple[torch.Tensor, torch.Tensor |
         raise FileFormatError(f"no such file: {str(p)!r}")
     try:
         with np.load(p, allow_pickle=False) as z:
-            if "x" not in z.files:
-                raise FileFormatError(f"{p.name!r} has no array 'x' (arrays: {', '.join(z.files) or 'none'})")
-            x = z["x"]
+            if "x" in z.files:
+                x = z["x"]
+            elif "x0" in z.files:  # several model inputs: x0, x1, ... in the model's order
+                x = tuple(z[f"x{i}"] for i in range(len(z.files)) if f"x{i}" in z.files)
+            else:
+                raise FileFormatError(f"{p.name!r} has no array 'x' (nor x0, x1, ... for several inputs; arrays: "
+                                      f"{', '.join(z.files) or 'none'})")
             y = z["y"] if "y" in z.files else None
     except FileFormatError:
         raise
@@ -205,13 +220,45 @@ def load_npz(path: str | os.PathLike[str]) -> tuple[torch.Tensor, torch.Tensor |
         raise FileFormatError(f"could not read {p.name!r} as an .npz archive: {exc}") from None
     except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError ...
         raise FileFormatError(f"could not read {p.name!r} as an .npz archive: {exc}") from None
-    if not isinstance(x, np.ndarray):
-        raise FileFormatError(f"{p.name!r}: 'x' is not a valid array")
-    if x.dtype == np.uint8 and x.ndim == 3:
+    arrays = x if isinstance(x, tuple) else (x,)
+    for a in arrays:
+        if not isinstance(a, np.ndarray):
+            raise FileFormatError(f"{p.name!r}: 'x' is not a valid array")
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+            raise FileFormatError(f"{p.name!r}: 'x' has dtype {a.dtype}; expected numbers")
+    if not isinstance(x, tuple) and x.dtype == np.uint8 and x.ndim == 3:
         x = x[:, None]
-    if not np.issubdtype(x.dtype, np.number):
-        raise FileFormatError(f"{p.name!r}: 'x' has dtype {x.dtype}; expected numbers")
-    return _as_float_images(x), None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))
+    xs = tuple(_as_inputs(a) for a in arrays) if isinstance(x, tuple) else _as_inputs(x)
+    return xs, None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input as a random probe batch needs it.
+
+    Attributes
+    ----------
+    shape : tuple of int, or None
+        Per-sample shape (None when the model does not fix it).
+    kind : {"float", "int", "bool"}
+    high : int or None
+        For integer inputs that index an embedding table: its number of rows (random ids are drawn
+        below it); other integer and boolean inputs (masks) are all ones in a random batch.
+    """
+
+    shape: tuple[int, ...] | None
+    kind: str = "float"
+    high: int | None = None
+
+    def random(self, samples: int, gen: torch.Generator) -> torch.Tensor:
+        if self.shape is None:
+            raise ConfigError("this model does not declare its input shape, so a random batch cannot be made; "
+                              "pass a probe batch (--data NAME|PATH; library: inputs=...)")
+        if self.kind == "float":
+            return torch.rand(samples, *self.shape, generator=gen)
+        if self.kind == "int" and self.high:
+            return torch.randint(0, self.high, (samples, *self.shape), generator=gen)
+        return torch.ones(samples, *self.shape, dtype=torch.bool if self.kind == "bool" else torch.long)
 
 
 def _fit(x: torch.Tensor, shape: Sequence[int] | None, what: str) -> torch.Tensor:
@@ -238,8 +285,13 @@ def _from_data(
         names = ", ".join(sorted(DATASETS)) or "none bundled"
         extra = "" if labels else ", nor 'random'"
         raise ConfigError(f"data {key!r} is neither a bundled dataset ({names}), an .npz file{extra}")
-    x = _fit(x[:samples], input_shape, what)
-    if not bool(torch.isfinite(x).all()):
+    if isinstance(x, tuple):
+        shapes = list(input_shape) if input_shape is not None and not isinstance(input_shape[0], int) else \
+            [None] * len(x)
+        x = tuple(_fit(t[:samples], s, what) for t, s in zip(x, shapes))
+    else:
+        x = _fit(x[:samples], input_shape, what)
+    if not all(bool(torch.isfinite(t).all()) for t in (x if isinstance(x, tuple) else (x,))):
         raise NonFiniteError(f"{what} contains NaN or infinite inputs")
     return x, None if y is None else y[:samples]
 
@@ -275,8 +327,13 @@ def probe_inputs(
     samples: int = 256,
     seed: int = 0,
     input_shape: Sequence[int] | None = None,
-) -> torch.Tensor:
+    input_specs: Sequence[InputSpec] | None = None,
+) -> Any:
     """A probe batch: the first ``samples`` training examples of a bundled dataset or ``.npz`` file, or a random batch.
+
+    A model with several inputs (token ids and an attention mask, say) gets a tuple: from an
+    ``.npz`` with arrays ``x0``, ``x1``, ... in the model's input order, or random from
+    ``input_specs`` (valid token ids below each embedding table's size; masks of ones).
 
     Parameters
     ----------
@@ -289,10 +346,12 @@ def probe_inputs(
     input_shape : sequence of int, optional
         The model's per-sample input shape; required for a random batch, and used to
         reshape data of the same size (e.g. ``[1, 28, 28]`` images for a ``[784]`` input).
+    input_specs : sequence of InputSpec, optional
+        Every input of the model (takes precedence over ``input_shape`` for a random batch).
 
     Returns
     -------
-    torch.Tensor
+    torch.Tensor, or a tuple of them (one per model input)
 
     Raises
     ------
@@ -306,9 +365,9 @@ def probe_inputs(
     if samples < 1:
         raise ConfigError(f"samples must be at least 1, got {samples}")
     if data is None or str(data) == "random":
-        if input_shape is None:
-            raise ConfigError("this model does not declare its input shape, so a random batch cannot be made; "
-                              "pass a probe batch (--data NAME|PATH; library: inputs=...)")
         gen = torch.Generator().manual_seed(int(seed))
-        return torch.rand(samples, *input_shape, generator=gen)
-    return _from_data(str(data), samples, input_shape, labels=False)[0]
+        specs = list(input_specs) if input_specs else [InputSpec(None if input_shape is None else tuple(input_shape))]
+        batch = tuple(s.random(samples, gen) for s in specs)
+        return batch[0] if len(batch) == 1 else batch
+    shapes = [s.shape for s in input_specs] if input_specs and len(input_specs) > 1 else input_shape
+    return _from_data(str(data), samples, shapes, labels=False)[0]

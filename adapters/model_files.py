@@ -17,6 +17,8 @@ import io
 import os
 import pickle
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,34 @@ class LoadedModel:
     obj: Any
     input_shape: tuple[int, ...] | None
     source: str
+    input_specs: tuple[Any, ...] | None = None  # adapters.datasets.InputSpec per model input
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _is_zip(p: Path) -> bool:
+    try:
+        with open(p, "rb") as fh:
+            return fh.read(4) == _ZIP_MAGIC
+    except OSError:
+        return False
+
+
+@contextmanager
+def _torch_logs_silenced() -> Iterator[None]:
+    """torch logs its own deserialization failures (with a traceback) before raising; we report them in one line."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("torch", "torch.export", "torch._export", "torch.serialization")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def _is_torchscript(p: Path) -> bool:
@@ -55,6 +85,49 @@ def _onnx_input_shape(model: Any) -> tuple[int, ...] | None:
     if all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
         return tuple(int(d.dim_value) for d in dims)
     return None
+
+
+def _onnx_input_specs(model: Any) -> tuple[Any, ...]:
+    """Per input: shape, kind, and for token ids the rows of the table a ``Gather`` looks them up in."""
+    from adapters.datasets import InputSpec
+
+    inits = {t.name: t for t in model.graph.initializer}
+    specs = []
+    for inp in (i for i in model.graph.input if i.name not in inits):
+        dims = inp.type.tensor_type.shape.dim[1:]
+        shape = tuple(int(d.dim_value) for d in dims) if all(d.HasField("dim_value") and d.dim_value > 0
+                                                             for d in dims) else None
+        elem = inp.type.tensor_type.elem_type
+        kind = "float" if elem in (1, 10, 11, 16) else "bool" if elem == 9 else "int"
+        high = next((int(inits[n.input[0]].dims[0]) for n in model.graph.node
+                     if n.op_type == "Gather" and len(n.input) > 1 and n.input[1] == inp.name
+                     and n.input[0] in inits), None)
+        specs.append(InputSpec(shape, kind, high))
+    return tuple(specs)
+
+
+def _exported_input_specs(ep: Any) -> tuple[Any, ...]:
+    """As :func:`_onnx_input_specs`, for a ``torch.export`` program (tables of ``embedding`` ops)."""
+    from adapters.datasets import InputSpec
+
+    users = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+    params = {s.arg.name: s.target for s in ep.graph_signature.input_specs if s.kind.name == "PARAMETER"}
+    nodes = {n.name: n for n in ep.graph.nodes}
+    specs = []
+    for name in users:
+        val = nodes[name].meta.get("val")
+        try:
+            shape = tuple(int(s) for s in val.shape[1:])
+        except (TypeError, AttributeError):
+            shape = None
+        kind = "float" if val is None or val.dtype.is_floating_point else "bool" if val.dtype == torch.bool else "int"
+        high = None
+        for user in nodes[name].users:
+            if getattr(user.target, "_opname", "") == "embedding" and user.args[1] is nodes[name]:
+                table = ep.state_dict.get(params.get(user.args[0].name, ""))
+                high = int(table.shape[0]) if table is not None else None
+        specs.append(InputSpec(shape, kind, high))
+    return tuple(specs)
 
 
 def _exported_input_shape(ep: Any) -> tuple[int, ...] | None:
@@ -113,14 +186,18 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
         from adapters.onnx_model import load_onnx
 
         model = load_onnx(p)
-        return LoadedModel("onnx", model, _onnx_input_shape(model), p.name)
+        return LoadedModel("onnx", model, _onnx_input_shape(model), p.name, _onnx_input_specs(model))
     if suffix == ".pt2":
+        if not _is_zip(p):
+            raise FileFormatError(f"{p.name!r} is not a torch.export program: a .pt2 file is a zip archive, and "
+                                  "this one does not start like one (truncated, or another format renamed?)")
         try:
-            ep = torch.export.load(str(p))
+            with _torch_logs_silenced():
+                ep = torch.export.load(str(p))
         except Exception as exc:  # torch.export.load raises many kinds on a bad archive
             raise FileFormatError(f"could not read {p.name!r} as a torch.export program: "
                                   f"{first_line(exc)}") from None
-        return LoadedModel("exported", ep, _exported_input_shape(ep), p.name)
+        return LoadedModel("exported", ep, _exported_input_shape(ep), p.name, _exported_input_specs(ep))
     if suffix == ".safetensors":
         from adapters.architectures import load_model_file
 
@@ -128,7 +205,8 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
         return LoadedModel("module", model, spec.input_shape, p.name)
     if _is_torchscript(p):
         try:
-            return LoadedModel("torchscript", torch.jit.load(str(p), map_location="cpu"), None, p.name)
+            with _torch_logs_silenced():
+                return LoadedModel("torchscript", torch.jit.load(str(p), map_location="cpu"), None, p.name)
         except Exception as exc:  # torch.jit.load raises RuntimeError on a bad archive
             raise FileFormatError(f"could not read {p.name!r} as TorchScript: {first_line(exc)}") from None
     try:
@@ -150,7 +228,12 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
     )
 
 
-def _torchscript_to_onnx(module: Any, example: torch.Tensor) -> Any:
+def _shapes(example: Any) -> str:
+    xs = example if isinstance(example, tuple) else (example,)
+    return ", ".join(str(tuple(x.shape)) for x in xs)
+
+
+def _torchscript_to_onnx(module: Any, example: Any) -> Any:
     import warnings
 
     import onnx
@@ -159,19 +242,21 @@ def _torchscript_to_onnx(module: Any, example: torch.Tensor) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, (example,), buf, dynamo=False, input_names=["input"],
-                              dynamic_axes={"input": {0: "batch"}})
+            xs = example if isinstance(example, tuple) else (example,)
+            names = [f"input{i}" if i else "input" for i in range(len(xs))]
+            torch.onnx.export(module, xs, buf, dynamo=False, input_names=names,
+                              dynamic_axes={n: {0: "batch"} for n in names})
     except Exception as exc:  # the TorchScript exporter raises many kinds
         msg = first_line(exc)
         if any(k in str(exc).lower() for k in ("shape", "size", "channels", "dimension")):
-            raise InputShapeError(f"the model rejects inputs of shape {tuple(example.shape)}: {msg}") from None
+            raise InputShapeError(f"the model rejects inputs of shape {_shapes(example)}: {msg}") from None
         raise FileFormatError(f"could not convert the TorchScript model to ONNX: {msg}") from None
     return onnx.load_from_string(buf.getvalue())
 
 
 def model_graph(
     model: Any,
-    inputs: torch.Tensor,
+    inputs: Any,
     *,
     threshold: float = DEFAULT_THRESHOLD,
     aggregation: str = "mean",
@@ -196,7 +281,7 @@ def model_graph(
     ModelGraph
     """
     from adapters.onnx_model import from_onnx
-    from adapters.torch_model import from_exported, from_torch
+    from adapters.torch_model import _as_input, from_exported, from_torch
 
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model, trust_pickle=trust_pickle)
@@ -210,9 +295,10 @@ def model_graph(
     if model.kind == "module":
         g = from_torch(model.obj, inputs, device=device, **opts)
     elif model.kind == "exported":
-        g = from_exported(model.obj, inputs.float(), device=device, source=model.source, **opts)
+        g = from_exported(model.obj, _as_input(inputs), device=device, source=model.source, **opts)
     elif model.kind == "torchscript":
-        proto = _torchscript_to_onnx(model.obj, inputs[:1].float())
+        first = _as_input(inputs[:1]) if isinstance(inputs, torch.Tensor) else tuple(_as_input(x[:1]) for x in inputs)
+        proto = _torchscript_to_onnx(model.obj, first)
         g = from_onnx(proto, inputs, source=model.source, **opts)
     else:
         g = from_onnx(model.obj, inputs, source=model.source, **opts)

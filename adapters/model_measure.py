@@ -160,9 +160,10 @@ def measure_model(
             raise ConfigError(f"thresholds must be finite numbers, got {t}")
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model, trust_pickle=trust_pickle)
-    if not isinstance(inputs, torch.Tensor):
+    if not isinstance(inputs, (torch.Tensor, tuple, list)):
         shape = model.input_shape if isinstance(model, LoadedModel) else None
-        inputs = probe_inputs(inputs, samples=samples, seed=seed, input_shape=shape)
+        specs = model.input_specs if isinstance(model, LoadedModel) else None
+        inputs = probe_inputs(inputs, samples=samples, seed=seed, input_shape=shape, input_specs=specs)
     mg = model_graph(model, inputs, threshold=threshold, aggregation=aggregation, device=device)
     ts = [float(threshold), *(float(t) for t in (thresholds or []))]
     result, *others = measure_masks(mg.graph, mg.masks(ts), weighted=weighted, device=device)  # one pass for all

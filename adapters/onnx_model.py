@@ -22,12 +22,45 @@ from typing import Any
 import numpy as np
 import torch
 
-from adapters._probe import ActivityRecorder, assemble, assemble_activity, check_input_shape, padded_chunks
+from adapters._probe import (
+    ActivityRecorder,
+    as_batch,
+    assemble,
+    assemble_activity,
+    check_input_shape,
+    padded_chunks,
+)
 from adapters.onnx_ops import SUPPORTED_ONNX_OPS, _Walker
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
 from emergence.errors import FileFormatError, InputShapeError, UnsupportedOpError, first_line
 
 __all__ = ["from_onnx", "load_onnx", "SUPPORTED_ONNX_OPS"]
+
+
+def _load_external_data(model: Any, path: Path) -> None:
+    """Read tensors stored beside the model, refusing any location outside the model's folder.
+
+    Raises
+    ------
+    FileFormatError
+        For an absolute location, one that climbs out of the folder (``../``), or a missing file;
+        nothing outside the folder is opened.
+    """
+    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model, uses_external_data
+
+    folder = path.resolve().parent
+    external = [t for t in model.graph.initializer if uses_external_data(t)]
+    for tensor in external:
+        location = ExternalDataInfo(tensor).location
+        target = (folder / location).resolve()
+        if Path(location).is_absolute() or folder not in target.parents:
+            raise FileFormatError(f"{path.name!r}: tensor {tensor.name!r} points to external data at {location!r}, "
+                                  "outside the model's folder; refused (move the data beside the model)")
+        if not target.is_file():
+            raise FileFormatError(f"{path.name!r}: the external data file {location!r} of tensor {tensor.name!r} "
+                                  "is missing")
+    if external:
+        load_external_data_for_model(model, str(folder))
 
 
 def load_onnx(path_or_proto: Any) -> Any:
@@ -50,7 +83,8 @@ def load_onnx(path_or_proto: Any) -> Any:
                 p = Path(os.fspath(path_or_proto))
                 if not p.is_file():
                     raise FileFormatError(f"no such file: {str(p)!r}")
-                model = onnx.load(str(p))
+                model = onnx.load(str(p), load_external_data=False)
+                _load_external_data(model, p)
         except FileFormatError:
             raise
         except Exception as exc:  # protobuf DecodeError, OSError, ValueError ...
@@ -62,7 +96,37 @@ def load_onnx(path_or_proto: Any) -> Any:
         raise FileFormatError(f"not a valid ONNX model: {first_line(exc)}") from None
     if not model.graph.node:
         raise FileFormatError("the ONNX file holds no operations (truncated or empty?)")
-    return model
+    return _upgraded(model)
+
+
+#: Models below this opset are upgraded (attribute-form axes, split, starts/ends and pads become inputs).
+_MIN_OPSET = 13
+_TARGET_OPSET = 17
+
+
+def _opset(model: Any) -> int:
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=_TARGET_OPSET)
+
+
+def _upgraded(model: Any) -> Any:
+    """An old-opset model converted to opset 17 with ``onnx.version_converter`` (the graph is unchanged:
+    the tests compare onnxruntime's outputs before and after); newer models as they are.
+
+    Raises
+    ------
+    UnsupportedOpError
+        If the converter cannot upgrade an op of the model.
+    """
+    opset = _opset(model)
+    if opset >= _MIN_OPSET:
+        return model
+    from onnx import version_converter
+
+    try:
+        return version_converter.convert_version(model, _TARGET_OPSET)
+    except Exception as exc:  # the converter raises RuntimeError / ConvertError naming the op
+        raise UnsupportedOpError(f"could not upgrade the opset-{opset} model to opset {_TARGET_OPSET}: "
+                                 f"{first_line(exc)}") from None
 
 
 def _session(model: Any, outputs: list[str]) -> Any:
@@ -95,18 +159,32 @@ def _session(model: Any, outputs: list[str]) -> Any:
         raise UnsupportedOpError(f"onnxruntime cannot run the model: {first_line(exc)}") from None
 
 
-def _run(session: Any, input_name: str, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
+def _run(session: Any, feeds: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
     try:
-        return session.run(names, {input_name: x})
+        return session.run(names, feeds)
     except Exception as exc:  # onnxruntime's InvalidArgument / Fail
         msg = first_line(exc)
-        raise InputShapeError(f"the model rejects inputs of shape {tuple(x.shape)}: {msg}") from None
+        shapes = ", ".join(str(tuple(x.shape)) for x in feeds.values())
+        raise InputShapeError(f"the model rejects inputs of shape {shapes}: {msg}") from None
 
 
 def _fixed_batch(model: Any) -> int | None:
     inp = next(i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
     dims = inp.type.tensor_type.shape.dim
     return int(dims[0].dim_value) if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
+
+
+#: ONNX element types -> numpy, for feeding inputs.
+_NUMPY = {1: np.float32, 10: np.float16, 11: np.float64, 6: np.int32, 7: np.int64, 9: np.bool_, 2: np.uint8,
+          3: np.int8}
+
+
+def _feeds(inputs: list[Any], xs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
+    if len(xs) != len(inputs):
+        raise InputShapeError(f"the model takes {len(inputs)} inputs ({', '.join(i.name for i in inputs)}), "
+                              f"got {len(xs)}")
+    return {i.name: x.detach().cpu().numpy().astype(_NUMPY.get(i.type.tensor_type.elem_type, np.float32))
+            for i, x in zip(inputs, xs)}
 
 
 def from_onnx(
@@ -146,27 +224,31 @@ def from_onnx(
         If the model rejects the inputs.
     """
     model = load_onnx(path_or_proto)
-    x = inputs.detach().cpu().float().numpy()
+    xs = as_batch(inputs)
     fixed = _fixed_batch(model)
     walker = _Walker(model)
-    dims = walker.input.type.tensor_type.shape.dim
-    check_input_shape(tuple(int(d.dim_value) if d.HasField("dim_value") else None for d in dims[1:]), x.shape)
+    feeds = _feeds(walker.inputs, xs)
+    for inp in walker.inputs:
+        dims = inp.type.tensor_type.shape.dim
+        check_input_shape(tuple(int(d.dim_value) if d.HasField("dim_value") else None for d in dims[1:]),
+                          feeds[inp.name].shape)
     batch = fixed or 1  # shapes and provenance at the model's own batch size (1 when it is dynamic)
-    probe = next(padded_chunks(torch.from_numpy(x), batch, fixed=True))[0].numpy()
+    first = next(padded_chunks(tuple(torch.from_numpy(v) for v in feeds.values()), batch, fixed=True))[0]
+    probe = {name: t.numpy() for name, t in zip(feeds, first)}
     names = [o for n in model.graph.node for o in n.output if o]
     session = _session(model, names)
-    shapes = {walker.input.name: tuple(probe.shape)}
-    shapes.update({n: tuple(np.asarray(v).shape) for n, v in zip(names, _run(session, walker.input.name, probe, names))})
+    shapes = {name: tuple(v.shape) for name, v in probe.items()}
+    shapes.update({n: tuple(np.asarray(v).shape) for n, v in zip(names, _run(session, probe, names))})
     walker.run(shapes, batch=batch)
     step = fixed or 256
     recorder = ActivityRecorder(walker.b, walker.act)
-    wanted = sorted(recorder.wanted - {walker.input.name})
+    wanted = sorted(recorder.wanted - set(feeds))
     session = _session(model, wanted)
-    for piece, keep in padded_chunks(torch.from_numpy(x), step, fixed=bool(fixed)):
-        chunk = piece.numpy()
+    for piece, keep in padded_chunks(tuple(torch.from_numpy(v) for v in feeds.values()), step, fixed=bool(fixed)):
+        chunk = {name: t.numpy() for name, t in zip(feeds, piece)}
         recorder.start_chunk(keep)
-        for name, value in zip(wanted, _run(session, walker.input.name, chunk, wanted)):
+        for name, value in zip(wanted, _run(session, chunk, wanted)):
             recorder.record(name, torch.from_numpy(np.asarray(value)))
-        if walker.input.name in recorder.wanted:
-            recorder.record(walker.input.name, torch.from_numpy(chunk))
+        for name in set(feeds) & recorder.wanted:
+            recorder.record(name, torch.from_numpy(chunk[name]))
     return assemble(walker.b, assemble_activity(walker.b, recorder, aggregation), threshold, source)

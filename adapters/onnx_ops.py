@@ -23,6 +23,8 @@ import torch
 from adapters._channels import ChannelGraphBuilder, ChannelValue, Slots
 from emergence.errors import UnsupportedOpError
 
+_FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
 __all__ = ["SUPPORTED_ONNX_OPS"]
 
 _DENSE = {"Gemm", "MatMul"}
@@ -30,18 +32,19 @@ _CONV = {"Conv"}
 _ELEMENTWISE = {
     "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Celu", "Gelu",
     "Softplus", "Softsign", "Mish", "Clip", "Erf", "Exp", "Log", "Sqrt", "Abs", "Neg", "Identity", "Dropout",
-    "Softmax", "LogSoftmax", "LRN", "Cast", "ThresholdedRelu", "InstanceNormalization", "LayerNormalization",
-    "Reciprocal", "Pow", "Swish",
+    "LRN", "Cast", "ThresholdedRelu", "InstanceNormalization", "LayerNormalization", "Reciprocal", "Pow", "Swish",
+    "Floor", "Ceil", "Round", "Sin", "Cos", "SimplifiedLayerNormalization", "RMSNormalization",
 }
 _SHAPE = {"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Split", "Expand", "Gather", "Tile",
           "DepthToSpace", "SpaceToDepth"}
-_POOL = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "GlobalLpPool", "ReduceMean",
-         "ReduceMax", "ReduceSum"}
+_POOL = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "GlobalLpPool"}
+_REDUCE = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceL2", "ReduceSumSquare", "ReduceProd"}
+_SOFTMAX = {"Softmax", "LogSoftmax"}
 _MERGE = {"Add", "Sub", "Sum", "Mul", "Div"}
 _KEEP_DIRECT = {"Identity", "Dropout", "Cast"}
 #: ONNX operations the ONNX front-end maps (constant subgraphs of any op are folded first).
-SUPPORTED_ONNX_OPS = sorted(_DENSE | _CONV | _ELEMENTWISE | _SHAPE | _POOL | _MERGE |
-                            {"BatchNormalization", "Concat", "Pad", "Shape", "Constant"})
+SUPPORTED_ONNX_OPS = sorted(_DENSE | _CONV | _ELEMENTWISE | _SHAPE | _POOL | _MERGE | _REDUCE | _SOFTMAX |
+                            {"BatchNormalization", "Concat", "Pad", "Shape", "Constant", "Einsum", "Where"})
 
 
 def _attrs(node: Any) -> dict[str, Any]:
@@ -58,9 +61,13 @@ class _Walker:
         self.graph = model.graph
         self.b = ChannelGraphBuilder()
         self.const: dict[str, np.ndarray] = {t.name: nh.to_array(t) for t in self.graph.initializer}
+        self.opsets = {o.domain or "": o.version for o in model.opset_import}
         self.env: dict[str, ChannelValue] = {}
         self.tail: dict[str, int] = {}
         self.act: dict[int, str] = {}
+        self.data: set[str] = set()  # values computed from integer inputs (token ids, masks)
+        self.root: dict[str, str] = {}  # as in the PyTorch walker: normalisation written out
+        self.stat: dict[str, str] = {}
         self.consumers: dict[str, int] = {}
         for node in self.graph.node:
             for name in node.input:
@@ -68,10 +75,10 @@ class _Walker:
                     self.consumers[name] = self.consumers.get(name, 0) + 1
         for out in self.graph.output:
             self.consumers[out.name] = self.consumers.get(out.name, 0) + 1
-        inputs = [i for i in self.graph.input if i.name not in self.const]
-        if len(inputs) != 1:
-            raise UnsupportedOpError(f"the model takes {len(inputs)} inputs; only single-input models are supported")
-        self.input = inputs[0]
+        self.inputs = [i for i in self.graph.input if i.name not in self.const]
+        if not self.inputs:
+            raise UnsupportedOpError("the model takes no input")
+        self.input = self.inputs[0]
         self.shapes: dict[str, tuple[int, ...]] = {}
 
     # -- constants --------------------------------------------------------------
@@ -87,14 +94,18 @@ class _Walker:
         if any(name and name not in self.const for name in node.input) or node.op_type in ("RandomNormal",
                                                                                               "RandomUniform"):
             return False
+        if node.op_type == "Gather" and node.input[1] in self.data and node.input[0] in self.const:
+            return False  # an embedding lookup of token ids: makes nodes (see _gather)
         try:
-            outs = ReferenceEvaluator(node).run(None, {n: self.const[n] for n in node.input if n})
+            outs = ReferenceEvaluator(node, opsets=self.opsets).run(None, {n: self.const[n] for n in node.input if n})
         except Exception as exc:  # the reference evaluator raises many types
             raise UnsupportedOpError(f"could not fold constant op {node.op_type!r} (node {node.name!r}): {exc}") \
                 from None
         for name, value in zip(node.output, outs):
             if name:
                 self.const[name] = np.asarray(value)
+                if any(n in self.data for n in node.input):
+                    self.data.add(name)
         return True
 
     def apply(self, node: Any, prov_inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -103,23 +114,34 @@ class _Walker:
 
         feeds = {n: self.const[n] for n in node.input if n and n in self.const}
         feeds.update(prov_inputs)
-        return ReferenceEvaluator(node).run(None, feeds)
+        return ReferenceEvaluator(node, opsets=self.opsets).run(None, feeds)
 
     # -- walk -------------------------------------------------------------------------
     def run(self, shapes: dict[str, tuple[int, ...]], batch: int) -> None:
         self.shapes = shapes
-        per_element = self._first_layer_kind() == "dense"
-        shape = (batch, *shapes[self.input.name][1:])
-        self.env[self.input.name] = self.b.input(shape, per_element=per_element)
-        self.act[0] = self.input.name
+        kind = self._first_layer_kind()
+        per_element = "tokens" if kind == "tokens" else kind == "dense"
+        floats = 0
+        for inp in self.inputs:
+            shape = (batch, *shapes[inp.name][1:])
+            if inp.type.tensor_type.elem_type not in _FLOAT_TYPES:  # token ids, masks: data, not units
+                self.const[inp.name] = np.zeros(shape, dtype=np.int64 if inp.type.tensor_type.elem_type != 9
+                                                else bool)
+                self.data.add(inp.name)
+                continue
+            self.env[inp.name] = self.b.input(shape, per_element=per_element,
+                                              name="input" if floats == 0 else f"input:{inp.name}")
+            self.tail[inp.name] = len(self.b.layers) - 1
+            self.act[len(self.b.layers) - 1] = inp.name
+            floats += 1
         for node in self.graph.node:
             if self.fold(node):
                 continue
             handler = self._handler(node.op_type)
             if handler is None:
                 raise UnsupportedOpError(
-                    f"ONNX op {node.op_type!r} (node {node.name!r}) cannot be mapped to a graph; "
-                    f"supported ops: {', '.join(SUPPORTED_ONNX_OPS)}"
+                    f"ONNX op {node.op_type!r} (node {node.name!r}) cannot be mapped to a graph; the ops that can "
+                    "are listed in the README's 'Ops covered' section (adapters.SUPPORTED_ONNX_OPS)"
                 )
             outs = handler(node)
             for name, value in zip(node.output, outs if isinstance(outs, list) else [outs]):
@@ -136,16 +158,18 @@ class _Walker:
                 seen.add(node.name)
                 if node.op_type in _CONV:
                     return "conv"
-                if node.op_type not in _DENSE:
-                    nxt.update(o for o in node.output if o)
+                if node.op_type in _DENSE:
+                    return "tokens" if len(self.shapes.get(node.input[0], ())) >= 3 else "dense"
+                nxt.update(o for o in node.output if o)
             frontier = nxt
         return "dense"
 
     def _handler(self, op: str) -> Callable[[Any], Any] | None:
         for ops, fn in (
             (_DENSE, self._dense), (_CONV, self._conv), ({"BatchNormalization"}, self._batch_norm),
-            (_ELEMENTWISE, self._elementwise), (_SHAPE, self._shape), ({"Pad"}, self._pad), (_POOL, self._pool),
-            (_MERGE, self._merge), ({"Concat"}, self._concat),
+            (_ELEMENTWISE, self._elementwise), ({"Gather"}, self._gather), (_SHAPE, self._shape), ({"Pad"}, self._pad),
+            (_POOL, self._pool), (_MERGE, self._merge), ({"Concat"}, self._concat), (_REDUCE, self._reduce),
+            (_SOFTMAX, self._softmax), ({"Einsum"}, self._einsum), ({"Where"}, self._where),
         ):
             if op in ops:
                 return fn
@@ -157,11 +181,99 @@ class _Walker:
             raise UnsupportedOpError(f"{node.op_type} (node {node.name!r}): input {name!r} is neither data nor constant")
         return self.env[name]
 
-    def _continue_chain(self, node: Any, src: str) -> None:
-        if src in self.tail and self.consumers.get(src, 0) == 1:
-            layer = self.tail.pop(src)
+    def _continue_chain(self, node: Any, *srcs: str) -> None:
+        """As the PyTorch walker: an elementwise function of one layer's chain extends that chain."""
+        layers = {self.tail.get(s) for s in srcs}
+        if len(layers) == 1 and None not in layers and self.b.layers[next(iter(layers))].kind != "input":
+            layer = layers.pop()
             self.tail[node.output[0]] = layer
             self.act[layer] = node.output[0]
+
+    def _unary(self, node: Any, src: str) -> None:
+        out = node.output[0]
+        self.root[out] = self.root.get(src, src)
+        if src in self.stat:
+            self.stat[out] = self.stat[src]
+        self._continue_chain(node, src)
+
+    def _normalising(self, node: Any, a: str, b: str) -> str | None:
+        sa, sb = self.stat.get(a), self.stat.get(b)
+        if sa is not None and sa == sb:
+            self.stat[node.output[0]] = sa
+            return None
+        if sb is not None and sb == self.root.get(a, a) and sa is None:
+            return a
+        if sa is not None and sa == self.root.get(b, b) and sb is None:
+            return b
+        return None
+
+    def _expanded(self, x: ChannelValue, node: Any) -> ChannelValue:
+        shape = (x.prov.shape[0], *self.shapes[node.output[0]][1:])
+        return x.derive(x.prov.expand(shape).clone())
+
+    def _gather(self, node: Any) -> Any:
+        if node.input[0] in self.const and node.input[1] in self.data:  # embedding lookup of token ids
+            table = self.const[node.input[0]]
+            if table.ndim != 2 or int(_attrs(node).get("axis", 0)) != 0:
+                raise UnsupportedOpError(f"Gather (node {node.name!r}) of token ids needs a 2-D table on axis 0")
+            ids = self.const[node.input[1]]
+            value = self.b.table(node.name or node.output[0], int(table.shape[1]), (*ids.shape, table.shape[1]))
+            return self._layer(node, value)
+        return self._shape(node)
+
+    def _reduce(self, node: Any) -> ChannelValue:
+        x = self._value(node)
+        a = _attrs(node)
+        axes = a.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = self.const[node.input[1]].tolist()
+        if not axes:
+            if a.get("noop_with_empty_axes", 0):
+                return x
+            axes = list(range(1, x.prov.dim()))
+        keepdims = bool(a.get("keepdims", 1))
+        if node.op_type in ("ReduceMean", "ReduceSumSquare", "ReduceL2") and keepdims:
+            self.stat[node.output[0]] = self.root.get(node.input[0], node.input[0])
+        return self.b.reduce(x, [int(ax) % x.prov.dim() for ax in axes], keepdim=keepdims)
+
+    def _softmax(self, node: Any) -> ChannelValue:
+        x = self._value(node)
+        axis = int(_attrs(node).get("axis", -1)) % x.prov.dim()
+        self._unary(node, node.input[0])
+        return self.b.spread(x, axis)
+
+    def _einsum(self, node: Any) -> ChannelValue:
+        equation = _attrs(node)["equation"]
+        equation = (equation.decode() if isinstance(equation, bytes) else equation).replace(" ", "")
+        lhs, _, out = equation.partition("->")
+        if "." in equation or "->" not in equation:
+            raise UnsupportedOpError(f"Einsum {equation!r} (node {node.name!r}): write the output subscripts "
+                                     "explicitly and without '...'")
+        values = []
+        for sub, name in zip(lhs.split(","), node.input):
+            if name not in self.env:
+                continue
+            operand = self.env[name]
+            contracted = [i for i, c in enumerate(sub) if c not in out]
+            v = self.b.reduce(operand, contracted, keepdim=False) if contracted else operand
+            rest = [c for c in sub if c in out]
+            prov = v.prov.permute(*sorted(range(len(rest)), key=lambda i: out.index(rest[i])))
+            shape = [v.prov.shape[rest.index(c)] if c in rest else 1 for c in out]
+            values.append(ChannelValue(prov.reshape(shape), v.slots))
+        if len(values) < 2:
+            raise UnsupportedOpError(f"Einsum {equation!r} (node {node.name!r}) with a constant operand: write "
+                                     "it as a MatMul with the weight")
+        return self.b.couple(values)
+
+    def _where(self, node: Any) -> ChannelValue:
+        """Masking selects entries but adds no dependency (as in the PyTorch walker)."""
+        vals = [n for n in node.input[1:3] if n in self.env]
+        if not vals:
+            raise UnsupportedOpError(f"Where (node {node.name!r}) selects between constants by data")
+        if len(vals) == 2:
+            return self._expanded(self.b.merge([self.env[v] for v in vals]), node)
+        self._unary(node, vals[0])
+        return self._expanded(self.env[vals[0]], node)
 
     def _layer(self, node: Any, value: ChannelValue) -> ChannelValue:
         layer = len(self.b.layers) - 1
@@ -178,6 +290,8 @@ class _Walker:
             w = w if a.get("transB", 0) else w.T
             w = w * a.get("alpha", 1.0)
         else:
+            if node.input[0] in self.env and node.input[1] in self.env:  # attention: two activations
+                return self.b.product(self.env[node.input[0]], self.env[node.input[1]])
             if node.input[1] not in self.const or self.const[node.input[1]].ndim != 2:
                 raise UnsupportedOpError(f"MatMul (node {node.name!r}) needs a constant 2-D right-hand matrix")
             w = self.const[node.input[1]].T
@@ -207,12 +321,12 @@ class _Walker:
         factor = torch.from_numpy(scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + a.get("epsilon", 1e-5)))
         value = self.b.scale(x, factor.reshape([1, -1] + [1] * (x.prov.dim() - 2)),
                              exclusive=self.consumers.get(node.input[0], 0) == 1)
-        self._continue_chain(node, node.input[0])
+        self._unary(node, node.input[0])
         return value
 
     def _elementwise(self, node: Any) -> ChannelValue:
         x = self._value(node)
-        self._continue_chain(node, node.input[0])
+        self._unary(node, node.input[0])
         return x if node.op_type in _KEEP_DIRECT else x.derive(x.prov)
 
     def _shape(self, node: Any) -> list[ChannelValue]:
@@ -241,14 +355,6 @@ class _Walker:
 
     def _pool(self, node: Any) -> ChannelValue:
         x = self._value(node)
-        if node.op_type.startswith("Reduce"):
-            a = _attrs(node)
-            axes = a.get("axes")
-            if axes is None and len(node.input) > 1 and node.input[1]:
-                axes = self.const[node.input[1]].tolist()
-            if axes is None or any(ax % x.prov.dim() < 2 for ax in axes):
-                raise UnsupportedOpError(f"{node.op_type} over axes {axes} (node {node.name!r}): only spatial "
-                                         "reductions map")
         shape = (x.prov.shape[0], *self.shapes[node.output[0]][1:])
         return self.b.pool(x, shape)
 
@@ -257,7 +363,19 @@ class _Walker:
         values = [self.env.get(n) for n in names]
         data = [i for i, v in enumerate(values) if v is not None]
         op = node.op_type
+        if len(data) == 2 and len(names) == 2:
+            src = self._normalising(node, names[0], names[1])
+            if src is not None:  # x - mean(x), x / sqrt(var(x) + eps): elementwise on x
+                self._unary(node, src)
+                return self._expanded(self.env[src], node)
+        if len(data) == 1 and any(n in self.data for n in names):  # a data-dependent mask: selects only
+            self._unary(node, names[data[0]])
+            return self._expanded(values[data[0]], node)
         if len(data) > 1:
+            self._continue_chain(node, *(names[i] for i in data))
+            roots = {self.root.get(names[i], names[i]) for i in data}
+            if len(roots) == 1:  # x * sigmoid(x): still elementwise on x
+                self.root[node.output[0]] = roots.pop()
             if op in ("Mul", "Div"):
                 return self.b.merge([values[i] for i in data], combine="max")
             signs = [1.0, -1.0] if op == "Sub" else None
@@ -267,7 +385,7 @@ class _Walker:
         i = data[0]
         x = values[i]
         const = [self.const[n] for j, n in enumerate(names) if j != i]
-        self._continue_chain(node, names[i])
+        self._unary(node, names[i])
         if op in ("Add", "Sub", "Sum"):
             return x  # adding a constant (a bias) leaves the provenance alone
         if op == "Div" and i != 0:

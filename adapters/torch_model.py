@@ -20,6 +20,7 @@ from torch import fx
 from adapters._probe import (
     ActivityRecorder,
     assemble,
+    as_batch,
     assemble_activity,
     check_input_shape,
     padded_chunks,
@@ -45,17 +46,18 @@ def export_module(model: torch.nn.Module, example: torch.Tensor) -> torch.export
     was_training = model.training
     model.eval()
     param = next(iter(model.parameters()), None)
+    examples = as_batch(example)
     if param is not None:
-        example = example.to(param.device)
+        examples = tuple(e.to(param.device) for e in examples)
     try:
         batch = torch.export.Dim.AUTO
         try:
-            return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+            return torch.export.export(model, examples, dynamic_shapes=tuple({0: batch} for _ in examples))
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
             msg = first_line(exc)
             if "shape" in msg.lower() or "size" in msg.lower() or "dimension" in msg.lower():
                 raise InputShapeError(
-                    f"the model rejects inputs of shape {tuple(example.shape)}: {msg}"
+                    f"the model rejects inputs of shape {', '.join(str(tuple(e.shape)) for e in examples)}: {msg}"
                 ) from None
             raise UnsupportedOpError(f"torch.export could not capture the model: {msg}") from None
     finally:
@@ -97,6 +99,13 @@ class ExportedProbe:
             self._base = assemble(self._walker.b, activity, threshold, self.source)
             return self._base
         return with_activity(self._base, activity, threshold)
+
+
+def _as_input(x: Any) -> Any:
+    """Floating inputs as float32; integer inputs (token ids, indices) and masks keep their type."""
+    if not isinstance(x, torch.Tensor):
+        return tuple(_as_input(t) for t in as_batch(x))
+    return x.float() if x.is_floating_point() else x
 
 
 def from_exported(
@@ -155,11 +164,16 @@ def _run_exported(ep: Any, inputs: torch.Tensor, recorder: ActivityRecorder, dev
             t = ep.state_dict[spec.target] if spec.target in ep.state_dict else ep.constants[spec.target]
         consts.append(t.to(dev) if isinstance(t, torch.Tensor) else t)
     gm = ep.graph_module
-    placeholder = next(n for n in gm.graph.nodes if n.op == "placeholder" and n.name in recorder.wanted)
-    batch = placeholder.meta["val"].shape[0]
-    check_input_shape(tuple(s if isinstance(s, int) else None for s in placeholder.meta["val"].shape[1:]),
-                      tuple(inputs.shape))
-    step = int(batch) if isinstance(batch, int) else inputs.shape[0]
+    xs = as_batch(inputs)
+    users = [s.arg.name for s in sig.input_specs if s.kind.name == "USER_INPUT"]
+    if len(xs) != len(users):
+        raise InputShapeError(f"the model takes {len(users)} inputs, got {len(xs)}")
+    placeholders = {n.name: n for n in gm.graph.nodes if n.op == "placeholder"}
+    for name, x in zip(users, xs):
+        check_input_shape(tuple(s if isinstance(s, int) else None for s in placeholders[name].meta["val"].shape[1:]),
+                          tuple(x.shape))
+    batch = placeholders[users[0]].meta["val"].shape[0]
+    step = int(batch) if isinstance(batch, int) else xs[0].shape[0]
     want = recorder.wanted
 
     class _Interp(fx.Interpreter):
@@ -170,14 +184,16 @@ def _run_exported(ep: Any, inputs: torch.Tensor, recorder: ActivityRecorder, dev
             return out
 
     with torch.no_grad():
-        for chunk, keep in padded_chunks(inputs.to(dev), step, fixed=isinstance(batch, int)):
+        for chunk, keep in padded_chunks(tuple(x.to(dev) for x in xs), step, fixed=isinstance(batch, int)):
             recorder.start_chunk(keep)
-            args = [chunk if c is None else c for c in consts]
+            pieces = iter(chunk)
+            args = [next(pieces) if c is None else c for c in consts]
             try:
                 _Interp(gm).run(*args)
             except (RuntimeError, ValueError, IndexError) as exc:
                 msg = first_line(exc)
-                raise InputShapeError(f"the model rejects inputs of shape {tuple(inputs.shape)}: {msg}") from None
+                raise InputShapeError(f"the model rejects inputs of shape "
+                                      f"{', '.join(str(tuple(x.shape)) for x in xs)}: {msg}") from None
 
 
 def from_torch(
@@ -220,10 +236,10 @@ def from_torch(
     >>> mg.graph.num_edges
     18
     """
-    if not isinstance(inputs, torch.Tensor):
-        raise InputShapeError(f"inputs must be a tensor, got {type(inputs).__name__}")
-    ep = export_module(model, inputs[:2].float() if inputs.shape[0] > 1 else inputs.float())
+    xs = tuple(_as_input(x) for x in as_batch(inputs))
+    ep = export_module(model, tuple(x[:2] for x in xs))
+    inputs = xs[0] if len(xs) == 1 else xs
     return from_exported(
-        ep, inputs.float(), threshold=threshold, aggregation=aggregation, device=device,
+        ep, inputs, threshold=threshold, aggregation=aggregation, device=device,
         source=type(model).__name__,
     )

@@ -26,16 +26,17 @@ from emergence.errors import UnsupportedOpError
 
 __all__ = ['SUPPORTED_TORCH_OPS']
 
-_DENSE = {"linear", "addmm", "mm", "matmul"}
+_DENSE = {"linear", "addmm", "mm", "matmul", "bmm", "baddbmm"}
 _CONV = {"conv1d", "conv2d", "conv3d", "convolution"}
 _BATCH_NORM = {"batch_norm", "_native_batch_norm_legit_no_training"}
 _ELEMENTWISE = {
     "relu", "relu_", "gelu", "silu", "silu_", "sigmoid", "tanh", "hardtanh", "hardtanh_", "relu6", "leaky_relu",
     "leaky_relu_", "elu", "elu_", "selu", "celu", "hardswish", "hardswish_", "hardsigmoid", "softplus", "mish",
-    "softmax", "_softmax", "log_softmax", "_log_softmax", "dropout", "feature_dropout", "alpha_dropout",
+    "dropout", "feature_dropout", "alpha_dropout",
     "native_dropout", "clone", "contiguous", "alias", "detach", "_to_copy", "to", "type_as", "clamp", "clamp_min",
     "clamp_max", "abs", "neg", "exp", "log", "sqrt", "square", "pow", "erf", "layer_norm", "group_norm",
-    "local_response_norm", "lift_fresh_copy",
+    "local_response_norm", "lift_fresh_copy", "native_layer_norm", "rms_norm", "rsqrt", "reciprocal", "tanh_",
+    "sigmoid_", "gelu_",
 }
 _SHAPE = {
     "view", "_unsafe_view", "reshape", "flatten", "unflatten", "permute", "transpose", "t", "squeeze", "unsqueeze",
@@ -46,13 +47,20 @@ _PAD = {"constant_pad_nd", "pad"}
 _POOL = {
     "max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices", "avg_pool1d", "avg_pool2d", "avg_pool3d",
     "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "_adaptive_avg_pool2d",
-    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "mean", "amax", "sum",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
 }
+_REDUCE = {"mean", "amax", "amin", "sum", "var", "std"}
+_SOFTMAX = {"softmax", "_softmax", "log_softmax", "_log_softmax"}
+_ATTENTION = {"scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu",
+              "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+              "_scaled_dot_product_cudnn_attention"}
+_MASK = {"masked_fill", "masked_fill_", "where"}
 _ADD = {"add", "add_", "sub", "sub_", "rsub"}
 _MUL = {"mul", "mul_", "div", "div_"}
 #: ATen operations (export IR names) the PyTorch front-end maps.
 SUPPORTED_TORCH_OPS = sorted(
-    _DENSE | _CONV | _BATCH_NORM | _ELEMENTWISE | _SHAPE | _PAD | _POOL | _ADD | _MUL | {"cat", "concat", "getitem"}
+    _DENSE | _CONV | _BATCH_NORM | _ELEMENTWISE | _SHAPE | _PAD | _POOL | _ADD | _MUL | _REDUCE | _SOFTMAX
+    | _ATTENTION | _MASK | {"cat", "concat", "getitem", "einsum", "embedding"}
 )
 
 
@@ -97,7 +105,8 @@ def _has_value(x: Any) -> bool:
 
 
 def _first_layer_kind(gm: fx.GraphModule, user_inputs: set[str]) -> str:
-    """'dense' if the input reaches a dense layer before any convolution, else 'conv'."""
+    """'conv' if the input reaches a convolution before any dense layer; else 'tokens' when that dense layer
+    reads a tensor of rank 3 or more (features last, positions before them), or 'dense'."""
     seen, frontier = set(), [n for n in gm.graph.nodes if n.name in user_inputs]
     while frontier:
         nxt = []
@@ -110,7 +119,8 @@ def _first_layer_kind(gm: fx.GraphModule, user_inputs: set[str]) -> str:
                 if op in _CONV:
                     return "conv"
                 if op in _DENSE:
-                    continue
+                    val = u.args[0].meta.get("val") if isinstance(u.args[0], fx.Node) else None
+                    return "tokens" if val is not None and len(val.shape) >= 3 else "dense"
                 nxt.append(u)
         frontier = nxt
     return "dense"
@@ -126,6 +136,12 @@ class _Walker:
         self.env: dict[str, Any] = {}
         self.tail: dict[str, int] = {}  # fx node name -> layer whose activation chain ends there
         self.act: dict[int, str] = {}  # layer -> fx node holding its activation
+        self.data: set[str] = set()  # nodes computed from integer inputs (token ids, masks): data, not nodes
+        # Normalisation written out (decomposed LayerNorm / RMSNorm / InstanceNorm): ``root`` maps a node to
+        # the node it is an elementwise function of; ``stat`` maps a mean or variance (keepdim) to the root
+        # it summarises. Combining a value with a statistic of its own root is elementwise, as a constant.
+        self.root: dict[str, str] = {}
+        self.stat: dict[str, str] = {}
 
     def _constant(self, spec: Any) -> torch.Tensor:
         name = spec.target
@@ -137,29 +153,68 @@ class _Walker:
 
     def run(self) -> None:
         sig = self.ep.graph_signature
-        users = {s.arg.name for s in sig.input_specs if s.kind.name == "USER_INPUT"}
-        if len(users) != 1:
-            raise UnsupportedOpError(f"the model takes {len(users)} tensor inputs; only single-input models are supported")
-        per_element = _first_layer_kind(self.ep.graph_module, users) == "dense"
+        users = [s.arg.name for s in sig.input_specs if s.kind.name == "USER_INPUT"]
+        if not users:
+            raise UnsupportedOpError("the model takes no tensor input")
+        kind = _first_layer_kind(self.ep.graph_module, set(users))
+        per_element = "tokens" if kind == "tokens" else kind == "dense"
         for spec in sig.input_specs:
             if spec.kind.name in ("PARAMETER", "BUFFER", "CONSTANT_TENSOR"):
                 self.env[spec.arg.name] = self._constant(spec)
+        floats = 0
         for node in self.ep.graph.nodes:
             if node.op == "placeholder" and node.name in users:
-                shape = _out_shape(node, 1)
-                self.env[node.name] = self.b.input(shape, per_element=per_element)
-                self.tail[node.name] = 0
-                self.act[0] = node.name
+                # provenance at the program's own batch size when it is fixed (a reshape may name it), else 1
+                val = node.meta.get("val")
+                b0 = val.shape[0] if hasattr(val, "shape") else 1
+                shape = _out_shape(node, int(b0) if isinstance(b0, int) else 1)
+                if val is not None and not (val.dtype.is_floating_point or val.dtype.is_complex):
+                    # token ids, masks: they select and mask but are not units; lookups make the nodes
+                    self.env[node.name] = torch.zeros(shape, dtype=val.dtype)
+                    self.data.add(node.name)
+                    continue
+                name = "input" if floats == 0 else f"input:{node.name}"
+                self.env[node.name] = self.b.input(shape, per_element=per_element, name=name)
+                self.tail[node.name] = len(self.b.layers) - 1 if floats else 0
+                self.act[len(self.b.layers) - 1] = node.name
+                floats += 1
             elif node.op == "call_function":
                 self._call(node)
             elif node.op == "get_attr":
                 self.env[node.name] = getattr(self.ep.graph_module, str(node.target))
 
-    def _continue_chain(self, node: fx.Node, src: fx.Node) -> None:
-        if src.name in self.tail and len(src.users) == 1 and self.tail[src.name] != 0:
-            layer = self.tail.pop(src.name)
+    def _continue_chain(self, node: fx.Node, *srcs: fx.Node) -> None:
+        """``node`` is an elementwise function of ``srcs`` (and constants): when they all lie on one layer's
+        chain, so does ``node``, and the layer's activity is read at the latest node of its chain. So a
+        decomposed activation (x * sigmoid(x), the erf form of GELU) ends the chain after the whole formula."""
+        layers = {self.tail.get(s.name) for s in srcs}
+        if len(layers) == 1 and None not in layers and self.b.layers[next(iter(layers))].kind != "input":
+            layer = layers.pop()
             self.tail[node.name] = layer
             self.act[layer] = node.name
+
+    def _root(self, n: fx.Node) -> str:
+        return self.root.get(n.name, n.name)
+
+    def _unary(self, node: fx.Node, src: fx.Node) -> None:
+        """``node`` is an elementwise function of ``src`` alone (and constants)."""
+        self.root[node.name] = self._root(src)
+        if src.name in self.stat:
+            self.stat[node.name] = self.stat[src.name]
+        self._continue_chain(node, src)
+
+    def _normalising(self, node: fx.Node, a: fx.Node, b: fx.Node) -> fx.Node | None:
+        """The data operand when the other one is a statistic of its root (x - mean(x), x * rsqrt(var(x)));
+        None otherwise (two statistics of one root make a statistic)."""
+        sa, sb = self.stat.get(a.name), self.stat.get(b.name)
+        if sa is not None and sa == sb:
+            self.stat[node.name] = sa
+            return None
+        if sb is not None and sb == self._root(a) and sa is None:
+            return a
+        if sa is not None and sa == self._root(b) and sb is None:
+            return b
+        return None
 
     def _new_layer(self, node: fx.Node, value: ChannelValue) -> ChannelValue:
         layer = len(self.b.layers) - 1
@@ -174,14 +229,20 @@ class _Walker:
         if op == "sym_size":
             self.env[node.name] = args[0].prov.shape[args[1]] if isinstance(args[0], ChannelValue) else node.target(*args)
             return
+        from_data = any(n.name in self.data for n in node.all_input_nodes)
+        if op == "embedding" and from_data and node.args[1].name in self.data and isinstance(args[0], torch.Tensor):
+            self.env[node.name] = self._embedding(node, args)
+            return
         if not _has_value(args) and not _has_value(kwargs):  # constant folding with real tensors
             self.env[node.name] = node.target(*args, **kwargs)
+            if from_data:
+                self.data.add(node.name)
             return
         handler = self._handler(op)
         if handler is None:
             raise UnsupportedOpError(
-                f"operation {op!r} (node {node.name!r}) cannot be mapped to a graph; "
-                f"supported operations: {', '.join(SUPPORTED_TORCH_OPS)}"
+                f"operation {op!r} (node {node.name!r}) cannot be mapped to a graph; the operations that can are "
+                "listed in the README's 'Ops covered' section (adapters.SUPPORTED_TORCH_OPS)"
             )
         self.env[node.name] = handler(node, op, args, kwargs)
 
@@ -190,12 +251,21 @@ class _Walker:
             (_DENSE, self._dense), (_CONV, self._conv), (_BATCH_NORM, self._batch_norm),
             (_ELEMENTWISE, self._elementwise), (_SHAPE, self._shape), (_PAD, self._pad), (_POOL, self._pool),
             (_ADD, self._add), (_MUL, self._mul), ({"cat", "concat"}, self._cat), ({"getitem"}, self._getitem),
+            (_REDUCE, self._reduce), (_SOFTMAX, self._softmax), (_ATTENTION, self._attention), (_MASK, self._mask),
+            ({"einsum"}, self._einsum),
         ):
             if op in ops:
                 return fn
         return None
 
     def _dense(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
+        if op == "baddbmm":  # input + b1 @ b2
+            prod = self.b.product(args[1], args[2]) if all(isinstance(a, ChannelValue) for a in args[1:3]) else None
+            if prod is None:
+                raise UnsupportedOpError(f"baddbmm (node {node.name!r}) with a constant factor is not supported")
+            return self.b.merge([args[0], prod]) if isinstance(args[0], ChannelValue) else prod
+        if op in ("mm", "matmul", "bmm") and isinstance(args[0], ChannelValue) and isinstance(args[1], ChannelValue):
+            return self.b.product(args[0], args[1])  # attention: a product of two activations
         if op == "linear":
             x, w = args[0], args[1]
         elif op == "addmm":
@@ -230,15 +300,88 @@ class _Walker:
             scale = scale * weight.double()
         shape = [1, -1] + [1] * (x.prov.dim() - 2)
         value = self.b.scale(x, scale.reshape(shape), exclusive=len(node.args[0].users) == 1)
-        self._continue_chain(node, node.args[0])
+        self._unary(node, node.args[0])
         return value if op == "batch_norm" else (value, None, None)
 
     def _elementwise(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
-        self._continue_chain(node, node.args[0])
+        self._unary(node, node.args[0])
         x = args[0]
         keep = op in ("dropout", "clone", "contiguous", "alias", "detach", "_to_copy", "to", "lift_fresh_copy")
         value = x if keep else x.derive(x.prov)
         return (value, None) if op == "native_dropout" else value
+
+    def _embedding(self, node: fx.Node, args: tuple) -> ChannelValue:
+        weight, ids = args[0], args[1]
+        shape = (*ids.shape, int(weight.shape[1]))
+        return self._new_layer(node, self.b.table(_layer_name(node), int(weight.shape[1]), shape))
+
+    def _reduce(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
+        x = args[0]
+        dims = args[1] if len(args) > 1 else kwargs.get("dim")
+        if dims is None or (isinstance(dims, (list, tuple)) and not dims):
+            dims = list(range(1, x.prov.dim()))
+        dims = [int(d) % x.prov.dim() for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
+        if op in ("var", "std"):
+            keepdim = bool(kwargs.get("keepdim", args[3] if len(args) > 3 else False))
+        else:
+            keepdim = bool(args[2] if len(args) > 2 and not isinstance(args[2], torch.dtype) else
+                           kwargs.get("keepdim", False))
+        if op in ("mean", "var", "std") and keepdim:  # perhaps a normalisation statistic (see _normalising)
+            self.stat[node.name] = self._root(node.args[0])
+        return self.b.reduce(x, dims, keepdim=keepdim)
+
+    def _softmax(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
+        dim = int(args[1] if len(args) > 1 else kwargs.get("dim", -1)) % args[0].prov.dim()
+        self._unary(node, node.args[0])
+        return self.b.spread(args[0], dim)
+
+    def _attention(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
+        q, k, v = args[:3]
+        mask = args[3] if len(args) > 3 else kwargs.get("attn_mask")
+        if not all(isinstance(t, ChannelValue) for t in (q, k, v)):
+            raise UnsupportedOpError(f"{op} (node {node.name!r}) with constant queries, keys or values")
+        scores = self.b.product(q, k.derive(k.prov.transpose(-1, -2)))
+        if isinstance(mask, ChannelValue):
+            scores = self.b.merge([scores, mask])
+        out = self.b.product(self.b.spread(scores, scores.prov.dim() - 1), v)
+        return out if op == "scaled_dot_product_attention" else (out, *[None] * 8)
+
+    def _mask(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
+        """Masking selects entries but adds no dependency: data flows as if unmasked (a causal or padding
+        mask removes positions, never a feature of a head, so the channel graph is the same)."""
+        if op == "where":
+            vals = [a for a in args[1:3] if isinstance(a, ChannelValue)]
+            if not vals:
+                raise UnsupportedOpError(f"where (node {node.name!r}) selects between constants by data")
+            if len(vals) == 2:
+                return self.b.merge(vals)
+            src = node.args[1] if isinstance(args[1], ChannelValue) else node.args[2]
+            self._continue_chain(node, src)
+            return vals[0].derive(vals[0].prov.expand(_out_shape(node, vals[0].prov.shape[0])).clone())
+        self._unary(node, node.args[0])
+        return args[0].derive(args[0].prov)
+
+    def _einsum(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
+        equation, operands = str(args[0]).replace(" ", ""), list(args[1])
+        lhs, _, out = equation.partition("->")
+        terms = lhs.split(",")
+        if "." in equation or not out and "->" not in equation:
+            raise UnsupportedOpError(f"einsum {equation!r} (node {node.name!r}): write the output subscripts "
+                                     "explicitly and without '...'")
+        values = []
+        for sub, operand in zip(terms, operands):
+            if not isinstance(operand, ChannelValue):
+                continue
+            contracted = [i for i, c in enumerate(sub) if c not in out]
+            v = self.b.reduce(operand, contracted, keepdim=False) if contracted else operand
+            rest = [c for c in sub if c in out]
+            prov = v.prov.permute(*sorted(range(len(rest)), key=lambda i: out.index(rest[i])))
+            shape = [v.prov.shape[rest.index(c)] if c in rest else 1 for c in out]
+            values.append(ChannelValue(prov.reshape(shape), v.slots))
+        if len(values) < 2:
+            raise UnsupportedOpError(f"einsum {equation!r} (node {node.name!r}) with a constant operand: write it "
+                                     "as a Linear layer")
+        return self.b.couple(values)
 
     def _shape(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
         x = args[0]
@@ -257,30 +400,46 @@ class _Walker:
 
     def _pool(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
         x = args[0]
-        if op in ("mean", "amax", "sum"):
-            dims = args[1] if len(args) > 1 else kwargs.get("dim")
-            dims = [d % x.prov.dim() for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
-            if dims is None or any(d < 2 for d in dims):
-                raise UnsupportedOpError(f"{op} over dims {dims} (node {node.name!r}): only spatial reductions map")
         value = self.b.pool(x, _out_shape(node, x.prov.shape[0]))
         return (value, None) if op == "max_pool2d_with_indices" else value
 
     def _add(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
         a, b = args[0], args[1]
         if isinstance(a, ChannelValue) and isinstance(b, ChannelValue):
+            src = self._normalising(node, node.args[0], node.args[1])
+            if src is not None:  # x - mean(x): normalisation, elementwise on x
+                x = a if src is node.args[0] else b
+                self._unary(node, src)
+                return x.derive(x.prov.expand(_out_shape(node, x.prov.shape[0])).clone())
             alpha = float(kwargs.get("alpha", 1.0))
             sign = -alpha if op.startswith("sub") else alpha
             signs = [sign, 1.0] if op == "rsub" else [1.0, sign]
+            self._continue_chain(node, node.args[0], node.args[1])
+            if self._root(node.args[0]) == self._root(node.args[1]):  # x * sigmoid(x): still elementwise on x
+                self.root[node.name] = self._root(node.args[0])
             return self.b.merge([a, b], signs=signs)
         x = a if isinstance(a, ChannelValue) else b  # a constant (bias): elementwise
-        self._continue_chain(node, node.args[0] if isinstance(a, ChannelValue) else node.args[1])
+        self._unary(node, node.args[0] if isinstance(a, ChannelValue) else node.args[1])
         return x
 
     def _mul(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
         a, b = args[0], args[1]
         if isinstance(a, ChannelValue) and isinstance(b, ChannelValue):
+            src = self._normalising(node, node.args[0], node.args[1])
+            if src is not None:  # x * rsqrt(var(x) + eps): normalisation, elementwise on x
+                x = a if src is node.args[0] else b
+                self._unary(node, src)
+                return x.derive(x.prov.expand(_out_shape(node, x.prov.shape[0])).clone())
+            self._continue_chain(node, node.args[0], node.args[1])
+            if self._root(node.args[0]) == self._root(node.args[1]):  # x * sigmoid(x): still elementwise on x
+                self.root[node.name] = self._root(node.args[0])
             return self.b.merge([a, b], combine="max")
         src = node.args[0] if isinstance(a, ChannelValue) else node.args[1]
+        other = node.args[1] if isinstance(a, ChannelValue) else node.args[0]
+        if isinstance(other, fx.Node) and other.name in self.data:  # a data-dependent mask: selects, adds nothing
+            self._continue_chain(node, src)
+            x = a if isinstance(a, ChannelValue) else b
+            return x.derive(x.prov.expand(_out_shape(node, x.prov.shape[0])).clone())
         if not isinstance(a, ChannelValue):
             if op.startswith("div"):
                 raise UnsupportedOpError(f"dividing a constant by a tensor (node {node.name!r}) is not supported")
@@ -289,7 +448,7 @@ class _Walker:
         if op.startswith("div"):
             factor = 1.0 / factor
         value = self.b.scale(a, factor, exclusive=len(src.users) == 1)
-        self._continue_chain(node, src)
+        self._unary(node, src)
         return value
 
     def _cat(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
@@ -311,5 +470,5 @@ class _Walker:
         seq, i = args
         if isinstance(seq, ChannelValue):  # indexing a tensor
             return seq.derive(seq.prov[i])
-        self._continue_chain(node, node.args[0])
+        self._unary(node, node.args[0])
         return seq[i]
