@@ -374,9 +374,10 @@ class _Walker:
         if len(data) > 1:
             self._continue_chain(node, *(names[i] for i in data))
             roots = {self.root.get(names[i], names[i]) for i in data}
-            if len(roots) == 1:  # x * sigmoid(x): still elementwise on x
-                self.root[node.output[0]] = roots.pop()
-            if op in ("Mul", "Div"):
+            same = len(roots) == 1
+            if same:  # x * sigmoid(x), x + 0.04 x^3: still elementwise on x
+                self.root[node.output[0]] = next(iter(roots))
+            if op in ("Mul", "Div") or same and len(data) == len(names):
                 return self.b.merge([values[i] for i in data], combine="max")
             signs = [1.0, -1.0] if op == "Sub" else None
             if len(data) != len(names):  # Sum of data and constants: constants are biases
@@ -391,6 +392,8 @@ class _Walker:
         if op == "Div" and i != 0:
             raise UnsupportedOpError(f"Div (node {node.name!r}) of a constant by data is not supported")
         factor = torch.from_numpy(np.asarray(const[0], dtype=np.float64))
+        if factor.numel() == 1:  # a scalar is part of an elementwise formula (as in the PyTorch walker)
+            return x.derive(x.prov)
         if op == "Div":
             factor = 1.0 / factor
         return self.b.scale(x, factor, exclusive=self.consumers.get(names[i], 0) == 1)

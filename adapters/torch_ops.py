@@ -415,8 +415,9 @@ class _Walker:
             sign = -alpha if op.startswith("sub") else alpha
             signs = [sign, 1.0] if op == "rsub" else [1.0, sign]
             self._continue_chain(node, node.args[0], node.args[1])
-            if self._root(node.args[0]) == self._root(node.args[1]):  # x * sigmoid(x): still elementwise on x
+            if self._root(node.args[0]) == self._root(node.args[1]):  # x + 0.04 x^3 (tanh GELU): elementwise on x
                 self.root[node.name] = self._root(node.args[0])
+                return self.b.merge([a, b], combine="max")
             return self.b.merge([a, b], signs=signs)
         x = a if isinstance(a, ChannelValue) else b  # a constant (bias): elementwise
         self._unary(node, node.args[0] if isinstance(a, ChannelValue) else node.args[1])
@@ -445,11 +446,12 @@ class _Walker:
                 raise UnsupportedOpError(f"dividing a constant by a tensor (node {node.name!r}) is not supported")
             a, b = b, a
         factor = torch.as_tensor(b, dtype=torch.float64)
+        self._unary(node, src)
+        if factor.numel() == 1:  # a scalar is part of an elementwise formula (GELU's 0.5, hard-swish's 1/6)
+            return a.derive(a.prov)
         if op.startswith("div"):
             factor = 1.0 / factor
-        value = self.b.scale(a, factor, exclusive=len(src.users) == 1)
-        self._unary(node, src)
-        return value
+        return self.b.scale(a, factor, exclusive=len(src.users) == 1)
 
     def _cat(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
         parts = list(args[0])

@@ -81,7 +81,7 @@ OPS = {
 
 
 def _graph(model):
-    x = torch.from_numpy(RNG.random((32, 4)).astype(np.float32))
+    x = torch.from_numpy(np.random.default_rng(5).random((32, 4)).astype(np.float32))
     mg = from_onnx(model, x)
     order = torch.argsort(mg.graph.edge_index[0] * mg.graph.num_nodes + mg.graph.edge_index[1])
     return mg, mg.graph.edge_index[:, order]
@@ -95,7 +95,7 @@ def _outputs(model, x):
 def test_attribute_and_input_forms_give_the_same_graph(name):
     (old_opset, old_nodes, old_inits), (new_opset, new_nodes, new_inits) = OPS[name]
     old, new = _model(old_opset, old_nodes, old_inits), _model(new_opset, new_nodes, new_inits)
-    x = RNG.random((5, 4)).astype(np.float32)
+    x = np.random.default_rng(6).random((5, 4)).astype(np.float32)
     np.testing.assert_allclose(_outputs(old, x), _outputs(new, x), rtol=1e-6)
     (a, ea), (b, eb) = _graph(old), _graph(new)
     assert torch.equal(ea, eb) and torch.equal(a.graph.active, b.graph.active)
@@ -120,9 +120,10 @@ def _cnn(opset: int) -> onnx.ModelProto:
              helper.make_node("Unsqueeze", ["p"] if old else ["p", "ax"], ["u"], **({"axes": [0]} if old else {})),
              helper.make_node("Squeeze", ["u"] if old else ["u", "ax"], ["q"], **({"axes": [0]} if old else {})),
              helper.make_node("Flatten", ["q"], ["f"], axis=1),
-             helper.make_node("Gemm", ["f", "F"], ["z"], transB=1),
+             helper.make_node("Gemm", ["f", "F", "Fb"], ["z"], transB=1),
              helper.make_node("Softmax", ["z"], ["y"], axis=1)]
     inits = [numpy_helper.from_array(conv, "C"), numpy_helper.from_array(fc, "F"),
+             numpy_helper.from_array(np.zeros(4, np.float32), "Fb"),
              *(numpy_helper.from_array(a, n) for a, n in zip(bn, ("s", "b", "mu", "var")))]
     if not old:
         inits.append(_int64("ax", [0]))

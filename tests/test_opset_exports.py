@@ -16,6 +16,17 @@ from adapters.model_files import model_graph
 BLOCKS = ["se", "convnext", "splitattn", "vit", "mixer"]
 
 
+def _export(model, x, path, exporter: str, opset: int) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=opset,
+                              dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+        else:
+            torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset, input_names=["x"],
+                              dynamic_axes={"x": {0: "n"}})
+
+
 def _sorted_edges(g):
     order = torch.argsort(g.edge_index[0] * g.num_nodes + g.edge_index[1])
     return g.edge_index[:, order], g.edge_weight[order]
@@ -32,19 +43,23 @@ def block(request, tmp_path_factory):
     return request.param, model, folder, x, probe, model_graph(folder / "m.pt2", probe)
 
 
-@pytest.mark.parametrize("opset", [13, 17, 20])
-@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+#: Exports the exporters themselves cannot write (their error, not ours): the TorchScript exporter has no
+#: scaled_dot_product_attention below opset 14. (The dynamo exporter writes opset 18 and converts down with
+#: onnx.version_converter; for ConvNeXt at 13 and 17 that conversion fails and it keeps opset 18 -- the file
+#: it writes is still checked.)
+CANNOT_EXPORT = {("vit", "torchscript", 13)}
+EXPORTS = [(e, o) for e in ("dynamo", "torchscript") for o in (13, 17, 20)]
+
+
+@pytest.mark.parametrize("exporter, opset", EXPORTS, ids=[f"{e}-{o}" for e, o in EXPORTS])
 def test_exports_agree_with_pt2(block, opset, exporter):
     name, model, folder, x, probe, ref = block
+    if (name, exporter, opset) in CANNOT_EXPORT:
+        with pytest.raises(Exception, match="not supported"):  # still true of the exporter?
+            _export(model, x, folder / "cannot.onnx", exporter, opset)
+        return
     path = folder / f"{exporter}{opset}.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if exporter == "dynamo":
-            torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=opset,
-                              dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
-        else:
-            torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset, input_names=["x"],
-                              dynamic_axes={"x": {0: "n"}})
+    _export(model, x, path, exporter, opset)
     mg = model_graph(path, probe)
     e, w = _sorted_edges(mg.graph)
     ref_e, ref_w = _sorted_edges(ref.graph)
