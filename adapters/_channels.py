@@ -361,6 +361,36 @@ class ChannelGraphBuilder:
         out = self.merge(values, combine="max")
         return ChannelValue(out.prov, _unit(out.slots))
 
+    def einsum(self, equation: str, operands: Sequence[ChannelValue | None]) -> ChannelValue:
+        """An einsum of activations (``None`` for constant operands): every operand is reduced over the
+        letters the output lacks (the union rule), laid out in the output's order, and coupled.
+
+        Raises
+        ------
+        UnsupportedOpError
+            For ``...`` or implicit output subscripts, and for fewer than two activation operands (an
+            einsum with a weight is a linear layer: write it as one).
+        """
+        equation = equation.replace(" ", "")
+        lhs, arrow, out = equation.partition("->")
+        if "." in equation or not arrow:
+            raise UnsupportedOpError(f"einsum {equation!r}: write the output subscripts explicitly and without "
+                                     "'...'")
+        values = []
+        for sub, operand in zip(lhs.split(","), operands):
+            if operand is None:
+                continue
+            contracted = [i for i, c in enumerate(sub) if c not in out]
+            v = self.reduce(operand, contracted, keepdim=False) if contracted else operand
+            rest = [c for c in sub if c in out]
+            prov = v.prov.permute(*sorted(range(len(rest)), key=lambda i: out.index(rest[i])))
+            shape = [v.prov.shape[rest.index(c)] if c in rest else 1 for c in out]
+            values.append(ChannelValue(prov.reshape(shape), v.slots))
+        if len(values) < 2:
+            raise UnsupportedOpError(f"einsum {equation!r} with a constant operand: write it as a Linear layer "
+                                     "(MatMul with the weight)")
+        return self.couple(values)
+
     def table(self, name: str, units: int, out_shape: Sequence[int], kind: str = "Embedding") -> ChannelValue:
         """An embedding lookup: the table's ``units`` features become input nodes (features on the last dim)."""
         rec = self._new_layer(name, kind, units, -1)

@@ -95,7 +95,7 @@ class ModelMeasurement:
 
 def measure_model(
     model: Any,
-    inputs: torch.Tensor | str | os.PathLike[str] | None = None,
+    inputs: torch.Tensor | tuple[torch.Tensor, ...] | str | os.PathLike[str] | None = None,
     *,
     samples: int = 256,
     seed: int = 0,
@@ -113,9 +113,11 @@ def measure_model(
     model : nn.Module, ExportedProgram, onnx.ModelProto, str or path-like
         The model, or a model file (``.pt2``, ``.onnx``, TorchScript, a state_dict or
         ``.safetensors`` of a built-in architecture, or a trusted pickle).
-    inputs : torch.Tensor, str, path-like or None
-        The probe batch itself, a bundled dataset name, an ``.npz`` file, or ``"random"``
-        / None for a seeded random batch shaped like the model's declared input.
+    inputs : torch.Tensor, tuple of tensors, str, path-like or None
+        The probe batch itself (a tuple for a model with several inputs, e.g. token ids and a
+        mask), a bundled dataset name, an ``.npz`` file (``x``, or ``x0``, ``x1``, ...), or
+        ``"random"`` / None for a seeded random batch shaped like the model's declared inputs
+        (token ids below the size of the embedding table they index, masks of ones).
     samples : int, default 256
         Probe batch size when ``inputs`` is not a tensor.
     seed : int, default 0

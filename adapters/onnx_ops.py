@@ -244,26 +244,11 @@ class _Walker:
 
     def _einsum(self, node: Any) -> ChannelValue:
         equation = _attrs(node)["equation"]
-        equation = (equation.decode() if isinstance(equation, bytes) else equation).replace(" ", "")
-        lhs, _, out = equation.partition("->")
-        if "." in equation or "->" not in equation:
-            raise UnsupportedOpError(f"Einsum {equation!r} (node {node.name!r}): write the output subscripts "
-                                     "explicitly and without '...'")
-        values = []
-        for sub, name in zip(lhs.split(","), node.input):
-            if name not in self.env:
-                continue
-            operand = self.env[name]
-            contracted = [i for i, c in enumerate(sub) if c not in out]
-            v = self.b.reduce(operand, contracted, keepdim=False) if contracted else operand
-            rest = [c for c in sub if c in out]
-            prov = v.prov.permute(*sorted(range(len(rest)), key=lambda i: out.index(rest[i])))
-            shape = [v.prov.shape[rest.index(c)] if c in rest else 1 for c in out]
-            values.append(ChannelValue(prov.reshape(shape), v.slots))
-        if len(values) < 2:
-            raise UnsupportedOpError(f"Einsum {equation!r} (node {node.name!r}) with a constant operand: write "
-                                     "it as a MatMul with the weight")
-        return self.b.couple(values)
+        equation = equation.decode() if isinstance(equation, bytes) else str(equation)
+        try:
+            return self.b.einsum(equation, [self.env.get(n) for n in node.input])
+        except UnsupportedOpError as exc:
+            raise UnsupportedOpError(f"{exc} (node {node.name!r})") from None
 
     def _where(self, node: Any) -> ChannelValue:
         """Masking selects entries but adds no dependency (as in the PyTorch walker)."""

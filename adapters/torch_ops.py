@@ -362,26 +362,10 @@ class _Walker:
         return args[0].derive(args[0].prov)
 
     def _einsum(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
-        equation, operands = str(args[0]).replace(" ", ""), list(args[1])
-        lhs, _, out = equation.partition("->")
-        terms = lhs.split(",")
-        if "." in equation or not out and "->" not in equation:
-            raise UnsupportedOpError(f"einsum {equation!r} (node {node.name!r}): write the output subscripts "
-                                     "explicitly and without '...'")
-        values = []
-        for sub, operand in zip(terms, operands):
-            if not isinstance(operand, ChannelValue):
-                continue
-            contracted = [i for i, c in enumerate(sub) if c not in out]
-            v = self.b.reduce(operand, contracted, keepdim=False) if contracted else operand
-            rest = [c for c in sub if c in out]
-            prov = v.prov.permute(*sorted(range(len(rest)), key=lambda i: out.index(rest[i])))
-            shape = [v.prov.shape[rest.index(c)] if c in rest else 1 for c in out]
-            values.append(ChannelValue(prov.reshape(shape), v.slots))
-        if len(values) < 2:
-            raise UnsupportedOpError(f"einsum {equation!r} (node {node.name!r}) with a constant operand: write it "
-                                     "as a Linear layer")
-        return self.b.couple(values)
+        try:
+            return self.b.einsum(str(args[0]), [a if isinstance(a, ChannelValue) else None for a in args[1]])
+        except UnsupportedOpError as exc:
+            raise UnsupportedOpError(f"{exc} (node {node.name!r})") from None
 
     def _shape(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
         x = args[0]

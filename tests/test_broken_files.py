@@ -15,7 +15,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    import onnx
     from onnx import TensorProto, helper
 
     d = tmp_path_factory.mktemp("broken")

@@ -177,3 +177,29 @@ def test_integer_npz_inputs_stay_integers(tmp_path):
 
     ids, mask = probe_inputs("random", samples=8, input_specs=[InputSpec((5,), "int", 11), InputSpec((5,), "int")])
     assert ids.dtype == torch.int64 and int(ids.max()) < 11 and bool((mask == 1).all())
+
+
+class Einsum(nn.Module):
+    """Attention written as einsums (scores contract the features, values contract the tokens)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k, self.v, self.o = nn.Linear(4, 6), nn.Linear(4, 6), nn.Linear(4, 6), nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.einsum("btd,bsd->bts", self.q(x), self.k(x)).softmax(-1)
+        return self.o(torch.einsum("bts,bsd->btd", a, self.v(x)))
+
+
+def test_einsum_attention_equals_the_matmul_form(tmp_path):
+    torch.manual_seed(0)
+    model = Einsum().eval()
+    x = torch.rand(16, 3, 4)
+    g = model_graph(model, x)
+    files = _formats(model, x[:2], tmp_path)
+    for f in files.values():
+        _same(model_graph(f, x), g)
+    # the same union as q @ k^T and a @ v: every output depends on all q, k features and the v features it reads
+    o = g.layers[-1]
+    sources = {s for s, d in g.graph.edge_index.t().tolist() if o.offset <= d < o.offset + o.units}
+    assert sources == set(range(4, 4 + 18))
