@@ -80,10 +80,10 @@ def test_broken_file_is_one_line(files, args, phrase):
 
 def test_external_data_inside_the_folder_is_read(files):
     """The guard refuses only what leaves the folder: data beside the model loads."""
-    from adapters.onnx_model import load_onnx
-
     import onnx
     from onnx import numpy_helper
+
+    from adapters.onnx_model import load_onnx
 
     model = onnx.load(str(files / "missing.onnx"), load_external_data=False)
     (files / "weights.bin").write_bytes(np.arange(8, dtype=np.float32).tobytes())

@@ -263,7 +263,7 @@ def test_any_grid_round_trips_through_the_store(tmp_path, grid, filled):
                               cfg.cell_dims)
     cells = list(cfg.indices())
     rng = np.random.default_rng(filled)
-    from emergence.experiments.sweep import CellResult
+    from emergence.experiments.cell import CellResult
 
     for index in [cells[i] for i in rng.permutation(len(cells))[: rng.integers(0, len(cells) + 1)]]:
         store.write(CellResult(index, {"test_accuracy": rng.random(2)}, ["input", "1"], None, 1.0,
@@ -285,7 +285,7 @@ def test_grid_parsing_and_every_key_applies():
         value = {"str": {"optimizer": "adam", "prune_at": "after", "prune_scope": "global",
                          "prune_structure": "structured"}.get(key), "float": 0.3, "int": 3}[axis.kind.__name__]
         cfg = SweepConfig(grid=((key, (value,)),), sparsities=(0.5,), seeds=(0,))
-        from emergence.experiments.sweep import _cell_settings
+        from emergence.experiments.cell import _cell_settings
 
         one, _, _ = _cell_settings(cfg, (0, 0, 0))
         section = {"train": one.train, "prune": one.prune}.get(axis.section)

@@ -35,16 +35,10 @@ import numpy as np
 from adapters.datasets import Dataset
 from emergence.errors import ConfigError, FileFormatError, first_line
 from emergence.experiments import sweep as _sweep
+from emergence.experiments.cell import CellResult, run_cell
 from emergence.experiments.results import open_results, save_results
 from emergence.experiments.store import STATUS, StoreLock, SweepStore, first_difference
-from emergence.experiments.sweep import (
-    CellResult,
-    Progress,
-    SweepConfig,
-    empty_sweep,
-    run_cell,
-    sweep_attrs,
-)
+from emergence.experiments.sweep import Progress, SweepConfig, empty_sweep, sweep_attrs
 
 __all__ = ["SweepOutcome", "run_stored_sweep", "store_path"]
 
