@@ -79,6 +79,11 @@ class Aggregation(str, Enum):
     frac = "frac"
 
 
+class Granularity(str, Enum):
+    channel = "channel"
+    neuron = "neuron"
+
+
 class Arch(str, Enum):
     mlp = "mlp"
     cnn = "cnn"
@@ -196,9 +201,14 @@ def measure_cmd(
     aggregation: Annotated[Aggregation, typer.Option(help="mean, absmean, or frac (fraction of samples above the "
                                                           "threshold).")] = Aggregation.mean,
     weighted: Annotated[bool, typer.Option(help="Weight paths by |w| of the effective weights.")] = False,
+    granularity: Annotated[Granularity, typer.Option(
+        help="channel: one node per channel of a conv layer (activity averaged over positions); neuron: one node "
+             "per (channel, position) activation, counted by transposed convolutions without an edge "
+             "list.")] = Granularity.channel,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
     save_graph: Annotated[Optional[Path], typer.Option(help="Also save the graph: .pt (torch-geometric), .graphml "
-                                                             "or .gml (with activity and layer attributes).")] = None,
+                                                             "or .gml (with activity and layer attributes); at neuron "
+                                                             "level only up to 10^7 edges.")] = None,
     device: Annotated[Optional[str], typer.Option(help="Device for the forward pass and the count.")] = None,
     trust_pickle: Annotated[bool, typer.Option(help="Allow unpickling a whole-model file (runs its code).")] = False,
 ) -> None:
@@ -209,9 +219,9 @@ def measure_cmd(
     with _errors():
         m = measure_model(model, data, samples=samples, seed=seed, threshold=threshold,
                           thresholds=_floats(thresholds), aggregation=aggregation.value, weighted=weighted,
-                          device=device, trust_pickle=trust_pickle)
+                          device=device, trust_pickle=trust_pickle, granularity=granularity.value)
         if save_graph is not None:
-            write_graph(m.model_graph.graph, save_graph)
+            write_graph(m.explicit_graph(), save_graph)
     if json:
         typer.echo(m.to_json())
         return
@@ -280,6 +290,9 @@ def sweep(
                                                           "batch.")] = Aggregation.mean,
     probe_samples: Annotated[int, typer.Option(help="Training images in the probe batch.")] = 256,
     weighted: Annotated[bool, typer.Option(help="Record weighted emergence (|w|) instead of path counts.")] = False,
+    granularity: Annotated[Granularity, typer.Option(
+        help="Graph of a conv net: one node per channel, or per (channel, position) neuron (counted by transposed "
+             "convolutions).")] = Granularity.channel,
     device: Annotated[Optional[str], typer.Option(help="Device to train and measure on.")] = None,
     landscape: Annotated[bool, typer.Option(help="Also probe the loss landscape (Hessian, slices).")] = False,
     landscape_every: Annotated[int, typer.Option(help="Probe the landscape every K epochs (0: final epoch "
@@ -323,7 +336,7 @@ def sweep(
             thresholds=tuple(_floats(thresholds) or []), aggregation=aggregation.value, probe_samples=probe_samples,
             weighted=weighted, device=device,
             landscape=LandscapeConfig(every=landscape_every, samples=landscape_samples) if landscape else None,
-            grid=parse_grid(grid), threads=threads,
+            grid=parse_grid(grid), threads=threads, granularity=granularity.value,
         )
         _warn_oversubscription(workers, threads, scheduler)
         outcome = run_stored_sweep(cfg, out, workers=workers, scheduler=scheduler, overwrite=overwrite,

@@ -8,7 +8,8 @@ Built only on the core (:mod:`emergence`); the experiment layer and the CLI buil
   state dicts, safetensors), :mod:`adapters.torch_model` / :mod:`adapters.torch_ops`
   (``torch.export`` programs), :mod:`adapters.onnx_model` / :mod:`adapters.onnx_ops`,
   all feeding one format-independent builder (:mod:`adapters._channels`);
-* measuring -- :mod:`adapters.model_measure` (:func:`measure_model`, :class:`ModelProbe`);
+* measuring -- :mod:`adapters.model_measure` (:func:`measure_model`, :class:`ModelProbe`); neuron-level graphs
+  counted by transposed convolutions -- :mod:`adapters.neuron_count`;
 * data and built-in models -- :mod:`adapters.datasets` (bundled data, ``.npz``, CIFAR-10,
   probe batches), :mod:`adapters.architectures` (MLP / CNN / VGG and their weight files);
 * :mod:`adapters.atomic` -- files written atomically.
@@ -18,16 +19,22 @@ format can be written; models are read only. Optional packages are imported insi
 the functions that need them.
 """
 
+from adapters._probe import GRANULARITIES, check_granularity
 from adapters.graphfile import FORMATS, read_graph, read_node_list, write_graph
 from adapters.igraph_graph import from_igraph, to_igraph
 from adapters.model_files import LoadedModel, load_model, model_graph
 from adapters.model_measure import ModelMeasurement, ModelProbe, measure_model
 from adapters.networkx_graph import from_networkx, to_networkx
+from adapters.neuron_count import ImplicitCounter, NeuronModelGraph
 from adapters.onnx_model import SUPPORTED_ONNX_OPS, from_onnx
 from adapters.torch_model import SUPPORTED_TORCH_OPS, from_exported, from_torch
 
 __all__ = [
     "FORMATS",
+    "GRANULARITIES",
+    "ImplicitCounter",
+    "NeuronModelGraph",
+    "check_granularity",
     "LoadedModel",
     "ModelMeasurement",
     "ModelProbe",

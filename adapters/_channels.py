@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from adapters._window import Window
 from emergence.errors import UnsupportedOpError
 
 _CHUNK = 1 << 22  # entries of a dense weight block processed at once
@@ -100,6 +101,7 @@ class LayerRecord:
     units: int
     offset: int
     channel_dim: int  # where its units lie in its output tensor (1 for channels, -1 for features)
+    per_element: bool = False  # one unit per element of a sample (neuron-level layers)
     src: list[torch.Tensor] = field(default_factory=list)
     dst: list[torch.Tensor] = field(default_factory=list)
     weight: list[torch.Tensor] = field(default_factory=list)
@@ -176,9 +178,11 @@ class ChannelGraphBuilder:
         return ChannelValue(prov, Slots.single(torch.arange(rec.offset, rec.offset + out)), direct=len(self.layers) - 1)
 
     def conv(
-        self, x: ChannelValue, weight: torch.Tensor, *, groups: int, out_shape: Sequence[int], name: str, kind: str
+        self, x: ChannelValue, weight: torch.Tensor, *, groups: int, out_shape: Sequence[int], name: str, kind: str,
+        window: Window | None = None,
     ) -> ChannelValue:
-        """A convolution over channels (dim 1); ``weight`` is ``[out, in / groups, *kernel]``."""
+        """A convolution over channels (dim 1); ``weight`` is ``[out, in / groups, *kernel]``. ``window`` (its
+        stride, padding, dilation) does not change the channel graph; the neuron graph needs it."""
         w = weight.detach().double().cpu()
         cin = int(x.prov.shape[1])
         out = int(w.shape[0])
@@ -275,8 +279,9 @@ class ChannelGraphBuilder:
         slots = Slots(torch.cat(ptrs), torch.cat(nodes), torch.cat(coefs))
         return ChannelValue(torch.cat(provs, dim=dim), slots)
 
-    def pool(self, x: ChannelValue, out_shape: Sequence[int]) -> ChannelValue:
-        """A reduction over the spatial dims of a channel tensor (pooling, global mean)."""
+    def pool(self, x: ChannelValue, out_shape: Sequence[int], window: Window | None = None) -> ChannelValue:
+        """A reduction over the spatial dims of a channel tensor (pooling, global mean); ``window`` as in
+        :meth:`conv`."""
         p = x.prov[0]
         c = int(p.shape[0])
         flat = p.reshape(c, -1)

@@ -10,8 +10,25 @@ import torch
 
 from adapters._channels import ChannelGraphBuilder
 from emergence.activity import Activity, LayerInfo, ModelGraph, check_aggregation
-from emergence.errors import InputShapeError, NonFiniteError, UnsupportedOpError
+from emergence.errors import ConfigError, InputShapeError, NonFiniteError, UnsupportedOpError
 from emergence.graph import graph as make_graph
+
+
+#: Graph resolutions of a model: one node per channel of a conv layer, or one per neuron.
+GRANULARITIES = ("channel", "neuron")
+
+
+def check_granularity(granularity: str) -> str:
+    """Return ``granularity`` if it is known, else raise :class:`ConfigError`.
+
+    Examples
+    --------
+    >>> check_granularity("neuron")
+    'neuron'
+    """
+    if granularity not in GRANULARITIES:
+        raise ConfigError(f"granularity must be one of {', '.join(GRANULARITIES)}; got {granularity!r}")
+    return granularity
 
 
 class ActivityRecorder:
@@ -40,7 +57,7 @@ class ActivityRecorder:
         t = torch.as_tensor(tensor)[: self.keep].detach().float()
         for layer in self.by_key[key]:
             rec = self.layers[layer]
-            if rec.kind == "input" and rec.channel_dim == -1:
+            if rec.per_element or (rec.kind == "input" and rec.channel_dim == -1):
                 v = t.reshape(t.shape[0], -1)
                 a = v.abs()
             else:
@@ -87,9 +104,16 @@ def assemble_activity(builder: ChannelGraphBuilder, recorder: ActivityRecorder, 
 
 
 def assemble(
-    builder: ChannelGraphBuilder, activity: Activity, threshold: float, source: str
+    builder: ChannelGraphBuilder, activity: Activity, threshold: float, source: str,
+    device: str | torch.device | None = None,
 ) -> ModelGraph:
-    """The final :class:`ModelGraph`: edges, layers, node names and activity."""
+    """The final :class:`ModelGraph`: edges, layers, node names and activity (a neuron-level builder gives a
+    :class:`~adapters.neuron_count.NeuronModelGraph`, counted on ``device``)."""
+    from adapters._neurons import NeuronGraphBuilder
+    from adapters.neuron_count import assemble_neurons
+
+    if isinstance(builder, NeuronGraphBuilder):
+        return assemble_neurons(builder, activity, threshold, source, device)
     edge_index, weight = builder.edges()
     units = torch.tensor([r.units for r in builder.layers])
     layer = torch.repeat_interleave(torch.arange(len(builder.layers)), units)

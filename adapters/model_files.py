@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import io
 import os
 import pickle
@@ -262,6 +264,7 @@ def model_graph(
     aggregation: str = "mean",
     device: str | torch.device | None = None,
     trust_pickle: bool = False,
+    granularity: str = "channel",
 ) -> ModelGraph:
     """The graph and activity of a model given as an object or a file.
 
@@ -275,6 +278,9 @@ def model_graph(
         As in :func:`adapters.from_torch`.
     trust_pickle : bool, default False
         As in :func:`load_model`.
+    granularity : {"channel", "neuron"}, default "channel"
+        One node per channel of a conv layer, or one per neuron (a
+        :class:`~adapters.neuron_count.NeuronModelGraph`, counted without an edge list).
 
     Returns
     -------
@@ -291,7 +297,7 @@ def model_graph(
         if isinstance(model, torch.jit.ScriptModule):
             kind = "torchscript"
         model = LoadedModel(kind, model, None, type(model).__name__)
-    opts = dict(threshold=threshold, aggregation=aggregation)
+    opts = dict(threshold=threshold, aggregation=aggregation, granularity=granularity)
     if model.kind == "module":
         g = from_torch(model.obj, inputs, device=device, **opts)
     elif model.kind == "exported":
@@ -299,7 +305,7 @@ def model_graph(
     elif model.kind == "torchscript":
         first = _as_input(inputs[:1]) if isinstance(inputs, torch.Tensor) else tuple(_as_input(x[:1]) for x in inputs)
         proto = _torchscript_to_onnx(model.obj, first)
-        g = from_onnx(proto, inputs, source=model.source, **opts)
+        g = from_onnx(proto, inputs, source=model.source, device=device, **opts)
     else:
-        g = from_onnx(model.obj, inputs, source=model.source, **opts)
-    return ModelGraph(g.graph, g.layers, g.activity, g.threshold, model.source or g.source)
+        g = from_onnx(model.obj, inputs, source=model.source, device=device, **opts)
+    return dataclasses.replace(g, source=model.source or g.source)

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from adapters._probe import check_granularity
+from adapters.neuron_count import NeuronModelGraph
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph, check_aggregation
 from emergence.errors import ConfigError
 from emergence.measure import measure_masks
@@ -24,13 +26,25 @@ from emergence.result import EmergenceResult
 __all__ = ["ModelMeasurement", "ModelProbe", "ProbeRecord", "measure_model", "layer_table"]
 
 
+def count_masks(mg: ModelGraph, masks: torch.Tensor, *, weighted: bool = False,
+                device: str | torch.device | None = None) -> list[EmergenceResult]:
+    """Emergence of a model graph under each ``[T, N]`` mask: one pass over the edge list for all masks, or
+    one implicit sweep per mask for a neuron-level graph."""
+    if isinstance(mg, NeuronModelGraph):
+        return [mg.counter.count(m, weighted=weighted) for m in masks]
+    return measure_masks(mg.graph, masks, weighted=weighted, device=device)
+
+
 def layer_table(mg: ModelGraph, result: EmergenceResult) -> Any:
     """Per-layer pandas DataFrame: units, active units, incoming edges, emergence starting there."""
     import pandas as pd
 
     g = mg.graph
     active = torch.bincount(g.layer[g.active], minlength=len(mg.layers))
-    edges = torch.bincount(g.layer[g.edge_index[1]], minlength=len(mg.layers))
+    if isinstance(mg, NeuronModelGraph):
+        edges = torch.tensor([mg.counter.layer_edges.get(i, 0) for i in range(len(mg.layers))])
+    else:
+        edges = torch.bincount(g.layer[g.edge_index[1]], minlength=len(mg.layers))
     shares = result.layer_shares()
     rows = [
         dict(layer=info.name, kind=info.kind, units=info.units, active=int(active[i]),
@@ -70,6 +84,16 @@ class ModelMeasurement:
     aggregation: str
     samples: int
 
+    @property
+    def granularity(self) -> str:
+        """``"neuron"`` for a neuron-level measurement, else ``"channel"``."""
+        return "neuron" if isinstance(self.model_graph, NeuronModelGraph) else "channel"
+
+    def explicit_graph(self) -> Any:
+        """The graph as an edge list (a neuron-level graph is materialized: at most 10**7 routes)."""
+        mg = self.model_graph
+        return mg.materialize().graph if isinstance(mg, NeuronModelGraph) else mg.graph
+
     def to_dict(self) -> dict[str, Any]:
         """The keys of ``emergence graph --json`` plus ``layers``, ``thresholds`` and the probe settings."""
         out = self.result.to_dict()
@@ -79,7 +103,7 @@ class ModelMeasurement:
             if r["log10_emergence"] is not None and not math.isfinite(r["log10_emergence"]):
                 r["log10_emergence"] = None
         out.update(threshold=self.threshold, aggregation=self.aggregation, samples=self.samples,
-                   model=self.model_graph.source, layers=records)
+                   granularity=self.granularity, model=self.model_graph.source, layers=records)
         if self.thresholds:
             out["thresholds"] = [dict(threshold=t, **r.to_dict()) for t, r in self.thresholds]
         return out
@@ -105,6 +129,7 @@ def measure_model(
     weighted: bool = False,
     device: str | torch.device | None = None,
     trust_pickle: bool = False,
+    granularity: str = "channel",
 ) -> ModelMeasurement:
     """Build a model's graph, measure activity on a probe batch, and count emergence.
 
@@ -134,6 +159,10 @@ def measure_model(
         Where the PyTorch forward pass and the count run.
     trust_pickle : bool, default False
         Allow unpickling a whole model file (runs its code).
+    granularity : {"channel", "neuron"}, default "channel"
+        One node per channel of a conv layer (activity averaged over positions), or one per
+        neuron -- every (channel, position) activation, counted by transposed convolutions
+        without building the edge list (:mod:`adapters.neuron_count`).
 
     Returns
     -------
@@ -166,9 +195,10 @@ def measure_model(
         shape = model.input_shape if isinstance(model, LoadedModel) else None
         specs = model.input_specs if isinstance(model, LoadedModel) else None
         inputs = probe_inputs(inputs, samples=samples, seed=seed, input_shape=shape, input_specs=specs)
-    mg = model_graph(model, inputs, threshold=threshold, aggregation=aggregation, device=device)
+    mg = model_graph(model, inputs, threshold=threshold, aggregation=aggregation, device=device,
+                     granularity=check_granularity(granularity))
     ts = [float(threshold), *(float(t) for t in (thresholds or []))]
-    result, *others = measure_masks(mg.graph, mg.masks(ts), weighted=weighted, device=device)  # one pass for all
+    result, *others = count_masks(mg, mg.masks(ts), weighted=weighted, device=device)
     return ModelMeasurement(result, layer_table(mg, result), list(zip(ts[1:], others)), mg, float(threshold),
                             aggregation, mg.activity.samples)
 
@@ -212,10 +242,12 @@ class ModelProbe:
     aggregation : str, default "mean"
     weighted : bool, default False
     device : str or torch.device, optional
+    granularity : {"channel", "neuron"}, default "channel"
     """
 
     def __init__(self, model: Any, probe: torch.Tensor, thresholds: Sequence[float], *, aggregation: str = "mean",
-                 weighted: bool = False, device: str | torch.device | None = None) -> None:
+                 weighted: bool = False, device: str | torch.device | None = None,
+                 granularity: str = "channel") -> None:
         from adapters.torch_model import ExportedProbe, export_module
 
         check_aggregation(aggregation)
@@ -224,7 +256,8 @@ class ModelProbe:
         self.probe, self.thresholds, self.weighted, self.device = probe, [float(t) for t in thresholds], weighted, \
             device
         rng = torch.get_rng_state()
-        self._exported = ExportedProbe(export_module(model, probe[:2]), aggregation=aggregation, device=device)
+        self._exported = ExportedProbe(export_module(model, probe[:2]), aggregation=aggregation, device=device,
+                                       granularity=granularity)
         torch.set_rng_state(rng)
         self.layers: list[str] = []
 
@@ -241,11 +274,12 @@ class ModelProbe:
         frac = torch.zeros(len(self.thresholds), n_layers, dtype=torch.float64)
         share = torch.zeros_like(frac)
         masks = mg.masks(self.thresholds)
-        for i, r in enumerate(measure_masks(mg.graph, masks, weighted=self.weighted, device=self.device)):
+        for i, r in enumerate(count_masks(mg, masks, weighted=self.weighted, device=self.device)):
             frac[i] = torch.bincount(layer[masks[i]], minlength=n_layers).double() / units
             if r.log10 is not None:
                 log10[i], rel[i] = r.log10, r.log10_relative
                 for j, v in r.layer_shares().items():
                     share[i, j] = v
         torch.set_rng_state(rng)
-        return ProbeRecord(log10, rel, frac, share, int(mg.graph.num_edges))
+        edges = mg.counter.num_edges if isinstance(mg, NeuronModelGraph) else int(mg.graph.num_edges)
+        return ProbeRecord(log10, rel, frac, share, edges)

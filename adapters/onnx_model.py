@@ -27,6 +27,7 @@ from adapters._probe import (
     as_batch,
     assemble,
     assemble_activity,
+    check_granularity,
     check_input_shape,
     padded_chunks,
 )
@@ -194,6 +195,8 @@ def from_onnx(
     threshold: float = DEFAULT_THRESHOLD,
     aggregation: str = "mean",
     source: str = "",
+    granularity: str = "channel",
+    device: str | torch.device | None = None,
 ) -> ModelGraph:
     """Build the graph of an ONNX model and measure activity on ``inputs`` with onnxruntime.
 
@@ -209,6 +212,10 @@ def from_onnx(
         How a unit's activations are aggregated over the batch.
     source : str
         A label for reports.
+    granularity : {"channel", "neuron"}, default "channel"
+        As in :func:`adapters.from_exported`.
+    device : str or torch.device, optional
+        Where a neuron-level count runs (onnxruntime itself runs on the CPU).
 
     Returns
     -------
@@ -226,7 +233,7 @@ def from_onnx(
     model = load_onnx(path_or_proto)
     xs = as_batch(inputs)
     fixed = _fixed_batch(model)
-    walker = _Walker(model)
+    walker = _Walker(model, check_granularity(granularity))
     feeds = _feeds(walker.inputs, xs)
     for inp in walker.inputs:
         dims = inp.type.tensor_type.shape.dim
@@ -251,4 +258,4 @@ def from_onnx(
             recorder.record(name, torch.from_numpy(np.asarray(value)))
         for name in set(feeds) & recorder.wanted:
             recorder.record(name, torch.from_numpy(chunk[name]))
-    return assemble(walker.b, assemble_activity(walker.b, recorder, aggregation), threshold, source)
+    return assemble(walker.b, assemble_activity(walker.b, recorder, aggregation), threshold, source, device)

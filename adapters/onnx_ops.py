@@ -14,13 +14,15 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from adapters._channels import ChannelGraphBuilder, ChannelValue, Slots
+from adapters._neurons import NeuronGraphBuilder
+from adapters._window import Window
 from emergence.errors import UnsupportedOpError
 
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -53,13 +55,32 @@ def _attrs(node: Any) -> dict[str, Any]:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
+def _window(node: Any, kernel: list[int], in_sizes: Sequence[int], out_sizes: Sequence[int]) -> Window:
+    """The geometry of an ONNX Conv or pool: ``pads`` (begin half), ``auto_pad``, strides and dilations."""
+    a = _attrs(node)
+    n = len(kernel)
+    strides = list(a.get("strides", [1] * n))
+    dil = list(a.get("dilations", [1] * n))
+    auto = a.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        total = [max((o - 1) * s + d * (k - 1) + 1 - i, 0)
+                 for o, s, d, k, i in zip(out_sizes, strides, dil, kernel, in_sizes)]
+        pad = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
+    elif auto == "VALID":
+        pad = [0] * n
+    else:
+        pad = list(a.get("pads", [0] * (2 * n)))[:n]
+    return Window.of(kernel, strides, pad, dil)
+
+
 class _Walker:
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, granularity: str = "channel") -> None:
         import onnx.numpy_helper as nh
 
         self.model = model
         self.graph = model.graph
-        self.b = ChannelGraphBuilder()
+        self.b = NeuronGraphBuilder() if granularity == "neuron" else ChannelGraphBuilder()
         self.const: dict[str, np.ndarray] = {t.name: nh.to_array(t) for t in self.graph.initializer}
         self.opsets = {o.domain or "": o.version for o in model.opset_import}
         self.env: dict[str, ChannelValue] = {}
@@ -291,8 +312,9 @@ class _Walker:
         x = self._value(node)
         shape = (x.prov.shape[0], *self.shapes[node.output[0]][1:])
         kind = f"Conv{w.dim() - 2}d"
+        window = _window(node, [int(k) for k in w.shape[2:]], x.prov.shape[2:], shape[2:])
         value = self.b.conv(x, w, groups=int(_attrs(node).get("group", 1)), out_shape=shape,
-                            name=node.name or node.output[0], kind=kind)
+                            name=node.name or node.output[0], kind=kind, window=window)
         return self._layer(node, value)
 
     def _batch_norm(self, node: Any) -> ChannelValue:
@@ -341,7 +363,11 @@ class _Walker:
     def _pool(self, node: Any) -> ChannelValue:
         x = self._value(node)
         shape = (x.prov.shape[0], *self.shapes[node.output[0]][1:])
-        return self.b.pool(x, shape)
+        if node.op_type.startswith("Global"):
+            window = Window(adaptive=True)
+        else:
+            window = _window(node, list(_attrs(node)["kernel_shape"]), x.prov.shape[2:], shape[2:])
+        return self.b.pool(x, shape, window)
 
     def _merge(self, node: Any) -> ChannelValue:
         names = [n for n in node.input if n]

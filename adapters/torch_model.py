@@ -22,6 +22,7 @@ from adapters._probe import (
     assemble,
     as_batch,
     assemble_activity,
+    check_granularity,
     check_input_shape,
     padded_chunks,
     with_activity,
@@ -81,22 +82,23 @@ class ExportedProbe:
     """
 
     def __init__(self, ep: torch.export.ExportedProgram, *, aggregation: str = "mean",
-                 device: str | torch.device | None = None, source: str = "") -> None:
+                 device: str | torch.device | None = None, source: str = "", granularity: str = "channel") -> None:
         self.ep, self.aggregation, self.device, self.source = ep, aggregation, device, source
+        self.granularity = check_granularity(granularity)
         self._walker: _Walker | None = None
         self._base: ModelGraph | None = None
 
     def __call__(self, inputs: torch.Tensor, *, threshold: float = DEFAULT_THRESHOLD,
                  state: dict[str, torch.Tensor] | None = None, rewalk: bool = False) -> ModelGraph:
         if self._walker is None or rewalk:
-            self._walker = _Walker(self.ep, state)
+            self._walker = _Walker(self.ep, state, self.granularity)
             self._walker.run()
             self._base = None
         recorder = ActivityRecorder(self._walker.b, self._walker.act)
         _run_exported(self.ep, inputs, recorder, self.device, state)
         activity = assemble_activity(self._walker.b, recorder, self.aggregation)
         if self._base is None:
-            self._base = assemble(self._walker.b, activity, threshold, self.source)
+            self._base = assemble(self._walker.b, activity, threshold, self.source, self.device)
             return self._base
         return with_activity(self._base, activity, threshold)
 
@@ -116,6 +118,7 @@ def from_exported(
     aggregation: str = "mean",
     device: str | torch.device | None = None,
     source: str = "",
+    granularity: str = "channel",
 ) -> ModelGraph:
     """Build the graph of an exported program and measure activity on ``inputs``.
 
@@ -133,6 +136,10 @@ def from_exported(
         Where the forward pass runs (default CPU).
     source : str
         A label for reports.
+    granularity : {"channel", "neuron"}, default "channel"
+        One node per channel of a conv layer (activity averaged over positions), or one per
+        neuron, i.e. per (channel, position) activation (a
+        :class:`~adapters.neuron_count.NeuronModelGraph`, counted without an edge list).
 
     Returns
     -------
@@ -145,7 +152,8 @@ def from_exported(
     InputShapeError
         If the program rejects the inputs.
     """
-    return ExportedProbe(ep, aggregation=aggregation, device=device, source=source)(inputs, threshold=threshold)
+    return ExportedProbe(ep, aggregation=aggregation, device=device, source=source,
+                         granularity=granularity)(inputs, threshold=threshold)
 
 
 def _run_exported(ep: Any, inputs: torch.Tensor, recorder: ActivityRecorder, device: Any,
@@ -203,6 +211,7 @@ def from_torch(
     threshold: float = DEFAULT_THRESHOLD,
     aggregation: str = "mean",
     device: str | torch.device | None = None,
+    granularity: str = "channel",
 ) -> ModelGraph:
     """Build the graph of an in-memory ``nn.Module`` and measure activity on ``inputs``.
 
@@ -215,7 +224,7 @@ def from_torch(
         A single-input model.
     inputs : torch.Tensor
         The probe batch.
-    threshold, aggregation, device
+    threshold, aggregation, device, granularity
         As in :func:`from_exported`.
 
     Returns
@@ -241,5 +250,5 @@ def from_torch(
     inputs = xs[0] if len(xs) == 1 else xs
     return from_exported(
         ep, inputs, threshold=threshold, aggregation=aggregation, device=device,
-        source=type(model).__name__,
+        source=type(model).__name__, granularity=granularity,
     )

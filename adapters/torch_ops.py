@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import fx
 
 from adapters._channels import ChannelGraphBuilder, ChannelValue
+from adapters._neurons import NeuronGraphBuilder
+from adapters._window import Window
 from emergence.errors import UnsupportedOpError
 
 __all__ = ['SUPPORTED_TORCH_OPS']
@@ -96,6 +98,43 @@ def _out_shape(node: fx.Node, batch: int) -> tuple[int, ...]:
     return (batch, *(int(s) for s in val.shape[1:]))
 
 
+def _ints(v: Any) -> list[int]:
+    return [int(v)] if isinstance(v, int) else [int(a) for a in (v or [])]
+
+
+def _conv_window(node: fx.Node, w: torch.Tensor, stride: Any, padding: Any, dilation: Any) -> Window | None:
+    """The geometry of a convolution; ``padding="same"`` with an odd-sized footprint becomes numbers."""
+    kernel = [int(k) for k in w.shape[2:]]
+    dil = _ints(dilation) or [1]
+    dil = dil * len(kernel) if len(dil) == 1 else dil
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = [0]
+        elif all((d * (k - 1)) % 2 == 0 for k, d in zip(kernel, dil)):
+            padding = [d * (k - 1) // 2 for k, d in zip(kernel, dil)]
+        else:
+            raise UnsupportedOpError(f"convolution (node {node.name!r}): padding='same' with an even kernel pads "
+                                     "unevenly; pad explicitly")
+    return Window.of(kernel, _ints(stride) or [1], _ints(padding), dil)
+
+
+def _pool_window(op: str, args: tuple, kwargs: dict) -> Window:
+    """The window of a pool from its ATen arguments (adaptive pools: windows from the sizes)."""
+    if op.startswith("adaptive") or op.startswith("_adaptive"):
+        return Window(adaptive=True)
+    if op.startswith("max_pool"):
+        names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode")
+    else:
+        names = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+    a = {**dict(zip(names, args)), **kwargs}
+    kernel = _ints(a["kernel_size"])
+    n = int(op[-2]) if op[-2].isdigit() else (int(op[-1]) if op[-1].isdigit() else len(kernel))
+    if op == "max_pool2d_with_indices":
+        n = 2
+    kernel = kernel * n if len(kernel) == 1 else kernel
+    return Window.of(kernel, _ints(a.get("stride")), _ints(a.get("padding")), _ints(a.get("dilation")))
+
+
 def _has_value(x: Any) -> bool:
     if isinstance(x, ChannelValue):
         return True
@@ -129,10 +168,11 @@ def _first_layer_kind(gm: fx.GraphModule, user_inputs: set[str]) -> str:
 class _Walker:
     """Walks an exported program's graph, feeding a :class:`ChannelGraphBuilder`."""
 
-    def __init__(self, ep: torch.export.ExportedProgram, state: dict[str, torch.Tensor] | None = None) -> None:
+    def __init__(self, ep: torch.export.ExportedProgram, state: dict[str, torch.Tensor] | None = None,
+                 granularity: str = "channel") -> None:
         self.ep = ep
         self.state = state or {}
-        self.b = ChannelGraphBuilder()
+        self.b = NeuronGraphBuilder() if granularity == "neuron" else ChannelGraphBuilder()
         self.env: dict[str, Any] = {}
         self.tail: dict[str, int] = {}  # fx node name -> layer whose activation chain ends there
         self.act: dict[int, str] = {}  # layer -> fx node holding its activation
@@ -278,16 +318,19 @@ class _Walker:
 
     def _conv(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
         x, w = args[0], args[1]
-        if op == "convolution":
-            if args[6]:
-                raise UnsupportedOpError(f"transposed convolution (node {node.name!r}) is not supported")
-            groups = int(args[8])
-        else:
-            groups = int(args[6] if len(args) > 6 else kwargs.get("groups", 1))
+        names = ("input", "weight", "bias", "stride", "padding", "dilation", "transposed", "output_padding", "groups")
+        if op != "convolution":
+            names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+        a = {**dict(zip(names, args)), **kwargs}
+        if a.get("transposed"):
+            raise UnsupportedOpError(f"transposed convolution (node {node.name!r}) is not supported")
+        groups = int(a.get("groups", 1))
         if not isinstance(w, torch.Tensor):
             raise UnsupportedOpError(f"{op} (node {node.name!r}) needs a constant weight")
         shape = _out_shape(node, x.prov.shape[0])
-        value = self.b.conv(x, w, groups=groups, out_shape=shape, name=_layer_name(node), kind=_kind(node, op))
+        window = _conv_window(node, w, a.get("stride"), a.get("padding"), a.get("dilation"))
+        value = self.b.conv(x, w, groups=groups, out_shape=shape, name=_layer_name(node), kind=_kind(node, op),
+                            window=window)
         return self._new_layer(node, value)
 
     def _batch_norm(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
@@ -384,7 +427,7 @@ class _Walker:
 
     def _pool(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
         x = args[0]
-        value = self.b.pool(x, _out_shape(node, x.prov.shape[0]))
+        value = self.b.pool(x, _out_shape(node, x.prov.shape[0]), _pool_window(op, args, kwargs))
         return (value, None) if op == "max_pool2d_with_indices" else value
 
     def _add(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:

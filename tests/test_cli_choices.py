@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 import cli
+from adapters._probe import GRANULARITIES
 from adapters.architectures import ARCHITECTURES
 from adapters.graphfile import FORMATS
 from emergence.activity import AGGREGATIONS
@@ -17,6 +18,7 @@ from emergence.measure import METHODS
 @pytest.mark.parametrize("enum, table", [
     (cli.Method, METHODS), (cli.Aggregation, AGGREGATIONS), (cli.Arch, ARCHITECTURES), (cli.Optimizer, OPTIMIZERS),
     (cli.PruneAt, PRUNE_WHEN), (cli.PruneScope, PRUNE_SCOPES), (cli.PruneStructure, PRUNE_STRUCTURES),
+    (cli.Granularity, GRANULARITIES),
 ])
 def test_enum_matches_library(enum, table):
     assert [e.value for e in enum] == list(table)
@@ -28,8 +30,8 @@ def test_graph_formats_are_readable_formats():
 
 
 @pytest.mark.parametrize("command, shown", [
-    ("sweep", ["mlp|cnn|vgg", "init|after|iterative", "sgd|adam", "layerwise|global", "mean|absmean|frac"]),
-    ("measure", ["mean|absmean|frac"]),
+    ("sweep", ["channel|neuron", "mlp|cnn|vgg", "init|after|iterative", "sgd|adam", "layerwise|global", "mean|absmean|frac"]),
+    ("measure", ["mean|absmean|frac", "channel|neuron"]),
     ("graph", ["auto|exact|log", "graphml|gml"]),
 ])
 def test_help_lists_choices(command, shown):

@@ -70,7 +70,7 @@ class _Cell:
         self.cfg, self.model, self.masks, self.data = cfg, model, masks, data
         self.landscape_batch, self.timing, self.emit = landscape_batch, timing, emit
         self.probe = ModelProbe(model, probe_x, cfg.thresholds, aggregation=cfg.aggregation, weighted=cfg.weighted,
-                                device=cfg.device)
+                                device=cfg.device, granularity=cfg.granularity)
         self.train_metrics: list[Any] = []
         self.test_metrics: list[Any] = []
         self.records: list[Any] = []

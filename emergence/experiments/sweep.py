@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from adapters import check_granularity
 from adapters.architectures import ArchSpec, build
 from adapters.datasets import Dataset, load_dataset
 from emergence.activity import check_aggregation
@@ -80,6 +81,7 @@ class SweepConfig:
     landscape: LandscapeConfig | None = None
     grid: Grid = ()
     threads: int = 1
+    granularity: str = "channel"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "grid", check_grid(self.grid))
@@ -98,6 +100,7 @@ class SweepConfig:
         if self.probe_samples < 1:
             raise ConfigError(f"probe_samples must be at least 1; got {self.probe_samples}")
         check_aggregation(self.aggregation)
+        check_granularity(self.granularity)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -154,6 +157,7 @@ def sweep_attrs(cfg: SweepConfig, data: Dataset) -> dict[str, Any]:
         architecture=ArchSpec(cfg.arch, data.input_shape, data.num_classes, dict(cfg.arch_params)).to_json(),
         prunable="weights of dense and conv layers (biases and batch norm are never pruned)",
         accuracy_gain="test accuracy",
+        granularity=cfg.granularity,
     )
 
 

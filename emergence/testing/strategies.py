@@ -1,4 +1,4 @@
-"""Hypothesis strategies for graphs: acyclic by construction, shrinking toward small graphs."""
+"""Hypothesis strategies: graphs (acyclic by construction, shrinking toward small graphs) and small conv nets."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch_geometric.data import Data
 
 from emergence.graph import from_layers, graph
 
-__all__ = ["dags", "layered_nets"]
+__all__ = ["conv_nets", "dags", "layered_nets"]
 
 
 @st.composite
@@ -75,3 +75,90 @@ def layered_nets(
     if not mats:  # a single layer has no edges: build it directly
         return graph(torch.zeros(2, 0, dtype=torch.long), widths[0], masks[0]), widths, [sum(masks[0])]
     return from_layers(mats, masks), widths, [sum(m) for m in masks]
+
+
+class _ConvNet(torch.nn.Module):
+    """A sequence of conv stages (conv, optional batch norm, ReLU, optional pool, optional residual conv),
+    then flatten and a dense head. ``stages`` is a list of dicts as drawn by :func:`conv_nets`."""
+
+    def __init__(self, cin: int, stages: list[dict[str, Any]], flat: int, classes: int) -> None:
+        super().__init__()
+        self.stages = stages
+        self.convs = torch.nn.ModuleList()
+        self.norms = torch.nn.ModuleList()
+        self.res = torch.nn.ModuleList()
+        for st_ in stages:
+            self.convs.append(torch.nn.Conv2d(cin, st_["cout"], st_["k"], st_["stride"], st_["pad"], st_["dil"],
+                                              groups=st_["groups"]))
+            self.norms.append(torch.nn.BatchNorm2d(st_["cout"]) if st_["bn"] else torch.nn.Identity())
+            self.res.append(torch.nn.Conv2d(st_["cout"], st_["cout"], 3, 1, 1) if st_["residual"]
+                            else torch.nn.Identity())
+            cin = st_["cout"]
+        self.head = torch.nn.Linear(flat, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for st_, conv, norm, res in zip(self.stages, self.convs, self.norms, self.res):
+            x = torch.relu(norm(conv(x)))
+            if st_["residual"]:
+                x = torch.relu(res(x)) + x
+            if st_["pool"] == "max":
+                x = torch.nn.functional.max_pool2d(x, st_["pk"], st_["ps"], st_["pp"])
+            elif st_["pool"] == "avg":
+                x = torch.nn.functional.avg_pool2d(x, st_["pk"], st_["ps"], st_["pp"])
+            elif st_["pool"] == "adaptive":
+                x = torch.nn.functional.adaptive_avg_pool2d(x, st_["pout"])
+        return self.head(x.flatten(1))
+
+
+@st.composite
+def conv_nets(draw: st.DrawFn, *, max_stages: int = 3) -> tuple[torch.nn.Module, tuple[int, int, int]]:
+    """Small conv nets in eval mode: random channels, kernel sizes, strides, paddings, dilations, groups,
+    pools (overlapping ones too), residual blocks, batch norm (a zero scale among them), zeroed kernel
+    entries. Returns the model and its per-sample input shape ``(C, H, W)``.
+    """
+    cin = draw(st.integers(1, 3))
+    size = draw(st.integers(4, 9))
+    shape = (cin, size, size)
+    stages, c = [], cin
+    for _ in range(draw(st.integers(1, max_stages))):
+        groups = draw(st.sampled_from([g for g in (1, 2, 3) if c % g == 0]))
+        cout = groups * draw(st.integers(1, 3))
+        k, dil, stride = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
+        pad = draw(st.integers(0, k // 2 * dil))
+        span = dil * (k - 1) + 1
+        if size + 2 * pad < span:
+            break
+        out = (size + 2 * pad - span) // stride + 1
+        stage = dict(cout=cout, k=k, stride=stride, pad=pad, dil=dil, groups=groups, bn=draw(st.booleans()),
+                     residual=draw(st.booleans()), pool=draw(st.sampled_from(["none", "max", "avg", "adaptive"])))
+        if stage["pool"] in ("max", "avg"):
+            pk = draw(st.integers(2, 3))
+            ps = draw(st.integers(1, pk))
+            pp = draw(st.integers(0, pk // 2))
+            if out + 2 * pp < pk:
+                stage["pool"] = "none"
+            else:
+                stage.update(pk=pk, ps=ps, pp=pp)
+                out = (out + 2 * pp - pk) // ps + 1
+        if stage["pool"] == "adaptive":
+            stage["pout"] = draw(st.integers(1, max(1, out)))
+            out = stage["pout"]
+        stages.append(stage)
+        size, c = out, cout
+    if not stages:
+        stages.append(dict(cout=2, k=1, stride=1, pad=0, dil=1, groups=1, bn=False, residual=False, pool="none"))
+        c = 2
+    seed = draw(st.integers(0, 2**16))
+    torch.manual_seed(seed)
+    net = _ConvNet(cin, stages, c * size * size, draw(st.integers(1, 3)))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                m.weight.mul_(torch.rand(m.weight.shape, generator=gen) > 0.3)  # zeroed entries
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                if draw(st.booleans()):
+                    m.weight[0] = 0.0  # a slimmed channel: no incoming edges
+    return net.eval(), shape

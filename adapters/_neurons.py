@@ -1,0 +1,196 @@
+"""Neuron-level graphs of conv nets: one node per (channel, position) activation.
+
+:class:`NeuronGraphBuilder` is a :class:`~adapters._channels.ChannelGraphBuilder` whose nodes
+are neurons: every input element, and every output element of a dense or conv layer. It never
+builds the edge list. It records, per node-creating layer, the operation that made it (the
+input's provenance, the weight, the geometry) on a *tape* that
+:class:`adapters.neuron_count.ImplicitCounter` sweeps backwards with transposed convolutions;
+:meth:`NeuronGraphBuilder.materialize` enumerates the same edges by index arithmetic for small
+nets (``--save-graph``, and the oracle of the tests).
+
+Semantics, beyond the channel graph's:
+
+* Padding positions are not nodes (their provenance is -1).
+* Pools (max, average, adaptive, global) create no neurons: a pool cell is a transparent
+  pass-through that stands for the cells of its window, so a path through a pool picks one
+  cell. With overlapping windows (a ResNet stem's 3x3/2 max-pool) a neuron reaches a
+  consumer once per route; with non-overlapping windows this is a plain edge set.
+* Edges are counted with this multiplicity (``num_edges`` is the number of routes): for
+  ω = 1 a connection counts once per route, for ω = |w| it weighs the sum of |w| over routes.
+* Batch norm after a layer scales that layer's incoming edges per neuron (folded, as exporters do).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from adapters._channels import ChannelGraphBuilder, ChannelValue, LayerRecord, Slots
+from adapters._window import Window, gather_windows
+from emergence.errors import UnsupportedOpError
+
+#: Largest edge list :meth:`NeuronGraphBuilder.materialize` builds.
+MATERIALIZE_LIMIT = 10_000_000
+
+
+@dataclass
+class TapeOp:
+    """One node-creating operation, as the implicit count needs it.
+
+    ``kind`` is ``"conv"`` or ``"linear"``; ``x`` the input's provenance; ``weight`` ``[out, in/groups,
+    *kernel]`` or ``[out, in]`` (float64, CPU); ``in_shape``/``out_shape`` per sample.
+    """
+
+    kind: str
+    layer: int
+    x: ChannelValue
+    weight: torch.Tensor
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    groups: int = 1
+    window: Window | None = None
+
+
+class NeuronGraphBuilder(ChannelGraphBuilder):
+    """A :class:`ChannelGraphBuilder` with one node per neuron, recording a tape instead of edges."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tape: list[TapeOp] = []
+        self.unit_scale: dict[int, torch.Tensor] = {}  # layer -> per-neuron factor folded into its edges
+
+    def _neuron_layer(self, name: str, kind: str, shape: Sequence[int]) -> tuple[LayerRecord, torch.Tensor]:
+        units = math.prod(int(s) for s in shape)
+        rec = self._new_layer(name, kind, units, -1)
+        rec.per_element = True
+        return rec, torch.arange(units).reshape(tuple(int(s) for s in shape))
+
+    def _value(self, rec: LayerRecord, local: torch.Tensor, batch: int) -> ChannelValue:
+        slots = Slots.single(torch.arange(rec.offset, rec.offset + rec.units))
+        return ChannelValue(local.expand(batch, *local.shape).clone(), slots, direct=len(self.layers) - 1)
+
+    def input(self, shape: Sequence[int], *, per_element: bool | str, name: str = "input") -> ChannelValue:
+        """One input node per element of a sample (``per_element`` is ignored: every element is a neuron)."""
+        shape = tuple(int(s) for s in shape)
+        rec, local = self._neuron_layer(name, "input", shape[1:])
+        return ChannelValue(local.expand(shape).clone(), Slots.single(torch.arange(rec.offset, rec.offset + rec.units)))
+
+    def linear(self, x: ChannelValue, weight: torch.Tensor, *, name: str, kind: str = "Linear") -> ChannelValue:
+        """A dense layer on the last dim: one neuron per output feature at every leading position."""
+        w = weight.detach().double().cpu()
+        if w.dim() != 2 or x.prov.shape[-1] != w.shape[1]:
+            raise UnsupportedOpError(
+                f"{kind} {name!r}: weight {tuple(w.shape)} does not fit an input of shape {tuple(x.prov.shape)}"
+            )
+        in_shape = tuple(int(s) for s in x.prov.shape[1:])
+        out_shape = (*in_shape[:-1], int(w.shape[0]))
+        rec, local = self._neuron_layer(name, kind, out_shape)
+        self.tape.append(TapeOp("linear", len(self.layers) - 1, x, w, in_shape, out_shape))
+        return self._value(rec, local, int(x.prov.shape[0]))
+
+    def conv(
+        self, x: ChannelValue, weight: torch.Tensor, *, groups: int, out_shape: Sequence[int], name: str, kind: str,
+        window: Window | None = None,
+    ) -> ChannelValue:
+        """A convolution: one neuron per (output channel, output position)."""
+        w = weight.detach().double().cpu()
+        cin = int(x.prov.shape[1])
+        if window is None:
+            raise UnsupportedOpError(f"{kind} {name!r}: its stride and padding are unknown, so it has no neuron graph")
+        if groups < 1 or cin % groups or w.shape[0] % groups or w.shape[1] * groups != cin:
+            raise UnsupportedOpError(
+                f"{kind} {name!r}: weight {tuple(w.shape)} with groups={groups} does not fit {cin} input channels"
+            )
+        shape = tuple(int(s) for s in out_shape)
+        rec, local = self._neuron_layer(name, kind, shape[1:])
+        self.tape.append(TapeOp("conv", len(self.layers) - 1, x, w, tuple(int(s) for s in x.prov.shape[1:]),
+                                shape[1:], groups, window))
+        return self._value(rec, local, shape[0])
+
+    def scale(self, x: ChannelValue, factor: torch.Tensor, *, exclusive: bool) -> ChannelValue:
+        """Batch norm and other constant factors: folded per neuron into a layer used only here."""
+        if x.direct is not None and exclusive and getattr(self.layers[x.direct], "per_element", False):
+            f = torch.as_tensor(factor, dtype=torch.float64).detach().cpu()
+            full = torch.broadcast_to(f, x.prov.shape)[0].abs().reshape(-1)
+            prev = self.unit_scale.get(x.direct)
+            self.unit_scale[x.direct] = full if prev is None else prev * full
+            return x
+        return super().scale(x, factor, exclusive=exclusive)
+
+    def pool(self, x: ChannelValue, out_shape: Sequence[int], window: Window | None = None) -> ChannelValue:
+        """A pool creates no neurons: each cell stands for the cells of its window (one route each)."""
+        if window is None:
+            raise UnsupportedOpError("a pool without its window geometry has no neuron graph")
+        p = x.prov[0]
+        shape = tuple(int(s) for s in out_shape)
+        idx = [window.taps(d, int(p.shape[1 + d]), shape[2 + d]) for d in range(p.dim() - 1)]
+        win = gather_windows(p, idx)  # [C, *O, *K]
+        cells = math.prod(shape[1:])
+        flat = win.reshape(cells, -1)
+        owner = torch.arange(cells).unsqueeze(1).expand_as(flat)
+        ok = flat >= 0
+        t_owner, node, coef = x.slots.expand(flat[ok])
+        slots = Slots.from_terms(owner[ok][t_owner], node, coef, cells, "sum")
+        has = torch.bincount(owner[ok], minlength=cells) > 0
+        ids = torch.where(has, torch.arange(cells), torch.full((cells,), -1)).reshape(shape[1:])
+        return ChannelValue(ids.expand(shape).clone(), slots)
+
+    def table(self, name: str, units: int, out_shape: Sequence[int], kind: str = "Embedding") -> ChannelValue:
+        raise UnsupportedOpError(f"{kind} {name!r}: token models have no neuron-level graph here; "
+                                 "use granularity 'channel'")
+
+    # -- materialization ---------------------------------------------------------------
+    def _op_edges(self, op: TapeOp) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(source node, target node, weight)`` per route of one operation (one row per route)."""
+        rec = self.layers[op.layer]
+        entries_prov = op.x.prov[0]
+        dst_all = torch.arange(rec.offset, rec.offset + rec.units).reshape(op.out_shape)
+        if op.kind == "linear":
+            entry = entries_prov.unsqueeze(-2).expand(*op.out_shape, op.in_shape[-1])  # [*L, out, D]
+            w = op.weight.expand(*op.out_shape[:-1], *op.weight.shape)
+            dst = dst_all.unsqueeze(-1).expand_as(entry)
+        else:
+            win = op.window
+            idx = [win.taps(d, op.in_shape[1 + d], op.out_shape[1 + d]) for d in range(len(op.in_shape) - 1)]
+            cw = gather_windows(entries_prov, idx)  # [Cin, *O, *K]
+            cout, per_in = op.weight.shape[0], op.weight.shape[1]
+            per_out = cout // op.groups
+            grouped = cw.reshape(op.groups, per_in, *cw.shape[1:])
+            entry = grouped[torch.arange(cout) // per_out]  # [Cout, per_in, *O, *K]
+            nsp = len(op.out_shape) - 1
+            w = op.weight.reshape(cout, per_in, *([1] * nsp), *op.weight.shape[2:]).expand_as(entry)
+            dst = dst_all.reshape(cout, 1, *op.out_shape[1:], *([1] * nsp)).expand_as(entry)
+        scale = self.unit_scale.get(op.layer)
+        if scale is not None:
+            w = w * scale[dst - rec.offset]
+        keep = (entry >= 0) & (w != 0)
+        owner, node, coef = op.x.slots.expand(entry[keep])
+        keep_term = coef != 0
+        return node[keep_term], dst[keep][owner][keep_term], (w[keep][owner] * coef.abs())[keep_term].abs()
+
+    def materialize(self, limit: int = MATERIALIZE_LIMIT) -> tuple[torch.Tensor, torch.Tensor]:
+        """The neuron graph's routes: ``(edge_index [2, R], weight [R])``, one column per route.
+
+        Raises
+        ------
+        UnsupportedOpError
+            When it would hold more than ``limit`` routes.
+        """
+        srcs, dsts, ws, total = [], [], [], 0
+        for op in self.tape:
+            s, d, w = self._op_edges(op)
+            total += s.numel()
+            if total > limit:
+                raise UnsupportedOpError(
+                    f"the neuron graph has more than {limit:,} edges, too many to write; measure it without "
+                    "saving the graph, or save the channel-level graph"
+                )
+            srcs.append(s)
+            dsts.append(d)
+            ws.append(w)
+        if not srcs:
+            return torch.empty(2, 0, dtype=torch.long), torch.empty(0, dtype=torch.float64)
+        return torch.stack([torch.cat(srcs), torch.cat(dsts)]), torch.cat(ws)

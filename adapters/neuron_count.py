@@ -1,0 +1,286 @@
+"""Neuron-level emergence without an edge list: the count as a backward pass of transposed convolutions.
+
+For ω = 1 the path-count recursion of the paper through a conv layer,
+``P_l = 1 + A_{l+1}^T (H_{l+1} ⊙ P_{l+1})``, is a transposed convolution of the masked counts
+with the binary kernel ``1[W ≠ 0]`` (same stride, padding, dilation and groups); for ω = |w| with
+``|W|``. :class:`ImplicitCounter` sweeps the tape of a
+:class:`~adapters._neurons.NeuronGraphBuilder` from the last layer to the first, one transposed
+convolution (or transposed dense map) per layer, and scatters each message through the slot
+tables onto the neurons it came from -- which is how pools, residual adds, concatenations and
+flattens are followed. Each layer's counts are kept as a float64 tensor times a power of two,
+so any depth works and ``log10 E`` keeps float64's relative precision.
+
+References
+----------
+.. [1] F. AlShinaifi et al., arXiv:2409.01568, 2024 (the definition of emergence).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch_geometric.data import Data
+
+from adapters._neurons import MATERIALIZE_LIMIT, NeuronGraphBuilder, TapeOp
+from emergence.activity import Activity, LayerInfo, ModelGraph
+from emergence.errors import GraphError
+from emergence.graph import graph as make_graph
+from emergence.result import EmergenceResult
+
+__all__ = ["ImplicitCounter", "NeuronModelGraph", "assemble_neurons"]
+
+_LOG10_2 = math.log10(2.0)
+
+
+@dataclass
+class _Target:
+    """Where one operation's input entries send their messages: nodes of one earlier layer."""
+
+    layer: int
+    local: torch.Tensor | None  # node index within the layer per term (None: entry i is node i)
+    entry: torch.Tensor | None  # entry index per term
+    coef: torch.Tensor | None  # |coefficient| per term
+
+
+class ImplicitCounter:
+    """Counts neuron-level emergence of a recorded model on any torch device.
+
+    Parameters
+    ----------
+    builder : NeuronGraphBuilder
+        The walked model (its layers, slot tables and tape).
+    device : str or torch.device, optional
+        Where the sweep runs (default CPU).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from adapters.torch_model import from_torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.Linear(2 * 4 * 4, 3))
+    >>> mg = from_torch(net, torch.rand(8, 1, 4, 4), granularity="neuron")
+    >>> mg.graph.num_nodes, mg.counter.num_edges
+    (51, 296)
+    >>> r = mg.counter.count(torch.arange(51) % 3 == 0)
+    >>> r.value, r.num_active
+    (110.0, 17)
+    """
+
+    def __init__(self, builder: NeuronGraphBuilder, device: str | torch.device | None = None) -> None:
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.layers = [(r.offset, r.units) for r in builder.layers]
+        self.num_nodes = builder.num_nodes
+        self.tape = {op.layer: op for op in builder.tape}
+        self.scale = {k: v.to(self.device) for k, v in builder.unit_scale.items()}
+        self._offsets = torch.tensor([o for o, _ in self.layers])
+        self._targets: dict[int, list[_Target]] = {}
+        self._kernels: dict[tuple[int, bool], torch.Tensor] = {}
+        #: routes (edges with multiplicity) into each layer, and in all
+        self.layer_edges = {lid: int(self._routes(op)) for lid, op in self.tape.items()}
+        self.num_edges = sum(self.layer_edges.values())
+
+    # -- per-operation preparation (once) ---------------------------------------------------
+    def _targets_of(self, op: TapeOp) -> list[_Target]:
+        if op.layer in self._targets:
+            return self._targets[op.layer]
+        prov = op.x.prov[0].reshape(-1)
+        ok = prov >= 0
+        entries = ok.nonzero().flatten()
+        owner, node, coef = op.x.slots.expand(prov[ok])
+        entry, coef = entries[owner], coef.abs()
+        keep = coef != 0
+        entry, node, coef = entry[keep], node[keep], coef[keep]
+        layer = torch.searchsorted(self._offsets, node, right=True) - 1
+        targets = []
+        for lid in torch.unique(layer).tolist():
+            sel = layer == lid
+            off, units = self.layers[lid]
+            e, n, c = entry[sel], node[sel] - off, coef[sel]
+            identity = (n.numel() == prov.numel() == units and bool((e == n).all()) and bool((c == 1).all())
+                        and bool((e == torch.arange(units)).all()))
+            if identity:
+                targets.append(_Target(lid, None, None, None))
+            else:
+                targets.append(_Target(lid, n.to(self.device), e.to(self.device), c.to(self.device)))
+        self._targets[op.layer] = targets
+        return targets
+
+    def _kernel(self, op: TapeOp, weighted: bool) -> torch.Tensor:
+        key = (op.layer, weighted)
+        if key not in self._kernels:
+            w = op.weight.to(self.device)
+            self._kernels[key] = w.abs() if weighted else (w != 0).double()
+        return self._kernels[key]
+
+    def _adjoint(self, op: TapeOp, msg: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """The transposed operation: messages on the output neurons -> messages on the input entries."""
+        m = msg.reshape(op.out_shape)
+        if op.kind == "linear":
+            return (m @ kernel).reshape(-1)
+        win = op.window
+        nsp = len(op.out_shape) - 1
+        transposed = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[nsp - 1]
+        out = transposed(m.unsqueeze(0), kernel, stride=win.stride, groups=op.groups, dilation=win.dilation)[0]
+        pads = []
+        for d in reversed(range(nsp)):  # F.pad lists the last dim first
+            need = win.pad[d] + op.in_shape[1 + d] - out.shape[1 + d]
+            pads += [0, max(need, 0)]
+        if any(pads):
+            out = F.pad(out, pads)
+        sl = [slice(None)] + [slice(win.pad[d], win.pad[d] + op.in_shape[1 + d]) for d in range(nsp)]
+        return out[tuple(sl)].reshape(-1)
+
+    def _routes(self, op: TapeOp) -> float:
+        """Routes (edges with multiplicity) into ``op``'s layer."""
+        _, units = self.layers[op.layer]
+        s = self.scale.get(op.layer)
+        ones = torch.ones(units, dtype=torch.float64, device=self.device) if s is None else (s != 0).double()
+        per_entry = self._adjoint(op, ones, self._kernel(op, False))
+        total = 0.0
+        for t in self._targets_of(op):
+            total += float(per_entry.sum()) if t.entry is None else float(per_entry[t.entry].sum())
+        return total
+
+    # -- the count ------------------------------------------------------------------------
+    def count(self, active: torch.Tensor, *, weighted: bool = False) -> EmergenceResult:
+        """Emergence for one activity mask.
+
+        Parameters
+        ----------
+        active : torch.Tensor
+            ``[N]`` bool, one entry per neuron.
+        weighted : bool, default False
+            Weight paths by ``|w|`` (batch norm folded).
+
+        Returns
+        -------
+        EmergenceResult
+            ``exact`` is False: the count runs in float64 with a power-of-two exponent per layer
+            (exact integers while they stay below 2**53).
+
+        Raises
+        ------
+        GraphError
+            For a mask of the wrong size.
+        """
+        active = torch.as_tensor(active).bool().reshape(-1)
+        if active.numel() != self.num_nodes:
+            raise GraphError(f"the activity mask has {active.numel()} entries; the neuron graph has "
+                             f"{self.num_nodes} nodes")
+        act = active.to(self.device)
+        acc: list[torch.Tensor | None] = [None] * len(self.layers)
+        exp = [0] * len(self.layers)
+        node_log10 = torch.full((self.num_nodes,), -math.inf, dtype=torch.float64)
+        sums: dict[int, tuple[float, int]] = {}
+        for lid in reversed(range(len(self.layers))):
+            off, units = self.layers[lid]
+            h = act[off : off + units]
+            q = acc[lid] if acc[lid] is not None else torch.zeros(units, dtype=torch.float64, device=self.device)
+            e = exp[lid]
+            qi = q.masked_fill(h, 0.0)
+            s = float(qi.sum())
+            if s > 0:
+                sums[lid] = (s, e)
+                node_log10[off : off + units] = (qi.log10_().add_(e * _LOG10_2)).cpu()  # -inf where no paths
+            op = self.tape.get(lid)
+            if op is None:
+                continue
+            mx = float(q.max()) if units else 0.0
+            e2 = max(0, e + math.frexp(mx)[1]) if mx > 0 else 0
+            msg = q.mul(2.0 ** (e - e2)).add_(2.0 ** (-e2)).masked_fill_(~h, 0.0)
+            sc = self.scale.get(lid)
+            if sc is not None:
+                msg = msg * (sc if weighted else (sc != 0).double())
+            if not bool((msg != 0).any()):
+                continue
+            per_entry = self._adjoint(op, msg, self._kernel(op, weighted))
+            for t in self._targets_of(op):
+                vals = per_entry if t.entry is None else per_entry[t.entry] * (t.coef if weighted else 1.0)
+                self._accumulate(acc, exp, t, vals, e2)
+        return self._result(sums, node_log10, int(active.sum()), weighted)
+
+    def _accumulate(self, acc: list[torch.Tensor | None], exp: list[int], t: _Target, vals: torch.Tensor,
+                    e: int) -> None:
+        lid = t.layer
+        if acc[lid] is None:
+            acc[lid] = torch.zeros(self.layers[lid][1], dtype=torch.float64, device=self.device)
+            exp[lid] = e
+        elif e > exp[lid]:
+            acc[lid] *= 2.0 ** (exp[lid] - e)
+            exp[lid] = e
+        elif e < exp[lid]:
+            vals = vals * 2.0 ** (e - exp[lid])
+        if t.local is None:
+            acc[lid] += vals
+        else:
+            acc[lid].index_add_(0, t.local, vals)
+
+    def _result(self, sums: dict[int, tuple[float, int]], node_log10: torch.Tensor, num_active: int,
+                weighted: bool) -> EmergenceResult:
+        layer_log10: dict[int, float | None] = {}
+        for lid in range(len(self.layers)):
+            s = sums.get(lid)
+            layer_log10[lid] = None if s is None else math.log10(s[0]) + s[1] * _LOG10_2
+        if sums:
+            top = max(e for _, e in sums.values())
+            total = math.fsum(s * 2.0 ** (e - top) for s, e in sums.values())
+            total_log10 = math.log10(total) + top * _LOG10_2
+        else:
+            total_log10 = -math.inf
+        result = EmergenceResult.from_log10(
+            total_log10, node_log10, layer_log10=layer_log10, weighted=weighted, num_nodes=self.num_nodes,
+            num_edges=self.num_edges, num_active=num_active,
+        )
+        if sums and total_log10 < 300:  # the sum itself, exact while it is an integer below 2**53
+            value = math.fsum(math.ldexp(s, e) for s, e in sums.values())
+            result = dataclasses.replace(result, value=value)
+        return result
+
+
+@dataclass(frozen=True, eq=False)
+class NeuronModelGraph(ModelGraph):
+    """A :class:`~emergence.activity.ModelGraph` at neuron level: ``graph`` holds the nodes (``layer``,
+    ``active``, ``activity``) but no edges; ``counter`` counts emergence implicitly.
+
+    Attributes
+    ----------
+    counter : ImplicitCounter
+    builder : NeuronGraphBuilder
+        The walked model, for :meth:`materialize`.
+    """
+
+    counter: ImplicitCounter | None = None
+    builder: NeuronGraphBuilder | None = None
+
+    def materialize(self, limit: int = MATERIALIZE_LIMIT) -> ModelGraph:
+        """The neuron graph as an explicit :class:`ModelGraph`, one edge per route (repeated pairs are
+        routes through overlapping pools), with ``edge_weight`` the effective ``|w|`` of each route.
+
+        Raises
+        ------
+        UnsupportedOpError
+            Above ``limit`` routes.
+        """
+        edge_index, weight = self.builder.materialize(limit)
+        names = [f"{r.name}:{u}" for r in self.builder.layers for u in range(r.units)]
+        g = make_graph(edge_index, self.builder.num_nodes, self.graph.active, edge_weight=weight,
+                       layer=self.graph.layer, names=names)
+        g.activity = self.graph.activity
+        return ModelGraph(g, self.layers, self.activity, self.threshold, self.source)
+
+
+def assemble_neurons(builder: NeuronGraphBuilder, activity: Activity, threshold: float, source: str,
+                     device: str | torch.device | None = None) -> NeuronModelGraph:
+    """The :class:`NeuronModelGraph` of a walked model with its measured activity."""
+    units = torch.tensor([r.units for r in builder.layers])
+    layer = torch.repeat_interleave(torch.arange(len(builder.layers)), units)
+    g = Data(num_nodes=builder.num_nodes)
+    g.layer = layer
+    g.active = activity.mask(threshold)
+    g.activity = activity.statistic(threshold).float()
+    layers = [LayerInfo(r.name, r.kind, r.units, r.offset) for r in builder.layers]
+    return NeuronModelGraph(g, layers, activity, float(threshold), source, ImplicitCounter(builder, device), builder)
