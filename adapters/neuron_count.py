@@ -36,11 +36,17 @@ __all__ = ["ImplicitCounter", "NeuronModelGraph", "assemble_neurons"]
 _LOG10_2 = math.log10(2.0)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Target:
-    """Where one operation's input entries send their messages: nodes of one earlier layer."""
+    """Where one operation's input entries send their messages: nodes of one earlier layer.
+
+    Operations whose inputs map onto a layer by the same table share one ``_Target``, so their messages
+    are summed per entry and scattered once (the identity shortcuts of a ResNet stage all read the
+    stem's pool).
+    """
 
     layer: int
+    entries: int  # length of the per-entry message
     local: torch.Tensor | None  # node index within the layer per term (None: entry i is node i)
     entry: torch.Tensor | None  # entry index per term
     coef: torch.Tensor | None  # |coefficient| per term
@@ -78,6 +84,7 @@ class ImplicitCounter:
         self.scale = {k: v.to(self.device) for k, v in builder.unit_scale.items()}
         self._offsets = torch.tensor([o for o, _ in self.layers])
         self._targets: dict[int, list[_Target]] = {}
+        self._tables: dict[tuple[int, int, int], list[_Target]] = {}
         self._kernels: dict[tuple[int, bool], torch.Tensor] = {}
         #: routes (edges with multiplicity) into each layer, and in all
         self.layer_edges = {lid: int(self._routes(op)) for lid, op in self.tape.items()}
@@ -103,27 +110,63 @@ class ImplicitCounter:
             identity = (n.numel() == prov.numel() == units and bool((e == n).all()) and bool((c == 1).all())
                         and bool((e == torch.arange(units)).all()))
             if identity:
-                targets.append(_Target(lid, None, None, None))
+                targets.append(_Target(lid, units, None, None, None))
+                continue
+            same = self._tables.setdefault((lid, prov.numel(), n.numel()), [])
+            n, e, c = n.to(self.device), e.to(self.device), c.to(self.device)
+            for t in same:
+                if torch.equal(t.local, n) and torch.equal(t.entry, e) and torch.equal(t.coef, c):
+                    targets.append(t)
+                    break
             else:
-                targets.append(_Target(lid, n.to(self.device), e.to(self.device), c.to(self.device)))
+                same.append(_Target(lid, prov.numel(), n, e, c))
+                targets.append(same[-1])
         self._targets[op.layer] = targets
         return targets
 
-    def _kernel(self, op: TapeOp, weighted: bool) -> torch.Tensor:
-        key = (op.layer, weighted)
+    def _kernel(self, op: TapeOp, weighted: bool, flipped: bool = False) -> torch.Tensor:
+        """``1[W != 0]`` (or ``|W|``) on the device, cached; ``flipped``: as the kernel of the forward
+        convolution that equals the transposed one at stride 1 (in/out swapped per group, taps reversed)."""
+        key = (op.layer, weighted, flipped)
         if key not in self._kernels:
-            w = op.weight.to(self.device)
-            self._kernels[key] = w.abs() if weighted else (w != 0).double()
+            if flipped:
+                w = self._kernel(op, weighted)
+                g, nsp = op.groups, w.dim() - 2
+                w = w.reshape(g, w.shape[0] // g, *w.shape[1:]).transpose(1, 2)
+                w = w.reshape(-1, *w.shape[2:]).flip(tuple(range(2, 2 + nsp))).contiguous()
+            else:
+                w = op.weight.to(self.device)
+                w = w.abs() if weighted else (w != 0).double()
+            self._kernels[key] = w
         return self._kernels[key]
 
-    def _adjoint(self, op: TapeOp, msg: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    def _adjoint(self, op: TapeOp, msg: torch.Tensor, weighted: bool) -> torch.Tensor:
         """The transposed operation: messages on the output neurons -> messages on the input entries."""
         m = msg.reshape(op.out_shape)
         if op.kind == "linear":
-            return (m @ kernel).reshape(-1)
+            return (m @ self._kernel(op, weighted)).reshape(-1)
         win = op.window
         nsp = len(op.out_shape) - 1
+        kernel = self._kernel(op, weighted)
+        k = kernel.shape[2:]
+        # The input entries the forward pass read are positions pad .. pad + in of the zero-padded
+        # input; ``natural`` is how many of them a transposed convolution cropped by ``pad`` yields.
+        span = [win.dilation[d] * (k[d] - 1) for d in range(nsp)]
+        natural = [(op.out_shape[1 + d] - 1) * win.stride[d] - 2 * win.pad[d] + span[d] + 1 for d in range(nsp)]
+        extra = [op.in_shape[1 + d] - natural[d] for d in range(nsp)]
+        if all(s == 1 for s in win.stride) and not any(extra) and all(win.pad[d] <= span[d] for d in range(nsp)):
+            # stride 1, padding the same on both sides: an ordinary convolution with the flipped
+            # kernel (faster than the transposed one on CPU)
+            conv = (F.conv1d, F.conv2d, F.conv3d)[nsp - 1]
+            out = conv(m.unsqueeze(0), self._kernel(op, weighted, flipped=True), groups=op.groups,
+                       dilation=win.dilation, padding=tuple(span[d] - win.pad[d] for d in range(nsp)))[0]
+            return out.reshape(-1)
         transposed = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[nsp - 1]
+        if all(0 <= extra[d] < max(win.stride[d], win.dilation[d]) for d in range(nsp)):
+            out = transposed(m.unsqueeze(0), kernel, stride=win.stride, groups=op.groups, dilation=win.dilation,
+                             padding=win.pad, output_padding=tuple(extra))[0]
+            return out.reshape(-1)
+        # general case (e.g. a long padding after the input): transpose unpadded, then pad and crop
         out = transposed(m.unsqueeze(0), kernel, stride=win.stride, groups=op.groups, dilation=win.dilation)[0]
         pads = []
         for d in reversed(range(nsp)):  # F.pad lists the last dim first
@@ -139,7 +182,7 @@ class ImplicitCounter:
         _, units = self.layers[op.layer]
         s = self.scale.get(op.layer)
         ones = torch.ones(units, dtype=torch.float64, device=self.device) if s is None else (s != 0).double()
-        per_entry = self._adjoint(op, ones, self._kernel(op, False))
+        per_entry = self._adjoint(op, ones, False)
         total = 0.0
         for t in self._targets_of(op):
             total += float(per_entry.sum()) if t.entry is None else float(per_entry[t.entry].sum())
@@ -172,52 +215,57 @@ class ImplicitCounter:
             raise GraphError(f"the activity mask has {active.numel()} entries; the neuron graph has "
                              f"{self.num_nodes} nodes")
         act = active.to(self.device)
-        acc: list[torch.Tensor | None] = [None] * len(self.layers)
-        exp = [0] * len(self.layers)
+        acc: dict[int, list] = {}  # layer -> [counts, exponent]: the layer's P - 1, times 2**exponent
+        pending: dict[int, list] = {}  # id(shared target) -> [per-entry message sum, exponent, target]
         node_log10 = torch.full((self.num_nodes,), -math.inf, dtype=torch.float64)
         sums: dict[int, tuple[float, int]] = {}
         for lid in reversed(range(len(self.layers))):
+            for key in [k for k, b in pending.items() if b[2].layer == lid]:
+                total, e_t, t = pending.pop(key)
+                vals = total[t.entry] * t.coef if weighted else total[t.entry]
+                self._add(acc, lid, self.layers[lid][1], vals, e_t, t.local)
             off, units = self.layers[lid]
             h = act[off : off + units]
-            q = acc[lid] if acc[lid] is not None else torch.zeros(units, dtype=torch.float64, device=self.device)
-            e = exp[lid]
+            q, e, _ = acc.pop(lid, (torch.zeros(units, dtype=torch.float64, device=self.device), 0, None))
             qi = q.masked_fill(h, 0.0)
             s = float(qi.sum())
             if s > 0:
                 sums[lid] = (s, e)
-                node_log10[off : off + units] = (qi.log10_().add_(e * _LOG10_2)).cpu()  # -inf where no paths
+                node_log10[off : off + units] = (qi.log2_().mul_(_LOG10_2).add_(e * _LOG10_2)).cpu()
             op = self.tape.get(lid)
             if op is None:
                 continue
             mx = float(q.max()) if units else 0.0
             e2 = max(0, e + math.frexp(mx)[1]) if mx > 0 else 0
-            msg = q.mul(2.0 ** (e - e2)).add_(2.0 ** (-e2)).masked_fill_(~h, 0.0)
+            msg = q.mul_(2.0 ** (e - e2)).add_(2.0 ** (-e2)).masked_fill_(~h, 0.0)
             sc = self.scale.get(lid)
             if sc is not None:
                 msg = msg * (sc if weighted else (sc != 0).double())
             if not bool((msg != 0).any()):
                 continue
-            per_entry = self._adjoint(op, msg, self._kernel(op, weighted))
+            per_entry = self._adjoint(op, msg, weighted)
             for t in self._targets_of(op):
-                vals = per_entry if t.entry is None else per_entry[t.entry] * (t.coef if weighted else 1.0)
-                self._accumulate(acc, exp, t, vals, e2)
+                if t.entry is None:
+                    self._add(acc, t.layer, t.entries, per_entry, e2)
+                else:
+                    self._add(pending, id(t), t.entries, per_entry, e2, extra=t)
         return self._result(sums, node_log10, int(active.sum()), weighted)
 
-    def _accumulate(self, acc: list[torch.Tensor | None], exp: list[int], t: _Target, vals: torch.Tensor,
-                    e: int) -> None:
-        lid = t.layer
-        if acc[lid] is None:
-            acc[lid] = torch.zeros(self.layers[lid][1], dtype=torch.float64, device=self.device)
-            exp[lid] = e
-        elif e > exp[lid]:
-            acc[lid] *= 2.0 ** (exp[lid] - e)
-            exp[lid] = e
-        elif e < exp[lid]:
-            vals = vals * 2.0 ** (e - exp[lid])
-        if t.local is None:
-            acc[lid] += vals
+    def _add(self, bins: dict[int, list], key: int, size: int, vals: torch.Tensor, e: int,
+             index: torch.Tensor | None = None, extra: _Target | None = None) -> None:
+        """``bins[key] += vals * 2**e`` (scattered by ``index``), keeping one exponent per bin: the larger."""
+        b = bins.get(key)
+        if b is None:
+            b = bins[key] = [torch.zeros(size, dtype=torch.float64, device=self.device), e, extra]
+        elif e > b[1]:
+            b[0] *= 2.0 ** (b[1] - e)
+            b[1] = e
+        elif e < b[1]:
+            vals = vals * 2.0 ** (e - b[1])
+        if index is None:
+            b[0] += vals
         else:
-            acc[lid].index_add_(0, t.local, vals)
+            b[0].index_add_(0, index, vals)
 
     def _result(self, sums: dict[int, tuple[float, int]], node_log10: torch.Tensor, num_active: int,
                 weighted: bool) -> EmergenceResult:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from adapters.model_files import model_graph
@@ -279,3 +279,47 @@ def test_cli_measure_neuron_level_and_save_graph(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "cli", "measure", str(tmp_path / "m.pt2"), "--granularity", "pixel"],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_count_equals_cpu_count():
+    net, shape = model_zoo.build("rescnn")
+    x = torch.randn(16, *shape)
+    cpu = model_graph(net, x, granularity="neuron")
+    gpu = model_graph(net, x, granularity="neuron", device="cuda")
+    for weighted in (False, True):
+        a = cpu.counter.count(cpu.graph.active, weighted=weighted)
+        b = gpu.counter.count(gpu.graph.active, weighted=weighted)
+        assert b.log10 == pytest.approx(a.log10, abs=1e-9)
+
+
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 2), st.integers(1, 2), st.integers(0, 2),
+       st.integers(0, 3), st.sampled_from([1, 2]), st.integers(4, 9), st.integers(0, 1000))
+@example(2, 1, 2, 1, 2, 0, 1, 4, 0)  # the last input rows are read by no window: pad after the transpose
+@example(1, 3, 2, 1, 0, 3, 2, 5, 1)  # more padding after than before
+def test_adjoint_is_the_vector_jacobian_product_of_the_convolution(nsp, k, stride, dilation, pad, pad_after,
+                                                                   groups, size, seed):
+    """Every branch of the transposed operation (flipped forward conv at stride 1, transposed conv with
+    output padding, transposed conv then pad and crop -- asymmetric ONNX pads) is the adjoint of the
+    forward convolution over the padded input."""
+    from adapters._neurons import TapeOp
+    from adapters._window import Window
+    from adapters.neuron_count import ImplicitCounter
+
+    g = torch.Generator().manual_seed(seed)
+    if size + pad + pad_after < dilation * (k - 1) + 1:
+        return
+    w = torch.randn(2 * groups, 2, *([k] * nsp), generator=g, dtype=torch.float64)
+    w[torch.rand(w.shape, generator=g) < 0.3] = 0
+    x = torch.zeros(1, 2 * groups, *([size] * nsp), dtype=torch.float64, requires_grad=True)
+    padded = F.pad(x, [pad, pad_after] * nsp)
+    conv = (F.conv1d, F.conv2d, F.conv3d)[nsp - 1]
+    y = conv(padded, w.abs(), stride=stride, dilation=dilation, groups=groups)
+    msg = torch.rand(y.shape, generator=g, dtype=torch.float64)
+    (expected,) = torch.autograd.grad(y, x, msg)
+    op = TapeOp("conv", 0, None, w, tuple(x.shape[1:]), tuple(y.shape[1:]), groups,
+                Window.of([k] * nsp, [stride], [pad], [dilation]))
+    counter = ImplicitCounter.__new__(ImplicitCounter)
+    counter.device, counter._kernels = torch.device("cpu"), {}
+    got = counter._adjoint(op, msg.reshape(-1), weighted=True)
+    torch.testing.assert_close(got, expected.reshape(-1), rtol=1e-12, atol=1e-12)

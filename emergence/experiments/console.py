@@ -123,6 +123,7 @@ def model_table(m: Any, *, title: str = "") -> Group:
     s.add_row("relative emergence (E / edges)", _num(r.relative))
     s.add_row("log10 relative", _num(r.log10_relative))
     s.add_row("active fraction", f"{frac:.1%}")
+    s.add_row("granularity", "neuron (every channel × position)" if m.granularity == "neuron" else "channel")
     s.add_row("probe", f"{m.samples} samples, {m.aggregation} activation > {m.threshold:g}"
               + (" (weighted paths)" if r.weighted else ""))
     parts: list[Any] = [t, s]
