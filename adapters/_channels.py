@@ -177,19 +177,25 @@ class ChannelGraphBuilder:
         prov = torch.arange(out).expand(*x.prov.shape[:-1], out).clone()
         return ChannelValue(prov, Slots.single(torch.arange(rec.offset, rec.offset + out)), direct=len(self.layers) - 1)
 
+    @staticmethod
+    def _conv_weight(x: ChannelValue, weight: torch.Tensor, groups: int, name: str, kind: str) -> torch.Tensor:
+        """A conv weight ``[out, in / groups, *kernel]`` as float64 on the CPU, checked against its input."""
+        w = weight.detach().double().cpu()
+        cin, out = int(x.prov.shape[1]), int(w.shape[0])
+        if groups < 1 or cin % groups or out % groups or w.shape[1] * groups != cin:
+            raise UnsupportedOpError(
+                f"{kind} {name!r}: weight {tuple(w.shape)} with groups={groups} does not fit {cin} input channels"
+            )
+        return w
+
     def conv(
         self, x: ChannelValue, weight: torch.Tensor, *, groups: int, out_shape: Sequence[int], name: str, kind: str,
         window: Window | None = None,
     ) -> ChannelValue:
         """A convolution over channels (dim 1); ``weight`` is ``[out, in / groups, *kernel]``. ``window`` (its
         stride, padding, dilation) does not change the channel graph; the neuron graph needs it."""
-        w = weight.detach().double().cpu()
-        cin = int(x.prov.shape[1])
-        out = int(w.shape[0])
-        if groups < 1 or cin % groups or out % groups or w.shape[1] * groups != cin:
-            raise UnsupportedOpError(
-                f"{kind} {name!r}: weight {tuple(w.shape)} with groups={groups} does not fit {cin} input channels"
-            )
+        w = self._conv_weight(x, weight, groups, name, kind)
+        cin, out = int(x.prov.shape[1]), int(w.shape[0])
         strength = w.abs().reshape(out, w.shape[1], -1).sum(-1)  # [out, in/groups]: coupling per channel pair
         rec = self._new_layer(name, kind, out, 1)
         c, node, coef = self._feature_terms(x, 1)

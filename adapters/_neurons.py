@@ -96,14 +96,9 @@ class NeuronGraphBuilder(ChannelGraphBuilder):
         window: Window | None = None,
     ) -> ChannelValue:
         """A convolution: one neuron per (output channel, output position)."""
-        w = weight.detach().double().cpu()
-        cin = int(x.prov.shape[1])
         if window is None:
             raise UnsupportedOpError(f"{kind} {name!r}: its stride and padding are unknown, so it has no neuron graph")
-        if groups < 1 or cin % groups or w.shape[0] % groups or w.shape[1] * groups != cin:
-            raise UnsupportedOpError(
-                f"{kind} {name!r}: weight {tuple(w.shape)} with groups={groups} does not fit {cin} input channels"
-            )
+        w = self._conv_weight(x, weight, groups, name, kind)
         shape = tuple(int(s) for s in out_shape)
         rec, local = self._neuron_layer(name, kind, shape[1:])
         self.tape.append(TapeOp("conv", len(self.layers) - 1, x, w, tuple(int(s) for s in x.prov.shape[1:]),
@@ -112,7 +107,7 @@ class NeuronGraphBuilder(ChannelGraphBuilder):
 
     def scale(self, x: ChannelValue, factor: torch.Tensor, *, exclusive: bool) -> ChannelValue:
         """Batch norm and other constant factors: folded per neuron into a layer used only here."""
-        if x.direct is not None and exclusive and getattr(self.layers[x.direct], "per_element", False):
+        if x.direct is not None and exclusive and self.layers[x.direct].per_element:
             f = torch.as_tensor(factor, dtype=torch.float64).detach().cpu()
             full = torch.broadcast_to(f, x.prov.shape)[0].abs().reshape(-1)
             prev = self.unit_scale.get(x.direct)

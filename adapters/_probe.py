@@ -10,7 +10,7 @@ import torch
 
 from adapters._channels import ChannelGraphBuilder
 from emergence.activity import Activity, LayerInfo, ModelGraph, check_aggregation
-from emergence.errors import ConfigError, InputShapeError, NonFiniteError, UnsupportedOpError
+from emergence.errors import InputShapeError, NonFiniteError, UnsupportedOpError, check_choice
 from emergence.graph import graph as make_graph
 
 
@@ -19,16 +19,14 @@ GRANULARITIES = ("channel", "neuron")
 
 
 def check_granularity(granularity: str) -> str:
-    """Return ``granularity`` if it is known, else raise :class:`ConfigError`.
+    """Return ``granularity`` if it is known, else raise :class:`~emergence.errors.ConfigError`.
 
     Examples
     --------
     >>> check_granularity("neuron")
     'neuron'
     """
-    if granularity not in GRANULARITIES:
-        raise ConfigError(f"granularity must be one of {', '.join(GRANULARITIES)}; got {granularity!r}")
-    return granularity
+    return check_choice("granularity", granularity, GRANULARITIES)
 
 
 class ActivityRecorder:

@@ -17,34 +17,19 @@ from typing import Any
 import torch
 
 from adapters._probe import check_granularity
-from adapters.neuron_count import NeuronModelGraph
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph, check_aggregation
 from emergence.errors import ConfigError
-from emergence.measure import measure_masks
 from emergence.result import EmergenceResult
 
 __all__ = ["ModelMeasurement", "ModelProbe", "ProbeRecord", "measure_model", "layer_table"]
-
-
-def count_masks(mg: ModelGraph, masks: torch.Tensor, *, weighted: bool = False,
-                device: str | torch.device | None = None) -> list[EmergenceResult]:
-    """Emergence of a model graph under each ``[T, N]`` mask: one pass over the edge list for all masks, or
-    one implicit sweep per mask for a neuron-level graph."""
-    if isinstance(mg, NeuronModelGraph):
-        return [mg.counter.count(m, weighted=weighted) for m in masks]
-    return measure_masks(mg.graph, masks, weighted=weighted, device=device)
 
 
 def layer_table(mg: ModelGraph, result: EmergenceResult) -> Any:
     """Per-layer pandas DataFrame: units, active units, incoming edges, emergence starting there."""
     import pandas as pd
 
-    g = mg.graph
-    active = torch.bincount(g.layer[g.active], minlength=len(mg.layers))
-    if isinstance(mg, NeuronModelGraph):
-        edges = torch.tensor([mg.counter.layer_edges.get(i, 0) for i in range(len(mg.layers))])
-    else:
-        edges = torch.bincount(g.layer[g.edge_index[1]], minlength=len(mg.layers))
+    active = torch.bincount(mg.graph.layer[mg.graph.active], minlength=len(mg.layers))
+    edges = mg.layer_edges()
     shares = result.layer_shares()
     rows = [
         dict(layer=info.name, kind=info.kind, units=info.units, active=int(active[i]),
@@ -87,12 +72,11 @@ class ModelMeasurement:
     @property
     def granularity(self) -> str:
         """``"neuron"`` for a neuron-level measurement, else ``"channel"``."""
-        return "neuron" if isinstance(self.model_graph, NeuronModelGraph) else "channel"
+        return self.model_graph.granularity
 
     def explicit_graph(self) -> Any:
         """The graph as an edge list (a neuron-level graph is materialized: at most 10**7 routes)."""
-        mg = self.model_graph
-        return mg.materialize().graph if isinstance(mg, NeuronModelGraph) else mg.graph
+        return self.model_graph.explicit().graph
 
     def to_dict(self) -> dict[str, Any]:
         """The keys of ``emergence graph --json`` plus ``layers``, ``thresholds`` and the probe settings."""
@@ -198,7 +182,7 @@ def measure_model(
     mg = model_graph(model, inputs, threshold=threshold, aggregation=aggregation, device=device,
                      granularity=check_granularity(granularity))
     ts = [float(threshold), *(float(t) for t in (thresholds or []))]
-    result, *others = count_masks(mg, mg.masks(ts), weighted=weighted, device=device)
+    result, *others = mg.count(mg.masks(ts), weighted=weighted, device=device)  # one pass for all
     return ModelMeasurement(result, layer_table(mg, result), list(zip(ts[1:], others)), mg, float(threshold),
                             aggregation, mg.activity.samples)
 
@@ -274,12 +258,11 @@ class ModelProbe:
         frac = torch.zeros(len(self.thresholds), n_layers, dtype=torch.float64)
         share = torch.zeros_like(frac)
         masks = mg.masks(self.thresholds)
-        for i, r in enumerate(count_masks(mg, masks, weighted=self.weighted, device=self.device)):
+        for i, r in enumerate(mg.count(masks, weighted=self.weighted, device=self.device)):
             frac[i] = torch.bincount(layer[masks[i]], minlength=n_layers).double() / units
             if r.log10 is not None:
                 log10[i], rel[i] = r.log10, r.log10_relative
                 for j, v in r.layer_shares().items():
                     share[i, j] = v
         torch.set_rng_state(rng)
-        edges = mg.counter.num_edges if isinstance(mg, NeuronModelGraph) else int(mg.graph.num_edges)
-        return ProbeRecord(log10, rel, frac, share, edges)
+        return ProbeRecord(log10, rel, frac, share, mg.num_edges)

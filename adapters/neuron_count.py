@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -216,17 +217,17 @@ class ImplicitCounter:
                              f"{self.num_nodes} nodes")
         act = active.to(self.device)
         acc: dict[int, list] = {}  # layer -> [counts, exponent]: the layer's P - 1, times 2**exponent
-        pending: dict[int, list] = {}  # id(shared target) -> [per-entry message sum, exponent, target]
+        pending: dict[_Target, list] = {}  # shared target -> [per-entry message sum, exponent]
         node_log10 = torch.full((self.num_nodes,), -math.inf, dtype=torch.float64)
         sums: dict[int, tuple[float, int]] = {}
         for lid in reversed(range(len(self.layers))):
-            for key in [k for k, b in pending.items() if b[2].layer == lid]:
-                total, e_t, t = pending.pop(key)
+            for t in [t for t in pending if t.layer == lid]:
+                total, e_t = pending.pop(t)
                 vals = total[t.entry] * t.coef if weighted else total[t.entry]
                 self._add(acc, lid, self.layers[lid][1], vals, e_t, t.local)
             off, units = self.layers[lid]
             h = act[off : off + units]
-            q, e, _ = acc.pop(lid, (torch.zeros(units, dtype=torch.float64, device=self.device), 0, None))
+            q, e = acc.pop(lid, (torch.zeros(units, dtype=torch.float64, device=self.device), 0))
             qi = q.masked_fill(h, 0.0)
             s = float(qi.sum())
             if s > 0:
@@ -248,15 +249,15 @@ class ImplicitCounter:
                 if t.entry is None:
                     self._add(acc, t.layer, t.entries, per_entry, e2)
                 else:
-                    self._add(pending, id(t), t.entries, per_entry, e2, extra=t)
+                    self._add(pending, t, t.entries, per_entry, e2)
         return self._result(sums, node_log10, int(active.sum()), weighted)
 
-    def _add(self, bins: dict[int, list], key: int, size: int, vals: torch.Tensor, e: int,
-             index: torch.Tensor | None = None, extra: _Target | None = None) -> None:
+    def _add(self, bins: dict, key: int | _Target, size: int, vals: torch.Tensor, e: int,
+             index: torch.Tensor | None = None) -> None:
         """``bins[key] += vals * 2**e`` (scattered by ``index``), keeping one exponent per bin: the larger."""
         b = bins.get(key)
         if b is None:
-            b = bins[key] = [torch.zeros(size, dtype=torch.float64, device=self.device), e, extra]
+            b = bins[key] = [torch.zeros(size, dtype=torch.float64, device=self.device), e]
         elif e > b[1]:
             b[0] *= 2.0 ** (b[1] - e)
             b[1] = e
@@ -303,6 +304,27 @@ class NeuronModelGraph(ModelGraph):
 
     counter: ImplicitCounter | None = None
     builder: NeuronGraphBuilder | None = None
+
+    granularity: ClassVar[str] = "neuron"
+
+    @property
+    def num_edges(self) -> int:
+        """Routes of the neuron graph (edges with multiplicity), never built."""
+        return self.counter.num_edges
+
+    def layer_edges(self) -> torch.Tensor:
+        """``[L]`` routes into each layer."""
+        return torch.tensor([self.counter.layer_edges.get(i, 0) for i in range(len(self.layers))])
+
+    def count(self, masks: torch.Tensor, *, weighted: bool = False,
+              device: str | torch.device | None = None) -> list[EmergenceResult]:
+        """One implicit sweep per row of ``masks``, on the counter's device (``device`` is the one the
+        graph was built for)."""
+        return [self.counter.count(m, weighted=weighted) for m in masks]
+
+    def explicit(self) -> ModelGraph:
+        """:meth:`materialize` with its default limit."""
+        return self.materialize()
 
     def materialize(self, limit: int = MATERIALIZE_LIMIT) -> ModelGraph:
         """The neuron graph as an explicit :class:`ModelGraph`, one edge per route (repeated pairs are

@@ -25,7 +25,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import xarray as xr
-    from scipy.stats import kendalltau
+    from scipy.stats import false_discovery_control, kendalltau
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("channel")
@@ -48,14 +48,20 @@ def main() -> None:
             print(f"| {ep} | {s:g} | {float(c.mean()):.2f} ± {float(c.std(ddof=1)):.2f} | "
                   f"{float(n.mean()):.2f} ± {float(n.std(ddof=1)):.2f} | {float(acc.mean()):.3f} |")
     print()
-    print("| epoch | sparsities by mean log10 E, channel (high → low) | neuron | Kendall τ over runs (p) |")
-    print("|---:|---|---|---:|")
+    # One value per run (a run is one (sparsity, seed) cell, trained once and measured at both levels),
+    # one test per epoch; the p-values are adjusted over the epochs (Benjamini-Hochberg).
+    rows = []
     for ep in ds["channel"].epoch.values:
         c = ds["channel"].emergence_log10.sel(epoch=ep)
         n = ds["neuron"].emergence_log10.sel(epoch=ep)
         order = [" > ".join(f"{sp[i]:g}" for i in np.argsort(-x.mean("seed").values)) for x in (c, n)]
         tau, pv = kendalltau(c.values.ravel(), n.values.ravel())
-        print(f"| {ep} | {order[0]} | {order[1]} | {tau:.2f} ({pv:.2g}) |")
+        rows.append((ep, order, tau, pv))
+    adjusted = false_discovery_control([r[3] for r in rows])
+    print("| epoch | sparsities by mean log10 E, channel (high → low) | neuron | Kendall τ over runs | p | p (BH) |")
+    print("|---:|---|---|---:|---:|---:|")
+    for (ep, order, tau, pv), adj in zip(rows, adjusted):
+        print(f"| {ep} | {order[0]} | {order[1]} | {tau:.2f} | {pv:.2g} | {adj:.2g} |")
     if a.figure:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
         for ax, (g, d) in zip(axes, ds.items()):

@@ -22,11 +22,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch_geometric.data import Data
 
-from emergence.errors import ConfigError
+from emergence.errors import ConfigError, check_choice
+from emergence.measure import measure_masks
+from emergence.result import EmergenceResult
 
 __all__ = ["AGGREGATIONS", "DEFAULT_THRESHOLD", "Activity", "LayerInfo", "ModelGraph", "check_aggregation"]
 
@@ -43,9 +46,7 @@ def check_aggregation(aggregation: str) -> str:
     >>> check_aggregation("mean")
     'mean'
     """
-    if aggregation not in AGGREGATIONS:
-        raise ConfigError(f"aggregation must be one of {', '.join(AGGREGATIONS)}; got {aggregation!r}")
-    return aggregation
+    return check_choice("aggregation", aggregation, AGGREGATIONS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,6 +152,29 @@ class ModelGraph:
     activity: Activity
     threshold: float
     source: str = ""
+
+    #: One node per channel of a conv layer; a neuron-level subclass says ``"neuron"``.
+    granularity: ClassVar[str] = "channel"
+
+    @property
+    def num_edges(self) -> int:
+        """Edges of the graph."""
+        return int(self.graph.num_edges)
+
+    def layer_edges(self) -> torch.Tensor:
+        """``[L]`` edges into each layer."""
+        g = self.graph
+        return torch.bincount(g.layer[g.edge_index[1]], minlength=len(self.layers))
+
+    def count(self, masks: torch.Tensor, *, weighted: bool = False,
+              device: str | torch.device | None = None) -> list[EmergenceResult]:
+        """Emergence under each row of ``masks`` (``[T, N]`` bool), all in one pass (see
+        :func:`emergence.measure_masks`)."""
+        return measure_masks(self.graph, masks, weighted=weighted, device=device)
+
+    def explicit(self) -> ModelGraph:
+        """The graph with its edge list (here: itself)."""
+        return self
 
     def at(self, threshold: float) -> Data:
         """The graph with ``active`` (and ``activity``) at another threshold; the structure is shared.

@@ -17,6 +17,7 @@ __all__ = [
     "InputShapeError",
     "ConfigError",
     "NonFiniteError",
+    "check_choice",
     "first_line",
 ]
 
@@ -65,6 +66,23 @@ class ConfigError(EmergenceError, ValueError):
 
 class NonFiniteError(EmergenceError, ValueError):
     """Inputs or activations contain NaN or infinite values."""
+
+
+def check_choice(what: str, value: str, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise :class:`ConfigError` naming them.
+
+    Examples
+    --------
+    >>> check_choice("aggregation", "mean", ("mean", "frac"))
+    'mean'
+    >>> check_choice("aggregation", "max", ("mean", "frac"))
+    Traceback (most recent call last):
+    ...
+    emergence.errors.ConfigError: aggregation must be one of mean, frac; got 'max'
+    """
+    if value not in choices:
+        raise ConfigError(f"{what} must be one of {', '.join(choices)}; got {value!r}")
+    return value
 
 
 def first_line(exc: BaseException) -> str:

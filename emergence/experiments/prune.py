@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from emergence.errors import ConfigError
+from emergence.errors import ConfigError, check_choice
 
 __all__ = [
     "PRUNE_SCOPES",
@@ -75,8 +75,7 @@ class PruneConfig:
     def __post_init__(self) -> None:
         for name, value, allowed in (("when", self.when, PRUNE_WHEN), ("scope", self.scope, PRUNE_SCOPES),
                                      ("structure", self.structure, PRUNE_STRUCTURES)):
-            if value not in allowed:
-                raise ConfigError(f"prune {name} must be one of {', '.join(allowed)}; got {value!r}")
+            check_choice(f"prune {name}", value, allowed)
         if not 0 < self.fraction < 1:
             raise ConfigError(f"prune fraction per round must be in (0, 1); got {self.fraction}")
         if self.pretrain_epochs < 0:
