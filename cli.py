@@ -67,6 +67,18 @@ app = typer.Typer(
 # Choices as Enums so that --help lists them. The library keeps the tables (METHODS,
 # AGGREGATIONS, ARCHITECTURES, OPTIMIZERS, PRUNE_*); tests/test_cli_choices.py checks that
 # these match, and the CLI stays importable without torch for a fast --help.
+_OUTPUTS_HELP = ("How output units (logits) count: exclude (not nodes: logits have no nonlinearity, and shifting "
+                 "all logits changes no prediction), logits (raw value > threshold, the old rule) or softmax "
+                 "(mean probability > threshold).")
+
+
+def _init_params(params: dict, init: Init, alpha: float) -> dict:
+    """Architecture parameters with the initialization recorded (nothing added for the default)."""
+    if init is Init.default and alpha == 1.0:
+        return params
+    return {**params, "init": init.value, "init_alpha": alpha}
+
+
 class Method(str, Enum):
     auto = "auto"
     exact = "exact"
@@ -82,6 +94,17 @@ class Aggregation(str, Enum):
 class Granularity(str, Enum):
     channel = "channel"
     neuron = "neuron"
+
+
+class Outputs(str, Enum):
+    exclude = "exclude"
+    logits = "logits"
+    softmax = "softmax"
+
+
+class Init(str, Enum):
+    default = "default"
+    emergence = "emergence"
 
 
 class Arch(str, Enum):
@@ -205,6 +228,7 @@ def measure_cmd(
         help="channel: one node per channel of a conv layer (activity averaged over positions); neuron: one node "
              "per (channel, position) activation, counted by transposed convolutions without an edge "
              "list.")] = Granularity.channel,
+    outputs: Annotated[Outputs, typer.Option(help=_OUTPUTS_HELP)] = Outputs.exclude,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
     save_graph: Annotated[Optional[Path], typer.Option(help="Also save the graph: .pt (torch-geometric), .graphml "
                                                              "or .gml (with activity and layer attributes); at neuron "
@@ -219,7 +243,8 @@ def measure_cmd(
     with _errors():
         m = measure_model(model, data, samples=samples, seed=seed, threshold=threshold,
                           thresholds=_floats(thresholds), aggregation=aggregation.value, weighted=weighted,
-                          device=device, trust_pickle=trust_pickle, granularity=granularity.value)
+                          device=device, trust_pickle=trust_pickle, granularity=granularity.value,
+                          outputs=outputs.value)
         if save_graph is not None:
             write_graph(m.explicit_graph(), save_graph)
     if json:
@@ -293,13 +318,20 @@ def sweep(
     granularity: Annotated[Granularity, typer.Option(
         help="Graph of a conv net: one node per channel, or per (channel, position) neuron (counted by transposed "
              "convolutions).")] = Granularity.channel,
+    outputs: Annotated[Outputs, typer.Option(help=_OUTPUTS_HELP)] = Outputs.exclude,
+    init: Annotated[Init, typer.Option(help="default: the architecture's own initialization; emergence: then "
+                                            "rescale layer i by alpha**(i - (L-1)/2) (Li, George, Silva "
+                                            "2024).")] = Init.default,
+    init_alpha: Annotated[float, typer.Option(help="alpha of --init emergence (1 = no change); a grid axis "
+                                                   "too: --grid init_alpha=1,2,4.")] = 1.0,
     device: Annotated[Optional[str], typer.Option(help="Device to train and measure on.")] = None,
     landscape: Annotated[bool, typer.Option(help="Also probe the loss landscape (Hessian, slices).")] = False,
     landscape_every: Annotated[int, typer.Option(help="Probe the landscape every K epochs (0: final epoch "
                                                       "only).")] = 0,
     landscape_samples: Annotated[int, typer.Option(help="Training examples in the landscape batch.")] = 512,
     grid: Annotated[Optional[list[str]], typer.Option(help="An extra grid axis, KEY=V1,V2,... (repeatable): width, "
-                                                          "lr, optimizer, momentum, weight_decay, batch_size, "
+                                                          "init_alpha, lr, optimizer, momentum, weight_decay, "
+                                                          "batch_size, "
                                                           "prune_at, prune_scope, prune_structure, prune_fraction, "
                                                           "pretrain_epochs.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes of a local Dask cluster (1: run cells in this "
@@ -326,7 +358,8 @@ def sweep(
 
     with _errors():
         cfg = SweepConfig(
-            arch=arch.value, arch_params=_json_object(arch_params, "--arch-params"), dataset=dataset,
+            arch=arch.value, arch_params=_init_params(_json_object(arch_params, "--arch-params"), init, init_alpha),
+            dataset=dataset,
             sparsities=tuple(_floats(sparsity) or []), seeds=tuple(range(seeds)),
             train=TrainConfig(epochs=epochs, optimizer=optimizer.value, lr=lr, momentum=momentum,
                               weight_decay=weight_decay, batch_size=batch_size),
@@ -336,7 +369,7 @@ def sweep(
             thresholds=tuple(_floats(thresholds) or []), aggregation=aggregation.value, probe_samples=probe_samples,
             weighted=weighted, device=device,
             landscape=LandscapeConfig(every=landscape_every, samples=landscape_samples) if landscape else None,
-            grid=parse_grid(grid), threads=threads, granularity=granularity.value,
+            grid=parse_grid(grid), threads=threads, granularity=granularity.value, outputs=outputs.value,
         )
         _warn_oversubscription(workers, threads, scheduler)
         outcome = run_stored_sweep(cfg, out, workers=workers, scheduler=scheduler, overwrite=overwrite,
@@ -464,7 +497,8 @@ def landscape_cmd(
 @app.command()
 def reproduce(
     out: Annotated[Path, typer.Option(help="Folder for the .nc files, figures and report.md.")],
-    quick: Annotated[bool, typer.Option(help="2 seeds x 4 epochs instead of 5 seeds x 20 epochs.")] = False,
+    quick: Annotated[bool, typer.Option(help="2 seeds x 4 epochs instead of 5 seeds x 20 epochs, and no robustness "
+                                             "grid or initialization comparison.")] = False,
     workers: Annotated[int, typer.Option(help="Worker processes of a local Dask cluster (1: run cells in this "
                                               "process).")] = 1,
     scheduler: Annotated[Optional[str], typer.Option(help="Run cells on an existing Dask cluster: its address "
@@ -472,6 +506,9 @@ def reproduce(
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Run the paper's MLP experiment on bundled MNIST and Fashion-MNIST (four pruning levels, several seeds).
+
+    The full run adds a robustness grid (SGD / Adam x pruning at init / after / iterative, verdicts per
+    setting and threshold) and the emergence-promoting initialization against the default.
 
     Every finished cell is kept; run the same command again to continue an interrupted reproduction.
     """

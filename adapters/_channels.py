@@ -113,6 +113,7 @@ class ChannelGraphBuilder:
     def __init__(self) -> None:
         self.layers: list[LayerRecord] = []
         self.num_nodes = 0
+        self._read_layers: set[int] = set()
 
     # -- nodes ------------------------------------------------------------------
     def _new_layer(self, name: str, kind: str, units: int, channel_dim: int) -> LayerRecord:
@@ -143,6 +144,9 @@ class ChannelGraphBuilder:
 
     # -- node-creating operations -------------------------------------------------
     def _add_edges(self, rec: LayerRecord, src: torch.Tensor, dst_local: torch.Tensor, w: torch.Tensor) -> None:
+        if src.numel():  # read layers, pruned connections included (see output_layers)
+            offsets = torch.tensor([r.offset for r in self.layers])
+            self._read_layers.update(torch.unique(torch.bucketize(src.contiguous(), offsets, right=True) - 1).tolist())
         keep = w != 0
         rec.src.append(src[keep])
         rec.dst.append(dst_local[keep] + rec.offset)
@@ -411,6 +415,13 @@ class ChannelGraphBuilder:
                             direct=len(self.layers) - 1)
 
     # -- result ----------------------------------------------------------------------
+    def output_layers(self) -> list[int]:
+        """Indices of the layers no layer reads (the model's outputs), inputs excluded.
+
+        A layer counts as read even when every connection out of it is pruned.
+        """
+        return [i for i, r in enumerate(self.layers) if r.kind != "input" and i not in self._read_layers]
+
     def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All edges, repeated (source, target) pairs summed, zero weights dropped: (edge_index, weight)."""
         src = torch.cat([t for r in self.layers for t in r.src] or [torch.empty(0, dtype=torch.long)])

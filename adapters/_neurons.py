@@ -166,6 +166,15 @@ class NeuronGraphBuilder(ChannelGraphBuilder):
         keep_term = coef != 0
         return node[keep_term], dst[keep][owner][keep_term], (w[keep][owner] * coef.abs())[keep_term].abs()
 
+    def output_layers(self) -> list[int]:
+        """Indices of the layers no op of the tape reads (the model's outputs), inputs excluded."""
+        offsets = torch.tensor([r.offset for r in self.layers])
+        read: set[int] = set()
+        for op in self.tape:
+            if op.x.slots.node.numel():
+                read.update(torch.unique(torch.bucketize(op.x.slots.node, offsets, right=True) - 1).tolist())
+        return [i for i, r in enumerate(self.layers) if r.kind != "input" and i not in read]
+
     def materialize(self, limit: int = MATERIALIZE_LIMIT) -> tuple[torch.Tensor, torch.Tensor]:
         """The neuron graph's routes: ``(edge_index [2, R], weight [R])``, one column per route.
 

@@ -44,25 +44,32 @@ class ActivityRecorder:
         self.wanted = set(self.by_key)
         self.values: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(self.layers))}
         self.absvalues: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(self.layers))}
+        self.outputs = builder.output_layers()
+        self.softmax: dict[int, list[torch.Tensor]] = {i: [] for i in self.outputs}
         self.keep = 0
 
     def start_chunk(self, keep: int) -> None:
         """The next recorded tensors hold ``keep`` real samples first (the rest is padding)."""
         self.keep = keep
 
+    @staticmethod
+    def _reduce(rec: Any, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[samples, units]`` means of ``t`` and of ``|t|`` over everything but a unit's own axis."""
+        if rec.per_element or (rec.kind == "input" and rec.channel_dim == -1):
+            v = t.reshape(t.shape[0], -1)
+            return v, v.abs()
+        v = t.movedim(rec.channel_dim, 1)
+        dims = tuple(range(2, v.dim()))
+        return (v.mean(dims), v.abs().mean(dims)) if dims else (v, v.abs())
+
     def record(self, key: str, tensor: torch.Tensor) -> None:
         """Reduce one activity tensor to ``[samples, units]`` means (and means of absolute values)."""
         t = torch.as_tensor(tensor)[: self.keep].detach().float()
         for layer in self.by_key[key]:
             rec = self.layers[layer]
-            if rec.per_element or (rec.kind == "input" and rec.channel_dim == -1):
-                v = t.reshape(t.shape[0], -1)
-                a = v.abs()
-            else:
-                v = t.movedim(rec.channel_dim, 1)
-                dims = tuple(range(2, v.dim()))
-                a = v.abs().mean(dims) if dims else v.abs()
-                v = v.mean(dims) if dims else v
+            v, a = self._reduce(rec, t)
+            if layer in self.softmax:  # probabilities over the output's unit axis, reduced the same way
+                self.softmax[layer].append(self._reduce(rec, t.softmax(rec.channel_dim))[0].cpu())
             if v.shape[1] != rec.units:
                 raise UnsupportedOpError(
                     f"layer {rec.name!r}: its activation has {v.shape[1]} units where its weights have {rec.units}"
@@ -98,7 +105,13 @@ def assemble_activity(builder: ChannelGraphBuilder, recorder: ActivityRecorder, 
         raise UnsupportedOpError(f"no activation was recorded for layer(s) {', '.join(missing)}")
     per_sample = torch.cat([torch.cat(recorder.values[i]) for i in range(len(builder.layers))], dim=1)
     per_abs = torch.cat([torch.cat(recorder.absvalues[i]) for i in range(len(builder.layers))], dim=1)
-    return Activity.from_samples(per_sample, per_abs, aggregation)
+    output = torch.zeros(builder.num_nodes, dtype=torch.bool)
+    for i in recorder.outputs:
+        rec = builder.layers[i]
+        output[rec.offset:rec.offset + rec.units] = True
+    softmax = torch.cat([torch.cat(recorder.softmax[i]) for i in recorder.outputs], dim=1) if recorder.outputs \
+        else None
+    return Activity.from_samples(per_sample, per_abs, aggregation, output=output, softmax=softmax)
 
 
 def assemble(

@@ -162,6 +162,9 @@ class ArchSpec:
 def build(spec: ArchSpec) -> nn.Module:
     """Instantiate ``spec`` (weights drawn from torch's global generator: seed it first).
 
+    Two parameters apply to every architecture: ``init`` (``"default"`` or ``"emergence"``) and
+    ``init_alpha`` (the emergence-promoting rescaling of :func:`adapters.init.emergence_init`).
+
     Raises
     ------
     ConfigError
@@ -174,10 +177,15 @@ def build(spec: ArchSpec) -> nn.Module:
     """
     if spec.name not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {spec.name!r}; choose one of {', '.join(sorted(ARCHITECTURES))}")
+    from adapters.init import check_init, emergence_init
+
+    params = dict(spec.params)
+    init, alpha = check_init(params.pop("init", "default"), params.pop("init_alpha", 1.0))
     try:
-        return ARCHITECTURES[spec.name](spec.input_shape, spec.num_classes, **spec.params)
+        model = ARCHITECTURES[spec.name](spec.input_shape, spec.num_classes, **params)
     except TypeError as exc:
         raise ConfigError(f"architecture {spec.name!r} does not take these parameters: {exc}") from None
+    return emergence_init(model, alpha) if init == "emergence" else model
 
 
 def save_model(model: nn.Module, spec: ArchSpec, path: str | os.PathLike[str]) -> Path:

@@ -7,6 +7,8 @@ References
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import os
@@ -17,18 +19,22 @@ from typing import Any
 import torch
 
 from adapters._probe import check_granularity
-from emergence.activity import DEFAULT_THRESHOLD, ModelGraph, check_aggregation
+from emergence.activity import DEFAULT_OUTPUTS, DEFAULT_THRESHOLD, ModelGraph, check_aggregation, check_outputs
 from emergence.errors import ConfigError
 from emergence.result import EmergenceResult
 
 __all__ = ["ModelMeasurement", "ModelProbe", "ProbeRecord", "measure_model", "layer_table"]
 
 
-def layer_table(mg: ModelGraph, result: EmergenceResult) -> Any:
-    """Per-layer pandas DataFrame: units, active units, incoming edges, emergence starting there."""
+def layer_table(mg: ModelGraph, result: EmergenceResult, active: torch.Tensor | None = None) -> Any:
+    """Per-layer pandas DataFrame: units, active units, incoming edges, emergence starting there.
+
+    ``active`` is the ``[N]`` mask the result was counted with (default: the graph's own).
+    """
     import pandas as pd
 
-    active = torch.bincount(mg.graph.layer[mg.graph.active], minlength=len(mg.layers))
+    mask = mg.graph.active if active is None else active
+    active = torch.bincount(mg.graph.layer[mask], minlength=len(mg.layers))
     edges = mg.layer_edges()
     shares = result.layer_shares()
     rows = [
@@ -54,6 +60,10 @@ class ModelMeasurement:
         that start in the layer) and ``share`` (of E).
     thresholds : list of (float, EmergenceResult)
         Results at every requested threshold (from the same forward pass).
+    outputs : str
+        How output units were judged (see :mod:`emergence.activity`).
+    hidden_log10 : float or None
+        ``log10`` of the emergent paths that start outside the input layers, at ``threshold``.
     model_graph : ModelGraph
         The graph and the activity statistics.
     threshold : float
@@ -68,6 +78,8 @@ class ModelMeasurement:
     threshold: float
     aggregation: str
     samples: int
+    outputs: str = DEFAULT_OUTPUTS
+    hidden_log10: float | None = None
 
     @property
     def granularity(self) -> str:
@@ -87,7 +99,8 @@ class ModelMeasurement:
             if r["log10_emergence"] is not None and not math.isfinite(r["log10_emergence"]):
                 r["log10_emergence"] = None
         out.update(threshold=self.threshold, aggregation=self.aggregation, samples=self.samples,
-                   granularity=self.granularity, model=self.model_graph.source, layers=records)
+                   granularity=self.granularity, outputs=self.outputs, emergence_hidden_log10=self.hidden_log10,
+                   model=self.model_graph.source, layers=records)
         if self.thresholds:
             out["thresholds"] = [dict(threshold=t, **r.to_dict()) for t, r in self.thresholds]
         return out
@@ -114,6 +127,7 @@ def measure_model(
     device: str | torch.device | None = None,
     trust_pickle: bool = False,
     granularity: str = "channel",
+    outputs: str = DEFAULT_OUTPUTS,
 ) -> ModelMeasurement:
     """Build a model's graph, measure activity on a probe batch, and count emergence.
 
@@ -147,6 +161,9 @@ def measure_model(
         One node per channel of a conv layer (activity averaged over positions), or one per
         neuron -- every (channel, position) activation, counted by transposed convolutions
         without building the edge list (:mod:`adapters.neuron_count`).
+    outputs : {"exclude", "logits", "softmax"}, default "exclude"
+        How the output units (a classifier's logits) are judged: not nodes, raw values, or
+        softmax probabilities (see :mod:`emergence.activity` for why ``"exclude"`` is the default).
 
     Returns
     -------
@@ -170,6 +187,7 @@ def measure_model(
     from adapters.model_files import LoadedModel, load_model, model_graph
 
     check_aggregation(aggregation)
+    check_outputs(outputs)
     for t in [threshold, *(thresholds or [])]:
         if not math.isfinite(float(t)):
             raise ConfigError(f"thresholds must be finite numbers, got {t}")
@@ -182,9 +200,14 @@ def measure_model(
     mg = model_graph(model, inputs, threshold=threshold, aggregation=aggregation, device=device,
                      granularity=check_granularity(granularity))
     ts = [float(threshold), *(float(t) for t in (thresholds or []))]
-    result, *others = mg.count(mg.masks(ts), weighted=weighted, device=device)  # one pass for all
-    return ModelMeasurement(result, layer_table(mg, result), list(zip(ts[1:], others)), mg, float(threshold),
-                            aggregation, mg.activity.samples)
+    masks = mg.masks(ts, outputs)
+    if outputs != "logits":  # the graph carries the mask it was counted with (saved graphs, layer tables)
+        g = copy.copy(mg.graph)
+        g.active = masks[0]
+        mg = dataclasses.replace(mg, graph=g)
+    result, *others = mg.count(masks, weighted=weighted, device=device)  # one pass for all
+    return ModelMeasurement(result, layer_table(mg, result), list(zip(ts[1:], others)), mg,
+                            float(threshold), aggregation, mg.activity.samples, outputs, mg.hidden_log10(result))
 
 
 @dataclass(frozen=True, eq=False)
@@ -193,11 +216,14 @@ class ProbeRecord:
 
     Attributes
     ----------
-    emergence_log10, relative_log10 : torch.Tensor
-        ``[T]``; NaN where E = 0.
+    emergence_log10, relative_log10, hidden_log10 : torch.Tensor
+        ``[T]``; NaN where E = 0; ``hidden_log10`` counts only the paths that start outside the
+        input layers.
     active_fraction, emergence_share : torch.Tensor
         ``[T, L]`` per layer: fraction of its units active, and its share of E (paths
         that start in it).
+    active_count : torch.Tensor
+        ``[T, L]`` active units per layer (for a dense net these determine E).
     num_edges : int
     """
 
@@ -206,6 +232,8 @@ class ProbeRecord:
     active_fraction: torch.Tensor
     emergence_share: torch.Tensor
     num_edges: int
+    hidden_log10: torch.Tensor | None = None
+    active_count: torch.Tensor | None = None
 
 
 class ModelProbe:
@@ -227,14 +255,16 @@ class ModelProbe:
     weighted : bool, default False
     device : str or torch.device, optional
     granularity : {"channel", "neuron"}, default "channel"
+    outputs : {"exclude", "logits", "softmax"}, default "exclude"
     """
 
     def __init__(self, model: Any, probe: torch.Tensor, thresholds: Sequence[float], *, aggregation: str = "mean",
                  weighted: bool = False, device: str | torch.device | None = None,
-                 granularity: str = "channel") -> None:
+                 granularity: str = "channel", outputs: str = DEFAULT_OUTPUTS) -> None:
         from adapters.torch_model import ExportedProbe, export_module
 
         check_aggregation(aggregation)
+        self.outputs = check_outputs(outputs)
         if not thresholds:
             raise ConfigError("a probe needs at least one threshold")
         self.probe, self.thresholds, self.weighted, self.device = probe, [float(t) for t in thresholds], weighted, \
@@ -254,15 +284,17 @@ class ModelProbe:
         layer = mg.graph.layer
         units = torch.tensor([l.units for l in mg.layers], dtype=torch.float64)
         log10 = torch.full((len(self.thresholds),), math.nan, dtype=torch.float64)
-        rel = log10.clone()
-        frac = torch.zeros(len(self.thresholds), n_layers, dtype=torch.float64)
-        share = torch.zeros_like(frac)
-        masks = mg.masks(self.thresholds)
+        rel, hidden = log10.clone(), log10.clone()
+        count = torch.zeros(len(self.thresholds), n_layers, dtype=torch.int64)
+        share = torch.zeros(len(self.thresholds), n_layers, dtype=torch.float64)
+        masks = mg.masks(self.thresholds, self.outputs)
         for i, r in enumerate(mg.count(masks, weighted=self.weighted, device=self.device)):
-            frac[i] = torch.bincount(layer[masks[i]], minlength=n_layers).double() / units
+            count[i] = torch.bincount(layer[masks[i]], minlength=n_layers)
             if r.log10 is not None:
                 log10[i], rel[i] = r.log10, r.log10_relative
+                h = mg.hidden_log10(r)
+                hidden[i] = math.nan if h is None else h
                 for j, v in r.layer_shares().items():
                     share[i, j] = v
         torch.set_rng_state(rng)
-        return ProbeRecord(log10, rel, frac, share, mg.num_edges)
+        return ProbeRecord(log10, rel, count.double() / units, share, mg.num_edges, hidden, count)

@@ -12,6 +12,23 @@ positions of a conv channel. Over the probe batch it is aggregated by
 One forward pass serves every threshold: :class:`Activity` keeps the statistics and
 :meth:`Activity.mask` turns them into a mask for any tau.
 
+**Output units** (the units of the layers no other layer reads: a classifier's logits) have
+no nonlinearity, so "active" is not defined for them the way it is for a ReLU unit. How they
+are judged is a choice (``outputs``):
+
+* ``"exclude"`` (the default) -- outputs are not nodes of the count: no path ends at one.
+  Emergence then depends only on the hidden representation and the weights into it.
+* ``"logits"`` -- the raw output is judged like any unit (the rule before this option
+  existed). It is arbitrary under a softmax: adding a constant to every logit changes no
+  prediction but can switch every output unit, and one output unit moves log10 E by ~0.3 in
+  the reproduction's MLP.
+* ``"softmax"`` -- the softmax probability (over the output's unit axis) is judged instead.
+  It is invariant to that shift, but with C classes a balanced probe gives mean
+  probabilities near 1/C, so whether outputs are active depends on C against tau.
+
+Since an output unit is a sink, excluding it is the same as calling it inactive: paths stay
+inside the active nodes, and a sink starts none.
+
 References
 ----------
 .. [1] F. AlShinaifi et al., arXiv:2409.01568, 2024 (tau = 0.05).
@@ -20,6 +37,7 @@ References
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -31,11 +49,26 @@ from emergence.errors import ConfigError, check_choice
 from emergence.measure import measure_masks
 from emergence.result import EmergenceResult
 
-__all__ = ["AGGREGATIONS", "DEFAULT_THRESHOLD", "Activity", "LayerInfo", "ModelGraph", "check_aggregation"]
+__all__ = ["AGGREGATIONS", "DEFAULT_OUTPUTS", "DEFAULT_THRESHOLD", "OUTPUTS", "Activity", "LayerInfo", "ModelGraph",
+           "check_aggregation", "check_outputs"]
 
 AGGREGATIONS = ("mean", "absmean", "frac")
 #: The paper's activity threshold.
 DEFAULT_THRESHOLD = 0.05
+#: How output units are judged (see the module docs).
+OUTPUTS = ("exclude", "logits", "softmax")
+DEFAULT_OUTPUTS = "exclude"
+
+
+def check_outputs(outputs: str) -> str:
+    """Return ``outputs`` if it is one of :data:`OUTPUTS`, else raise :class:`ConfigError`.
+
+    Examples
+    --------
+    >>> check_outputs("softmax")
+    'softmax'
+    """
+    return check_choice("outputs", outputs, OUTPUTS)
 
 
 def check_aggregation(aggregation: str) -> str:
@@ -65,6 +98,11 @@ class Activity:
         ``[S, N]`` per-sample activations, kept for ``"frac"`` only.
     samples : int
         Size of the probe batch.
+    output : torch.Tensor or None
+        ``[N]`` bool: the output units (None: no node is an output).
+    softmax : Activity or None
+        The same statistics of the softmax probabilities, for the output units only (``[N_out]``,
+        in node order).
     """
 
     aggregation: str
@@ -72,10 +110,16 @@ class Activity:
     absmean: torch.Tensor
     per_sample: torch.Tensor | None
     samples: int
+    output: torch.Tensor | None = None
+    softmax: Activity | None = None
 
     @classmethod
-    def from_samples(cls, per_sample: torch.Tensor, per_sample_abs: torch.Tensor, aggregation: str) -> Activity:
+    def from_samples(cls, per_sample: torch.Tensor, per_sample_abs: torch.Tensor, aggregation: str, *,
+                     output: torch.Tensor | None = None, softmax: torch.Tensor | None = None) -> Activity:
         """Aggregate ``[S, N]`` per-sample activations (and their absolute values).
+
+        ``output`` (``[N]`` bool) marks the output units and ``softmax`` (``[S, N_out]``) holds their
+        per-sample softmax probabilities.
 
         Examples
         --------
@@ -85,12 +129,17 @@ class Activity:
         ([True, False], [False, False])
         """
         check_aggregation(aggregation)
+        soft = None
+        if softmax is not None:
+            soft = cls.from_samples(softmax, softmax, aggregation)
         return cls(
             aggregation,
             per_sample.double().mean(0),
             per_sample_abs.double().mean(0),
             per_sample.float().clone() if aggregation == "frac" else None,
             int(per_sample.shape[0]),
+            output,
+            soft,
         )
 
     def statistic(self, threshold: float | None = None) -> torch.Tensor:
@@ -104,10 +153,30 @@ class Activity:
         assert self.per_sample is not None
         return (self.per_sample > threshold).double().mean(0)
 
-    def mask(self, threshold: float) -> torch.Tensor:
-        """``[N]`` bool: which nodes are active at ``threshold``."""
+    def mask(self, threshold: float, outputs: str = "logits") -> torch.Tensor:
+        """``[N]`` bool: which nodes are active at ``threshold``, output units judged as ``outputs`` says.
+
+        Examples
+        --------
+        >>> logits = torch.tensor([[0.0, 3.0], [0.0, 3.0]])
+        >>> a = Activity.from_samples(logits, logits.abs(), "mean", output=torch.tensor([True, True]),
+        ...                           softmax=logits.softmax(1))
+        >>> a.mask(0.05, "logits").tolist(), a.mask(0.05, "softmax").tolist(), a.mask(0.05, "exclude").tolist()
+        ([False, True], [False, True], [False, False])
+        """
+        check_outputs(outputs)
         stat = self.statistic(threshold)
-        return stat > (0.5 if self.aggregation == "frac" else threshold)
+        cut = 0.5 if self.aggregation == "frac" else threshold
+        active = stat > cut
+        if self.output is not None and outputs != "logits":
+            active = active.clone()
+            if outputs == "exclude":
+                active[self.output] = False
+            else:
+                if self.softmax is None:
+                    raise ConfigError("the softmax of the outputs was not recorded; measure the model again")
+                active[self.output] = self.softmax.mask(threshold)
+        return active
 
 
 @dataclass(frozen=True)
@@ -186,6 +255,42 @@ class ModelGraph:
         g.activity = self.activity.statistic(threshold).float()
         return g
 
-    def masks(self, thresholds: Sequence[float]) -> torch.Tensor:
-        """``[T, N]`` masks for several thresholds."""
-        return torch.stack([self.activity.mask(t) for t in thresholds]) if thresholds else torch.zeros(0, 0)
+    def masks(self, thresholds: Sequence[float], outputs: str = "logits") -> torch.Tensor:
+        """``[T, N]`` masks for several thresholds, output units judged as ``outputs`` says."""
+        if not thresholds:
+            return torch.zeros(0, 0)
+        return torch.stack([self.activity.mask(t, outputs) for t in thresholds])
+
+    def input_layers(self) -> list[int]:
+        """Indices of the input layers (kind ``"input"``)."""
+        return [i for i, info in enumerate(self.layers) if info.kind == "input"]
+
+    def hidden_log10(self, result: EmergenceResult) -> float | None:
+        """``log10`` of the emergent paths that start outside the input layers (None when there are none).
+
+        Input units' activity is fixed by the data, not learned; this is the part of E whose
+        sources the network itself switches off.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from emergence.graph import graph
+        >>> g = graph(torch.tensor([[0, 1], [1, 2]]), 3, torch.tensor([False, False, True]), layer=torch.tensor([0, 1, 2]))
+        >>> layers = [LayerInfo("input", "input", 1, 0), LayerInfo("h", "Linear", 1, 1), LayerInfo("o", "Linear", 1, 2)]
+        >>> mg = ModelGraph(g, layers, None, 0.05)
+        >>> round(mg.hidden_log10(mg.count(g.active.unsqueeze(0))[0]), 6)
+        0.0
+        """
+        inputs = set(self.input_layers())
+        parts = [v for k, v in (result.layer_log10 or {}).items() if k not in inputs and v is not None]
+        if not parts:
+            return None
+        top = max(parts)
+        return top + math.log10(sum(10.0 ** (v - top) for v in parts))
+
+    def output_layers(self) -> list[int]:
+        """Indices of the output layers (those holding the output units of :attr:`Activity.output`)."""
+        out = self.activity.output
+        if out is None:
+            return []
+        return sorted({int(v) for v in self.graph.layer[out].unique()})

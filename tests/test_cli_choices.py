@@ -9,7 +9,8 @@ import cli
 from adapters._probe import GRANULARITIES
 from adapters.architectures import ARCHITECTURES
 from adapters.graphfile import FORMATS
-from emergence.activity import AGGREGATIONS
+from adapters.init import INITS
+from emergence.activity import AGGREGATIONS, OUTPUTS
 from emergence.experiments.prune import PRUNE_SCOPES, PRUNE_STRUCTURES, PRUNE_WHEN
 from emergence.experiments.train import OPTIMIZERS
 from emergence.measure import METHODS
@@ -18,7 +19,7 @@ from emergence.measure import METHODS
 @pytest.mark.parametrize("enum, table", [
     (cli.Method, METHODS), (cli.Aggregation, AGGREGATIONS), (cli.Arch, ARCHITECTURES), (cli.Optimizer, OPTIMIZERS),
     (cli.PruneAt, PRUNE_WHEN), (cli.PruneScope, PRUNE_SCOPES), (cli.PruneStructure, PRUNE_STRUCTURES),
-    (cli.Granularity, GRANULARITIES),
+    (cli.Granularity, GRANULARITIES), (cli.Outputs, OUTPUTS), (cli.Init, INITS),
 ])
 def test_enum_matches_library(enum, table):
     assert [e.value for e in enum] == list(table)
@@ -30,8 +31,9 @@ def test_graph_formats_are_readable_formats():
 
 
 @pytest.mark.parametrize("command, shown", [
-    ("sweep", ["channel|neuron", "mlp|cnn|vgg", "init|after|iterative", "sgd|adam", "layerwise|global", "mean|absmean|frac"]),
-    ("measure", ["mean|absmean|frac", "channel|neuron"]),
+    ("sweep", ["channel|neuron", "mlp|cnn|vgg", "init|after|iterative", "sgd|adam", "layerwise|global", "mean|absmean|frac",
+               "exclude|logits|softmax", "default|emergence"]),
+    ("measure", ["mean|absmean|frac", "channel|neuron", "exclude|logits|softmax"]),
     ("graph", ["auto|exact|log", "graphml|gml"]),
 ])
 def test_help_lists_choices(command, shown):

@@ -99,11 +99,19 @@ def test_reproduce_pipeline_writes_results_figures_and_report(tmp_path, monkeypa
     cfgs = [SweepConfig(arch_params={"widths": [6]}, dataset=name, sparsities=(0.0, 0.5), seeds=(0,),
                         train=TrainConfig(epochs=1), thresholds=(0.05,), probe_samples=16)
             for name in ("mnist", "fashion-mnist")]
-    done = reproduce(tmp_path / "out", configs=cfgs)
-    assert [p.name for p in done.results] == ["mnist.nc", "fashion-mnist.nc"]
+    extra = dict(arch_params={"widths": [6]}, dataset="mnist", sparsities=(0.0, 0.5), seeds=(0, 1),
+                 thresholds=(0.0, 0.05, 0.1), probe_samples=16)
+    grid = [("mnist-sgd", SweepConfig(**extra, train=TrainConfig(epochs=2),
+                                      grid=(("prune_at", ("init", "after")),)))]
+    init = [("mnist", SweepConfig(**{**extra, "arch_params": {"widths": [6], "init": "emergence"}},
+                                  train=TrainConfig(epochs=2), grid=(("init_alpha", (1.0, 2.0)),)))]
+    done = reproduce(tmp_path / "out", configs=cfgs, robustness=grid, inits=init)
+    assert [p.name for p in done.results] == ["mnist.nc", "fashion-mnist.nc", "mnist-sgd.nc", "mnist.nc"]
     assert len(done.figures) == 12 and all(p.read_bytes()[:8] == PNG for p in done.figures)
     text = done.report.read_text()
     assert text.count("### Findings") == 2 and "![accuracy](mnist/accuracy_vs_epoch.png)" in text
+    assert "## Robustness: each claim's verdict per setting" in text and "mnist-sgd, prune_at=after" in text
+    assert "## Emergence-promoting initialization" in text and "alpha minus default" in text
 
 
 LANDSCAPE_KEYS = {"hessian_top", "hessian_trace", "hessian_trace_stderr", "slice_minima", "slice_roughness"}

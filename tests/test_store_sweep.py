@@ -284,7 +284,8 @@ def test_grid_parsing_and_every_key_applies():
     for key, axis in GRID_AXES.items():
         value = {"str": {"optimizer": "adam", "prune_at": "after", "prune_scope": "global",
                          "prune_structure": "structured"}.get(key), "float": 0.3, "int": 3}[axis.kind.__name__]
-        cfg = SweepConfig(grid=((key, (value,)),), sparsities=(0.5,), seeds=(0,))
+        params = {"init": "emergence"} if key == "init_alpha" else {}
+        cfg = SweepConfig(grid=((key, (value,)),), sparsities=(0.5,), seeds=(0,), arch_params=params)
         from emergence.experiments.cell import _cell_settings
 
         one, _, _ = _cell_settings(cfg, (0, 0, 0))
@@ -293,6 +294,8 @@ def test_grid_parsing_and_every_key_applies():
         assert got == value, key
     with pytest.raises(ConfigError, match="optimizer must be"):
         SweepConfig(grid=(("optimizer", ("sgd", "lbfgs")),))
+    with pytest.raises(ConfigError, match="only applies to --init emergence"):
+        SweepConfig(grid=(("init_alpha", (1.0, 2.0)),))
 
 
 def test_width_axis_end_to_end(npz, tmp_path):

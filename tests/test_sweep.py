@@ -94,9 +94,10 @@ def test_sweep_records_the_landscape_where_asked():
         assert bool(ds[v].sel(epoch=2).notnull().all()) and bool(ds[v].sel(epoch=[0, 1]).isnull().all()), v
     assert SweepConfig.from_json(ds.attrs["config"]) == cfg
     rep = summarize(ds)
-    titles = [t for t, _ in rep.extra]
-    assert any("landscape" in t for t in titles)
-    assert any(f.startswith("Emergence vs landscape") for f in rep.findings)
+    c4 = [t for t in rep.claims if t.claim.startswith("C4")]
+    assert {t.claim for t in c4} == {"C4 top", "C4 trace", "C4 rough"}
+    assert any(t.setting.endswith("across runs given sparsity") for t in c4)
+    assert any(f.startswith("C4 top") for f in rep.findings)
     every = run_sweep(SweepConfig(arch_params={"widths": [8]}, sparsities=(0.0,), seeds=(0,),
                                   train=TrainConfig(epochs=2), thresholds=(0.05,), probe_samples=16,
                                   landscape=LandscapeConfig(every=1, samples=16, iters=3, trace_samples=2,

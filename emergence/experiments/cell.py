@@ -70,7 +70,7 @@ class _Cell:
         self.cfg, self.model, self.masks, self.data = cfg, model, masks, data
         self.landscape_batch, self.timing, self.emit = landscape_batch, timing, emit
         self.probe = ModelProbe(model, probe_x, cfg.thresholds, aggregation=cfg.aggregation, weighted=cfg.weighted,
-                                device=cfg.device, granularity=cfg.granularity)
+                                device=cfg.device, granularity=cfg.granularity, outputs=cfg.outputs)
         self.train_metrics: list[Any] = []
         self.test_metrics: list[Any] = []
         self.records: list[Any] = []
@@ -113,8 +113,9 @@ class _Cell:
             out[f"{name}_loss"] = np.array([m.loss for m in split])
             out[f"{name}_accuracy"] = np.array([m.accuracy for m in split])
         for var, field_ in (("emergence_log10", "emergence_log10"), ("relative_emergence_log10", "relative_log10"),
-                            ("active_fraction", "active_fraction"), ("emergence_share", "emergence_share")):
-            out[var] = torch.stack([getattr(r, field_) for r in self.records]).numpy()
+                            ("active_fraction", "active_fraction"), ("emergence_share", "emergence_share"),
+                            ("emergence_hidden_log10", "hidden_log10"), ("active_count", "active_count")):
+            out[var] = torch.stack([getattr(r, field_) for r in self.records]).double().numpy()
         out["actual_sparsity"] = np.array(sparsity(self.model))
         out["n_params"] = np.array(sum(int((p != 0).sum()) for p in self.model.parameters()), dtype=np.int64)
         out["n_edges"] = np.array(self.records[-1].num_edges, dtype=np.int64)

@@ -142,7 +142,7 @@ def report_tables(rep: Any) -> Group:
     from rich.text import Text
 
     parts: list[Any] = []
-    sections = [(f"{rep.title} — by sparsity (mean ± std over seeds, τ={rep.threshold:g})", rep.per_sparsity),
+    sections = [(f"{rep.title} — by sparsity (mean ± SD [95% CI] over runs, τ={rep.threshold:g})", rep.per_sparsity),
                 ("Emergence at epoch t vs test-accuracy gain from t to t+1", rep.correlations),
                 ("Threshold sensitivity", rep.thresholds), *rep.extra]
     for title, rows in sections:

@@ -12,6 +12,8 @@ key                 sets                                                        
 ==================  ============================================================  =========
 ``width``           architecture ``width``: multiplier of the hidden widths       float
                     (mlp, cnn; 1 = as given) or VGG's channel scale
+``init_alpha``      alpha of the emergence-promoting init (``--init emergence``;  float
+                    1 = the default init)
 ``lr``              learning rate                                                 float
 ``optimizer``       ``sgd`` or ``adam``                                           str
 ``momentum``        SGD momentum                                                  float
@@ -52,6 +54,7 @@ class Axis:
 
 GRID_AXES: dict[str, Axis] = {
     "width": Axis("arch", "width", float, "multiplier of hidden widths (mlp, cnn) or VGG's channel scale"),
+    "init_alpha": Axis("arch", "init_alpha", float, "emergence-promoting init scale (with --init emergence)"),
     "lr": Axis("train", "lr", float, "learning rate"),
     "optimizer": Axis("train", "optimizer", str, "sgd or adam"),
     "momentum": Axis("train", "momentum", float, "SGD momentum"),

@@ -1,9 +1,13 @@
-"""Statistics of a sweep, and the paper's claims checked against them.
+"""Statistics of a sweep, and the paper's claims checked against them with run-level tests.
 
 All accuracies are test accuracies. The *accuracy gain* at epoch t is
-``acc[t + 1] - acc[t]``; correlations pair it with ``log10 E`` at epoch t (NaN when
-E = 0, such pairs are left out), pooled over sparsities, seeds and epochs, and per
-sparsity. Convergence speed is the first epoch reaching 95% of the final accuracy.
+``acc[t + 1] - acc[t]``; convergence speed is the first epoch reaching 95% of the final
+accuracy. Means over runs come with the sample SD (ddof = 1) and a 95% t-interval.
+
+Inference uses one value per independent run (:mod:`emergence.experiments.claims`,
+:mod:`emergence.experiments.stats`); every p-value of a report is Holm-adjusted together and
+the verdicts use the adjusted values. Correlations that pool all epochs of all runs are
+shown only as *description* (no p-value): a run's epochs are not independent.
 
 References
 ----------
@@ -18,11 +22,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SweepReport", "correlate", "epochs_to_fraction", "summarize", "to_markdown"]
+from emergence.experiments.claims import CLAIMS, ClaimTest, adjust_all, claim_tests, epochs_to_fraction, landscape_tests
+from emergence.experiments.stats import mean_ci, partial_spearman
+
+__all__ = ["SweepReport", "correlate", "epochs_to_fraction", "summarize", "summarize_sweep", "to_markdown"]
 
 
 def correlate(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Spearman and Pearson correlations with two-sided p-values over the finite pairs.
+
+    The p-values assume independent pairs; the reports use this only for description or for
+    one value per run.
 
     Examples
     --------
@@ -44,32 +54,14 @@ def correlate(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return out
 
 
-def epochs_to_fraction(acc: np.ndarray, fraction: float = 0.95) -> np.ndarray:
-    """First epoch at which accuracy reaches ``fraction`` of its final value (last axis = epoch).
-
-    Examples
-    --------
-    >>> int(epochs_to_fraction(np.array([0.1, 0.5, 0.96, 0.92, 1.0])))
-    2
-    """
-    final = acc[..., -1:]
-    reached = acc >= fraction * final
-    return np.argmax(reached, axis=-1)
-
-
-def _mean_std(a: np.ndarray, axis: int = -1) -> tuple[float, float]:
-    a = np.asarray(a, dtype=float)
-    if not np.isfinite(a).any():
-        return math.nan, math.nan
-    return float(np.nanmean(a, axis=axis)), float(np.nanstd(a, axis=axis))
-
-
-def _pm(m: float, s: float, digits: int = 3) -> str:
-    return "—" if not math.isfinite(m) else f"{m:.{digits}f} ± {s:.{digits}f}"
-
-
-def _p(v: float) -> str:
-    return "—" if not math.isfinite(v) else (f"{v:.2g}" if v >= 1e-4 else f"{v:.1e}")
+def _pm(a: np.ndarray, digits: int = 3) -> str:
+    """``mean ± SD [low, high]`` over the finite values (SD with ddof = 1, 95% t-interval)."""
+    m, sd, lo, hi = mean_ci(np.asarray(a, dtype=float))
+    if not math.isfinite(m):
+        return "—"
+    if not math.isfinite(sd):
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {sd:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 def _r(v: float) -> str:
@@ -78,7 +70,7 @@ def _r(v: float) -> str:
 
 @dataclass
 class SweepReport:
-    """Tables (lists of rows) and plain-language findings of one sweep."""
+    """Tables (lists of rows), claim tests and plain-language findings of one sweep."""
 
     title: str
     threshold: float
@@ -87,6 +79,15 @@ class SweepReport:
     thresholds: list[dict[str, Any]] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)
     extra: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
+    claims: list[ClaimTest] = field(default_factory=list)
+
+    def claim(self, claim: str, threshold: float | None = None) -> ClaimTest | None:
+        """The test of ``claim`` at ``threshold`` (default: the report's), across runs."""
+        tau = self.threshold if threshold is None else threshold
+        for t in self.claims:
+            if t.claim == claim and f"τ={tau:g}" in t.setting and "sparsity " not in t.setting:
+                return t
+        return None
 
 
 def summarize_sweep(ds: Any, *, threshold: float = 0.05, sel: dict[str, str] | None = None,
@@ -161,117 +162,89 @@ def _summarize(ds: Any, threshold: float, title: str) -> SweepReport:
     acc = ds.test_accuracy.values  # [S, R, E+1]
     elog = ds.emergence_log10.sel(threshold=tau).values
     rlog = ds.relative_emergence_log10.sel(threshold=tau).values
+    hid = ds.emergence_hidden_log10.sel(threshold=tau).values if "emergence_hidden_log10" in ds else None
     sp = ds.sparsity.values
     rep = SweepReport(title or f"{ds.attrs.get('dataset', '?')} sweep", tau)
     to95 = epochs_to_fraction(acc)
     gain = np.diff(acc, axis=-1)
-    decreasing = np.full(acc.shape[:2], np.nan)
-    for i in range(acc.shape[0]):
-        for j in range(acc.shape[1]):
-            c = correlate(np.arange(elog.shape[-1]), elog[i, j])
-            decreasing[i, j] = c["spearman"]
+    one = min(1, acc.shape[-1] - 1)
+    tests = [t for th in ds.threshold.values for t in claim_tests(ds, float(th), "")]
+    tests += landscape_tests(ds, tau)
+    rep.claims = adjust_all(tests)
     for i, s in enumerate(sp):
-        rep.per_sparsity.append({
-            "sparsity": float(s),
-            "actual sparsity": _pm(*_mean_std(ds.actual_sparsity.values[i]), 3),
-            "final accuracy": _pm(*_mean_std(acc[i, :, -1])),
-            "accuracy at epoch 1": _pm(*_mean_std(acc[i, :, min(1, acc.shape[-1] - 1)])),
-            "epochs to 95% of final": _pm(*_mean_std(to95[i]), 1),
-            "log10 E (epoch 0)": _pm(*_mean_std(elog[i, :, 0]), 2),
-            "log10 E (final)": _pm(*_mean_std(elog[i, :, -1]), 2),
-            "log10 relative E (epoch 0)": _pm(*_mean_std(rlog[i, :, 0]), 2),
-            "log10 relative E (final)": _pm(*_mean_std(rlog[i, :, -1]), 2),
-            "runs where E falls (Spearman vs epoch < 0)": f"{int(np.nansum(decreasing[i] < 0))}/{acc.shape[1]}",
-        })
+        row = {"sparsity": float(s), "runs": acc.shape[1],
+               "final accuracy": _pm(acc[i, :, -1]), "accuracy at epoch 1": _pm(acc[i, :, one]),
+               "epochs to 95% of final": _pm(to95[i], 1),
+               "log10 E (epoch 0)": _pm(elog[i, :, 0], 2), "log10 E (final)": _pm(elog[i, :, -1], 2),
+               "log10 relative E (final)": _pm(rlog[i, :, -1], 2)}
+        if hid is not None:
+            row["log10 E, hidden sources (epoch 0)"] = _pm(hid[i, :, 0], 2)
+            row["log10 E, hidden sources (final)"] = _pm(hid[i, :, -1], 2)
+        rep.per_sparsity.append(row)
     groups = [("pooled", slice(None))] + [(f"sparsity {float(s):g}", slice(i, i + 1)) for i, s in enumerate(sp)]
     for name, sl in groups:
         c = correlate(elog[sl][..., :-1], gain[sl])
-        rep.correlations.append({"group": name, "n": c["n"], "Spearman ρ": _r(c["spearman"]),
-                                 "p (Spearman)": _p(c["spearman_p"]), "Pearson r": _r(c["pearson"]),
-                                 "p (Pearson)": _p(c["pearson_p"])})
+        rep.correlations.append({"group": name, "points (runs x epochs)": c["n"], "Spearman ρ": _r(c["spearman"]),
+                                 "Pearson r": _r(c["pearson"])})
+    ep = np.broadcast_to(np.arange(gain.shape[-1], dtype=float), gain.shape)
+    spg = np.broadcast_to(sp[:, None, None].astype(float), gain.shape)
+    r, _, n = partial_spearman(elog[..., :-1].ravel(), gain.ravel(), np.column_stack([ep.ravel(), spg.ravel()]))
+    rep.correlations.append({"group": "pooled, partial given epoch and sparsity", "points (runs x epochs)": n,
+                             "Spearman ρ": _r(r), "Pearson r": "—"})
+    c = correlate(ep, gain)
+    rep.correlations.append({"group": "epoch instead of E (pooled)", "points (runs x epochs)": c["n"],
+                             "Spearman ρ": _r(c["spearman"]), "Pearson r": _r(c["pearson"])})
     for t in ds.threshold.values:
-        e = ds.emergence_log10.sel(threshold=t).values
-        c = correlate(e[..., :-1], gain)
-        rel_s = correlate(np.broadcast_to(sp[:, None], rlog.shape[:2]),
-                          ds.relative_emergence_log10.sel(threshold=t).values[..., -1])
-        rep.thresholds.append({"threshold": float(t), "active fraction (final)":
-                               _pm(*_mean_std(ds.active_fraction.sel(threshold=t).values[..., -1, :].mean(-1).ravel())),
-                               "ρ(log10 E, gain)": _r(c["spearman"]), "p": _p(c["spearman_p"]),
-                               "ρ(sparsity, log10 rel. E)": _r(rel_s["spearman"]), "p ": _p(rel_s["spearman_p"])})
-    _findings(rep, ds, acc, elog, rlog, to95, decreasing, sp)
-    _landscape(rep, ds, elog, rlog)
+        row = {"threshold": float(t), "active fraction (final)":
+               _pm(ds.active_fraction.sel(threshold=t).values[..., -1, :].mean(-1).ravel())}
+        for cid in ("C1", "C2c", "C3"):
+            ct = rep.claim(cid, float(t))
+            if ct is not None:
+                row[f"{cid} effect [95% CI]"] = ct.estimate.ci()
+                row[f"{cid} p adj."] = ct.row()["p adj."]
+                row[f"{cid}"] = ct.verdict
+        rep.thresholds.append(row)
+    rep.extra.append(("Claims at this threshold (one value per run; Holm-adjusted over every p of this report)",
+                      [t.row() | {"statement": CLAIMS[t.claim][0]} for t in rep.claims
+                       if f"τ={tau:g}" in t.setting]))
+    _sources(rep, ds, tau)
+    _findings(rep, acc, to95, one, sp)
     return rep
 
 
-_LANDSCAPE_NAMES = {"hessian_top": "top Hessian eigenvalue", "hessian_trace": "Hessian trace",
-                    "slice_minima": "local minima on a 1-D slice", "slice_roughness": "slice roughness (TV / range)"}
-
-
-def _landscape(rep: SweepReport, ds: Any, elog: np.ndarray, rlog: np.ndarray) -> None:
-    """Correlations of emergence with the landscape figures, where the sweep probed them."""
-    if "hessian_top" not in ds:
-        return
+def _sources(rep: SweepReport, ds: Any, tau: float) -> None:
+    """Where E comes from: the input layers' share, and active units per layer at epoch 0 and at the end."""
+    share = ds.emergence_share.sel(threshold=tau).values  # [S, R, E+1, L]
+    layers = [str(v) for v in ds.layer.values]
+    inputs = [j for j, name in enumerate(layers) if name == "input" or name.startswith("input")]
     rows = []
-    for var, label in _LANDSCAPE_NAMES.items():
-        v = ds[var].values
-        probed = np.isfinite(v)
-        for what, e in (("log10 E", elog), ("log10 relative E", rlog)):
-            c = correlate(e[probed], v[probed])
-            rows.append({"landscape figure": label, "vs": what, "n": c["n"], "Spearman ρ": _r(c["spearman"]),
-                         "p (Spearman)": _p(c["spearman_p"]), "Pearson r": _r(c["pearson"]),
-                         "p (Pearson)": _p(c["pearson_p"])})
-    rep.extra.append(("Emergence vs loss-landscape ruggedness (across sparsities, seeds and probed epochs)", rows))
-    by = {(r["landscape figure"], r["vs"]): r for r in rows}
-
-    def verdict(vars_: tuple[str, ...]) -> str:
-        cells = [by[(_LANDSCAPE_NAMES[v], "log10 E")] for v in vars_]
-        sig = [c for c in cells if c["p (Spearman)"] != "—" and float(c["p (Spearman)"]) < 0.05]
-        if not sig:
-            return "no significant relation"
-        signs = {float(c["Spearman ρ"]) > 0 for c in sig}
-        return "rises with emergence" if signs == {True} else ("falls with emergence" if signs == {False}
-                                                                 else "mixed")
-
-    parts = [f"{_LANDSCAPE_NAMES[v]}: ρ = {by[(_LANDSCAPE_NAMES[v], 'log10 E')]['Spearman ρ']} "
-             f"(p = {by[(_LANDSCAPE_NAMES[v], 'log10 E')]['p (Spearman)']})"
-             for v in ("hessian_top", "hessian_trace", "slice_minima", "slice_roughness")]
-    rep.findings.append(
-        f"Emergence vs landscape (claim 4; n = {rows[0]['n']}): " + "; ".join(parts)
-        + f". Sharpness (Hessian) {verdict(('hessian_top', 'hessian_trace'))}; ruggedness (slice minima, "
-        f"roughness) {verdict(('slice_minima', 'slice_roughness'))}. Across sparsities both emergence and the "
-        "landscape follow the number of weights, so these are not causal."
-    )
+    for i, s in enumerate(ds.sparsity.values):
+        row = {"sparsity": float(s)}
+        if inputs:
+            row["share of E from inputs (final)"] = _pm(share[i, :, -1][..., inputs].sum(-1), 4)
+        if "active_count" in ds:
+            cnt = ds.active_count.sel(threshold=tau).values[i]  # [R, E+1, L]
+            for j, name in enumerate(layers):
+                if j not in inputs:
+                    row[f"active in {name}: epoch 0 → final"] = (f"{np.nanmean(cnt[:, 0, j]):.1f} → "
+                                                                f"{np.nanmean(cnt[:, -1, j]):.1f}")
+        rows.append(row)
+    rep.extra.append(("Where E comes from (means over runs)", rows))
 
 
-def _findings(rep: SweepReport, ds: Any, acc: np.ndarray, elog: np.ndarray, rlog: np.ndarray,
-              to95: np.ndarray, decreasing: np.ndarray, sp: np.ndarray) -> None:
-    pooled = rep.correlations[0]
-    rel = correlate(np.broadcast_to(sp[:, None], rlog.shape[:2]), rlog[..., -1])
+def _findings(rep: SweepReport, acc: np.ndarray, to95: np.ndarray, one: int, sp: np.ndarray) -> None:
+    for t in rep.claims:
+        if f"τ={rep.threshold:g}" not in t.setting or "sparsity " in t.setting:
+            continue
+        e = t.estimate
+        rep.findings.append(f"{t.claim} ({CLAIMS[t.claim][0]}): effect {e.ci()}, n = {e.n} ({e.test}), "
+                            f"p = {t.row()['p']}, Holm-adjusted p = {t.row()['p adj.']} — {t.verdict}.")
     rep.findings.append(
-        f"Relative emergence vs sparsity (final epoch, τ={rep.threshold:g}): Spearman ρ = {_r(rel['spearman'])} "
-        f"(p = {_p(rel['spearman_p'])}, n = {rel['n']}) — "
-        + ("pruned networks have higher relative emergence." if rel["spearman"] > 0 and rel["spearman_p"] < 0.05
-           else "no significant increase of relative emergence with pruning.")
-    )
-    e1 = acc[:, :, min(1, acc.shape[-1] - 1)].mean(1)
-    fin = acc[:, :, -1].mean(1)
-    spd = to95.mean(1)
-    rep.findings.append(
-        "Early training (accuracy after epoch 1, by sparsity): "
-        + ", ".join(f"{float(s):g}: {a:.3f}" for s, a in zip(sp, e1))
-        + "; epochs to 95% of final: " + ", ".join(f"{float(s):g}: {v:.1f}" for s, v in zip(sp, spd))
-        + "; final accuracy: " + ", ".join(f"{float(s):g}: {a:.3f}" for s, a in zip(sp, fin)) + "."
-    )
-    falls = int(np.nansum(decreasing < 0))
-    change = np.nanmean(elog[..., -1] - elog[..., 0])
-    rep.findings.append(
-        f"Emergence during training: falls (Spearman vs epoch < 0) in {falls} of {decreasing.size} runs; "
-        f"mean change of log10 E from epoch 0 to the end: {change:+.2f}."
-    )
-    rep.findings.append(
-        f"Emergence at epoch t vs accuracy gain from t to t+1 (pooled): Spearman ρ = {pooled['Spearman ρ']} "
-        f"(p = {pooled['p (Spearman)']}), Pearson r = {pooled['Pearson r']} (p = {pooled['p (Pearson)']}), "
-        f"n = {pooled['n']}."
+        "Accuracy after epoch 1, by sparsity: " + ", ".join(f"{float(s):g}: {a:.3f}" for s, a in
+                                                            zip(sp, acc[:, :, one].mean(1)))
+        + "; epochs to 95% of final: " + ", ".join(f"{float(s):g}: {v:.1f}" for s, v in zip(sp, to95.mean(1)))
+        + "; final accuracy: " + ", ".join(f"{float(s):g}: {a:.3f}" for s, a in zip(sp, acc[:, :, -1].mean(1)))
+        + "."
     )
 
 
@@ -287,9 +260,11 @@ def _table_md(rows: list[dict[str, Any]]) -> str:
 def to_markdown(rep: SweepReport) -> str:
     """The report as Markdown (tables and findings; empty tables are left out)."""
     parts = [f"## {rep.title}", "", f"Activity threshold τ = {rep.threshold:g}; accuracies are test accuracies.", ""]
-    for title, rows in [("By sparsity (mean ± std over seeds)", rep.per_sparsity),
-                        ("Emergence at epoch t vs accuracy gain from t to t+1", rep.correlations),
-                        ("Threshold sensitivity", rep.thresholds), *rep.extra]:
+    for title, rows in [("By sparsity (mean ± SD [95% CI] over runs)", rep.per_sparsity),
+                        ("Description only: log10 E at epoch t vs accuracy gain from t to t+1, pooled over "
+                         "epochs (not a test: a run's epochs are not independent)", rep.correlations),
+                        ("Threshold sensitivity (run-level claims C1, C2c, C3; Holm-adjusted p)", rep.thresholds),
+                        *rep.extra]:
         if rows:
             parts += [f"### {title}", "", _table_md(rows), ""]
     parts += ["### Findings", ""] + [f"- {f}" for f in rep.findings] + [""]

@@ -9,6 +9,8 @@ come first in every variable that has ``sparsity``):
 ``train_loss`` ...           loss and accuracy on train and test          (sparsity, seed, epoch)
 ``emergence_log10``          log10 E on the probe batch (NaN when E = 0)  (..., epoch, threshold)
 ``relative_emergence_log10`` log10 (E / edges)                            (..., epoch, threshold)
+``emergence_hidden_log10``   log10 of the paths starting outside inputs   (..., epoch, threshold)
+``active_count``             active units of a layer                      (..., threshold, layer)
 ``active_fraction``          fraction of a layer's units active           (..., threshold, layer)
 ``emergence_share``          share of E from paths starting in a layer    (..., threshold, layer)
 ``actual_sparsity``          fraction of prunable weights that are zero   (sparsity, seed)
@@ -105,6 +107,8 @@ def empty_results(
         "test_accuracy": (base, nan(s, r, e)),
         "emergence_log10": ((*base, "threshold"), nan(s, r, e, t)),
         "relative_emergence_log10": ((*base, "threshold"), nan(s, r, e, t)),
+        "emergence_hidden_log10": ((*base, "threshold"), nan(s, r, e, t)),
+        "active_count": ((*base, "threshold", "layer"), nan(s, r, e, t, l)),
         "active_fraction": ((*base, "threshold", "layer"), nan(s, r, e, t, l)),
         "emergence_share": ((*base, "threshold", "layer"), nan(s, r, e, t, l)),
         "actual_sparsity": ((*g, "sparsity", "seed"), nan(s, r)),
@@ -116,7 +120,8 @@ def empty_results(
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
     units = {"train_accuracy": "fraction", "test_accuracy": "fraction", "active_fraction": "fraction",
              "emergence_share": "fraction", "actual_sparsity": "fraction", "emergence_log10": "log10 paths",
-             "relative_emergence_log10": "log10 paths per edge"}
+             "relative_emergence_log10": "log10 paths per edge", "emergence_hidden_log10": "log10 paths",
+             "active_count": "units"}
     for k, u in units.items():
         ds[k].attrs["units"] = u
     return ds

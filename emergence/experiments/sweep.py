@@ -32,7 +32,8 @@ import numpy as np
 from adapters import check_granularity
 from adapters.architectures import ArchSpec, build
 from adapters.datasets import Dataset, load_dataset
-from emergence.activity import check_aggregation
+from adapters.init import check_init
+from emergence.activity import DEFAULT_OUTPUTS, check_aggregation, check_outputs
 from emergence.errors import ConfigError, EmergenceError
 from emergence.experiments.cell import CellResult, run_cell
 from emergence.experiments.grid import Grid, apply_point, check_grid
@@ -82,13 +83,15 @@ class SweepConfig:
     grid: Grid = ()
     threads: int = 1
     granularity: str = "channel"
+    outputs: str = DEFAULT_OUTPUTS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "grid", check_grid(self.grid))
         if self.threads < 1:
             raise ConfigError(f"threads must be at least 1; got {self.threads}")
         for point in self.points():  # every grid point must make valid configs
-            apply_point(self.train, self.prune, self.arch_params, point)
+            _, _, params = apply_point(self.train, self.prune, self.arch_params, point)
+            check_init(params.get("init", "default"), params.get("init_alpha", 1.0))
         if not self.sparsities or any(not 0 <= s < 1 for s in self.sparsities):
             raise ConfigError(f"sparsities must be in [0, 1); got {list(self.sparsities)}")
         if len(set(self.sparsities)) != len(self.sparsities) or len(set(self.seeds)) != len(self.seeds):
@@ -101,6 +104,7 @@ class SweepConfig:
             raise ConfigError(f"probe_samples must be at least 1; got {self.probe_samples}")
         check_aggregation(self.aggregation)
         check_granularity(self.granularity)
+        check_outputs(self.outputs)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -115,6 +119,7 @@ class SweepConfig:
         for k in ("sparsities", "seeds", "thresholds"):
             d[k] = tuple(d[k])
         d["grid"] = check_grid(d.get("grid", ()))
+        d.setdefault("outputs", "logits")  # results stored before the option judged raw logits
         return cls(**d)
 
     @property
