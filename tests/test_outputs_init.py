@@ -112,3 +112,23 @@ def test_cli_init_and_outputs_errors_are_one_line(tmp_path, args, phrase):
                         "--seeds", "1", *args], capture_output=True, text=True)
     assert r.returncode == 1 and phrase in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_json_reports_the_output_rule_and_hidden_emergence():
+    net, x = _mlp(3), torch.rand(64, 1, 4, 4)
+    x[:, :, :2] = 0
+    d = measure_model(net, x, outputs="softmax").to_dict()
+    assert d["outputs"] == "softmax" and d["emergence_hidden_log10"] == pytest.approx(
+        measure_model(net, x, outputs="softmax").hidden_log10)
+
+
+def test_configs_stored_before_the_option_read_back_as_logits():
+    import json
+
+    from emergence.experiments.sweep import SweepConfig
+
+    cfg = SweepConfig(sparsities=(0.0,), seeds=(0,))
+    assert cfg.outputs == "exclude"
+    old = json.loads(cfg.to_json())
+    del old["outputs"]
+    assert SweepConfig.from_json(json.dumps(old)).outputs == "logits"

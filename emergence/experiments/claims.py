@@ -37,6 +37,7 @@ References
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -52,8 +53,8 @@ from emergence.experiments.stats import (
     spearman_permutation,
 )
 
-__all__ = ["CLAIMS", "LANDSCAPE_CLAIMS", "ClaimTest", "adjust_all", "claim_tests", "epochs_to_fraction",
-           "landscape_tests", "verdict"]
+__all__ = ["ACCURACY_CLAIMS", "CLAIMS", "LANDSCAPE_CLAIMS", "ClaimTest", "adjust_all", "claim_tests",
+           "epochs_to_fraction", "landscape_tests", "verdict"]
 
 #: Claim id -> (statement, claimed sign of the effect).
 CLAIMS: dict[str, tuple[str, int]] = {
@@ -68,6 +69,8 @@ CLAIMS: dict[str, tuple[str, int]] = {
     "C4 trace": ("higher E goes with a larger Hessian trace", +1),
     "C4 rough": ("higher E goes with a rougher 1-D loss slice", +1),
 }
+#: Claims about accuracy alone: they do not depend on the threshold.
+ACCURACY_CLAIMS = ("C2a", "C2b")
 #: Landscape variable of each C4 claim.
 LANDSCAPE_CLAIMS = {"C4 top": "hessian_top", "C4 trace": "hessian_trace", "C4 rough": "slice_roughness"}
 
@@ -81,7 +84,11 @@ class ClaimTest:
     claim : str
         A key of :data:`CLAIMS`.
     setting : str
-        Where (e.g. ``"mnist, sgd, prune init, τ=0.05"``).
+        The block of the sweep (e.g. ``"mnist-sgd, prune_at=init"``; empty for a whole sweep).
+    threshold : float or None
+        The activity threshold (None for the accuracy claims, which do not depend on it).
+    group : str
+        ``"across runs"``, or the subset tested (``"sparsity 0.5"``).
     estimate : Estimate
     p_adjusted : float
         Filled by :func:`adjust_all`.
@@ -89,16 +96,27 @@ class ClaimTest:
 
     claim: str
     setting: str
+    threshold: float | None
     estimate: Estimate
+    group: str = "across runs"
     p_adjusted: float = math.nan
 
     @property
     def verdict(self) -> str:
         return verdict(self.estimate.value, self.p_adjusted, CLAIMS[self.claim][1])
 
+    @property
+    def where(self) -> str:
+        """Setting, threshold and group as one label."""
+        parts = [self.setting] if self.setting else []
+        parts.append("any τ" if self.threshold is None else f"τ={self.threshold:g}")
+        if self.group != "across runs":
+            parts.append(self.group)
+        return ", ".join(parts)
+
     def row(self) -> dict[str, Any]:
         e = self.estimate
-        return {"claim": self.claim, "setting": self.setting, "effect [95% CI]": e.ci(), "n": e.n,
+        return {"claim": self.claim, "setting": self.where, "effect [95% CI]": e.ci(), "n": e.n,
                 "test": e.test, "p": format_p(e.p), "p adj.": format_p(self.p_adjusted), "verdict": self.verdict}
 
 
@@ -144,8 +162,9 @@ def _partial_given_epoch(e: np.ndarray, g: np.ndarray) -> float:
     return partial_spearman(e, g, np.arange(e.size, dtype=float))[0]
 
 
-def claim_tests(block: Any, threshold: float, setting: str) -> list[ClaimTest]:
-    """Every claim tested on one sweep block (no grid dims left) at ``threshold`` (see module docs).
+def claim_tests(block: Any, threshold: float, setting: str = "", *,
+                include: Collection[str] | None = None) -> list[ClaimTest]:
+    """The claims C1-C3 tested on one sweep block (no grid dims left) at ``threshold`` (see module docs).
 
     Parameters
     ----------
@@ -155,6 +174,9 @@ def claim_tests(block: Any, threshold: float, setting: str) -> list[ClaimTest]:
         The recorded threshold to use (nearest).
     setting : str
         Label of the setting.
+    include : collection of str, optional
+        Test only these claims (default: all that the block supports). The accuracy claims
+        (:data:`ACCURACY_CLAIMS`) do not depend on the threshold: include them at one threshold only.
 
     Returns
     -------
@@ -168,23 +190,23 @@ def claim_tests(block: Any, threshold: float, setting: str) -> list[ClaimTest]:
     sp = np.broadcast_to(block.sparsity.values[:, None], acc.shape[:2])
     gain = np.diff(acc, axis=-1)
     epochs = np.arange(acc.shape[-1], dtype=float)
-    where = f"{setting}, τ={tau:g}" if setting else f"τ={tau:g}"
-    out = []
+    one = min(1, acc.shape[-1] - 1)
+    trend = lambda e: spearman(epochs, e)  # noqa: E731
+    tests: dict[str, Any] = {}  # claim -> the computation, run only when included
     if acc.shape[-1] >= 3:
-        out.append(ClaimTest("C1", where, run_level(_per_run(spearman, elog[..., :-1], gain))))
+        tests["C1"] = lambda: run_level(_per_run(spearman, elog[..., :-1], gain))
         if acc.shape[-1] >= 6:
-            out.append(ClaimTest("C1|t", where, run_level(_per_run(_partial_given_epoch, elog[..., :-1], gain))))
+            tests["C1|t"] = lambda: run_level(_per_run(_partial_given_epoch, elog[..., :-1], gain))
     if block.sizes["sparsity"] > 1:
-        one = min(1, acc.shape[-1] - 1)
-        out += [ClaimTest("C2a", where, spearman_permutation(sp, acc[..., one])),
-                ClaimTest("C2b", where, spearman_permutation(sp, acc[..., -1])),
-                ClaimTest("C2c", where, spearman_permutation(sp, rlog[..., -1]))]
+        tests["C2a"] = lambda: spearman_permutation(sp, acc[..., one])
+        tests["C2b"] = lambda: spearman_permutation(sp, acc[..., -1])
+        tests["C2c"] = lambda: spearman_permutation(sp, rlog[..., -1])
     if acc.shape[-1] >= 3:
-        out.append(ClaimTest("C3", where, run_level(_per_run(lambda e: spearman(epochs, e), elog))))
+        tests["C3"] = lambda: run_level(_per_run(trend, elog))
         if "emergence_hidden_log10" in block:
-            hid = block.emergence_hidden_log10.sel(threshold=tau).values
-            out.append(ClaimTest("C3h", where, run_level(_per_run(lambda e: spearman(epochs, e), hid))))
-    return out
+            tests["C3h"] = lambda: run_level(_per_run(trend, block.emergence_hidden_log10.sel(threshold=tau).values))
+    return [ClaimTest(c, setting, None if c in ACCURACY_CLAIMS else tau, run())
+            for c, run in tests.items() if include is None or c in include]
 
 
 def _fisher(r: float, p: float, n: int, k: int, test: str) -> Estimate:
@@ -212,13 +234,11 @@ def landscape_tests(block: Any, threshold: float, setting: str = "") -> list[Cla
         v = block[var].values
         probed = np.isfinite(v)
         last = np.where(probed.any(-1), v.shape[-1] - 1 - np.argmax(probed[..., ::-1], axis=-1), -1)
-        pick = np.take_along_axis
-        fig = np.where(last >= 0, pick(v, np.maximum(last, 0)[..., None], -1)[..., 0], np.nan)
-        e = np.where(last >= 0, pick(elog, np.maximum(last, 0)[..., None], -1)[..., 0], np.nan)
-        where = f"{setting}, τ={tau:g}" if setting else f"τ={tau:g}"
+        at = np.maximum(last, 0)[..., None]
+        fig = np.where(last >= 0, np.take_along_axis(v, at, -1)[..., 0], np.nan)
+        e = np.where(last >= 0, np.take_along_axis(elog, at, -1)[..., 0], np.nan)
         r, p, n = partial_spearman(e.ravel(), fig.ravel(), sp.ravel())
-        out.append(ClaimTest(claim, f"{where}, across runs given sparsity", _fisher(r, p, n, 1,
-                                                                                    "partial Spearman (t)")))
-        for i, s in enumerate(block.sparsity.values):
-            out.append(ClaimTest(claim, f"{where}, sparsity {float(s):g}", spearman_permutation(e[i], fig[i])))
+        out.append(ClaimTest(claim, setting, tau, _fisher(r, p, n, 1, "partial Spearman given sparsity (t)")))
+        out += [ClaimTest(claim, setting, tau, spearman_permutation(e[i], fig[i]), f"sparsity {float(s):g}")
+                for i, s in enumerate(block.sparsity.values)]
     return out

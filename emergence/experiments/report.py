@@ -22,10 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from emergence.experiments.claims import CLAIMS, ClaimTest, adjust_all, claim_tests, epochs_to_fraction, landscape_tests
+from emergence.experiments.claims import (
+    ACCURACY_CLAIMS,
+    CLAIMS,
+    ClaimTest,
+    adjust_all,
+    claim_tests,
+    epochs_to_fraction,
+    landscape_tests,
+)
 from emergence.experiments.stats import mean_ci, partial_spearman
 
-__all__ = ["SweepReport", "correlate", "epochs_to_fraction", "summarize", "summarize_sweep", "to_markdown"]
+__all__ = ["SweepReport", "correlate", "epochs_to_fraction", "summarize", "summarize_sweep", "table_md", "to_markdown"]
 
 
 def correlate(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -82,12 +90,19 @@ class SweepReport:
     claims: list[ClaimTest] = field(default_factory=list)
 
     def claim(self, claim: str, threshold: float | None = None) -> ClaimTest | None:
-        """The test of ``claim`` at ``threshold`` (default: the report's), across runs."""
+        """The test of ``claim`` across runs at ``threshold`` (default: the report's; accuracy claims have
+        none)."""
         tau = self.threshold if threshold is None else threshold
-        for t in self.claims:
-            if t.claim == claim and f"τ={tau:g}" in t.setting and "sparsity " not in t.setting:
+        for t in self.at(tau):
+            if t.claim == claim and t.group == "across runs":
                 return t
         return None
+
+    def at(self, threshold: float) -> list[ClaimTest]:
+        """The claim tests that hold at ``threshold``: those made at it, and the threshold-free ones."""
+        order = list(CLAIMS)
+        return sorted((t for t in self.claims if t.threshold is None or t.threshold == threshold),
+                      key=lambda t: order.index(t.claim))
 
 
 def summarize_sweep(ds: Any, *, threshold: float = 0.05, sel: dict[str, str] | None = None,
@@ -168,7 +183,8 @@ def _summarize(ds: Any, threshold: float, title: str) -> SweepReport:
     to95 = epochs_to_fraction(acc)
     gain = np.diff(acc, axis=-1)
     one = min(1, acc.shape[-1] - 1)
-    tests = [t for th in ds.threshold.values for t in claim_tests(ds, float(th), "")]
+    tests = [t for i, th in enumerate(ds.threshold.values) for t in claim_tests(
+        ds, float(th), include=None if i == 0 else [c for c in CLAIMS if c not in ACCURACY_CLAIMS])]
     tests += landscape_tests(ds, tau)
     rep.claims = adjust_all(tests)
     for i, s in enumerate(sp):
@@ -205,8 +221,7 @@ def _summarize(ds: Any, threshold: float, title: str) -> SweepReport:
                 row[f"{cid}"] = ct.verdict
         rep.thresholds.append(row)
     rep.extra.append(("Claims at this threshold (one value per run; Holm-adjusted over every p of this report)",
-                      [t.row() | {"statement": CLAIMS[t.claim][0]} for t in rep.claims
-                       if f"τ={tau:g}" in t.setting]))
+                      [t.row() | {"statement": CLAIMS[t.claim][0]} for t in rep.at(tau)]))
     _sources(rep, ds, tau)
     _findings(rep, acc, to95, one, sp)
     return rep
@@ -233,8 +248,8 @@ def _sources(rep: SweepReport, ds: Any, tau: float) -> None:
 
 
 def _findings(rep: SweepReport, acc: np.ndarray, to95: np.ndarray, one: int, sp: np.ndarray) -> None:
-    for t in rep.claims:
-        if f"τ={rep.threshold:g}" not in t.setting or "sparsity " in t.setting:
+    for t in rep.at(rep.threshold):
+        if t.group != "across runs":
             continue
         e = t.estimate
         rep.findings.append(f"{t.claim} ({CLAIMS[t.claim][0]}): effect {e.ci()}, n = {e.n} ({e.test}), "
@@ -248,7 +263,16 @@ def _findings(rep: SweepReport, acc: np.ndarray, to95: np.ndarray, one: int, sp:
     )
 
 
-def _table_md(rows: list[dict[str, Any]]) -> str:
+def table_md(rows: list[dict[str, Any]]) -> str:
+    """Rows (dicts with the same keys) as a Markdown table; empty text for no rows.
+
+    Examples
+    --------
+    >>> print(table_md([{"a": 1, "b": "x"}]))
+    | a | b |
+    |---|---|
+    | 1 | x |
+    """
     if not rows:
         return ""
     keys = list(rows[0])
@@ -266,6 +290,6 @@ def to_markdown(rep: SweepReport) -> str:
                         ("Threshold sensitivity (run-level claims C1, C2c, C3; Holm-adjusted p)", rep.thresholds),
                         *rep.extra]:
         if rows:
-            parts += [f"### {title}", "", _table_md(rows), ""]
+            parts += [f"### {title}", "", table_md(rows), ""]
     parts += ["### Findings", ""] + [f"- {f}" for f in rep.findings] + [""]
     return "\n".join(parts)
