@@ -84,12 +84,17 @@ def test_sigkill_then_rerun_loses_nothing_and_recomputes_nothing(npz, tmp_path):
         "the kill must land mid-sweep"
     done_before = mid["status"].values == STATUS["done"]
     finished_before = mid["cell_finished_at"].values[done_before]
-    assert np.isnan(mid["test_accuracy"].values[~done_before]).all()
+    # A cell is written data first, status last: the kill may land inside one cell's write (one worker, so at
+    # most one cell). That cell is not done and is computed again; every other unfinished cell is untouched.
+    in_flight = ~done_before & ~np.isnan(mid["test_accuracy"].values).all(-1)
+    assert in_flight.sum() <= 1
+    assert np.isnan(mid["test_accuracy"].values[~done_before & ~in_flight]).all()
     assert _cli(_args(npz, killed, epochs=4, seeds=3)).returncode == 0  # the same command resumes
     after, ref = _results(killed), _results(whole)
     xr.testing.assert_identical(_science(after).drop_attrs(), _science(ref).drop_attrs())
     assert (after["status"] == STATUS["done"]).all()
-    assert (after["cell_runs"] == 1).all(), "no cell was computed twice"
+    assert (after["cell_runs"].values[~in_flight] == 1).all(), "no finished or untouched cell was computed twice"
+    assert (after["cell_runs"].values[in_flight] <= 2).all()
     np.testing.assert_array_equal(after["cell_finished_at"].values[done_before], finished_before)
 
 
