@@ -247,8 +247,12 @@ def load_model_file(path: str | os.PathLike[str]) -> tuple[nn.Module, ArchSpec]:
             )
         spec = ArchSpec.from_json(meta["arch"])
         return _from_state(spec, state, p.name), spec
+    from adapters.bounded import load_weights
+
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        obj = load_weights(str(p), p.name)
+    except FileFormatError:
+        raise
     except Exception as exc:  # the weights-only unpickler raises UnpicklingError, RuntimeError ...
         raise FileFormatError(f"could not read {p.name!r} as a saved state_dict: {exc}") from None
     if not isinstance(obj, dict) or "arch" not in obj or "state_dict" not in obj:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from adapters.bounded import check_npz
 from emergence.errors import ConfigError, FileFormatError, InputShapeError, NonFiniteError
 
 __all__ = ["DATASETS", "Dataset", "InputSpec", "data_dir", "load_dataset", "register_dataset", "load_npz", "probe_inputs",
@@ -204,6 +205,9 @@ def load_npz(path: str | os.PathLike[str]) -> tuple[torch.Tensor, torch.Tensor |
         raise FileFormatError(f"no such file: {str(p)!r}")
     try:
         with np.load(p, allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise FileFormatError(f"{p.name!r} is a single .npy array, not an .npz archive with an array 'x'")
+            check_npz(z, p.name)
             if "x" in z.files:
                 x = z["x"]
             elif "x0" in z.files:  # several model inputs: x0, x1, ... in the model's order

@@ -132,8 +132,12 @@ def read_graph(
 
 def _read_torch(p: Path) -> Data:
     """A graph saved by :func:`write_graph` as ``.pt`` (a plain dict, loaded without unpickling code)."""
+    from adapters.bounded import load_weights
+
     try:
-        d = torch.load(p, map_location="cpu", weights_only=True)
+        d = load_weights(str(p), p.name)
+    except FileFormatError:
+        raise
     except Exception as exc:  # weights-only unpickler errors, truncated archives ...
         raise FileFormatError(f"could not read {p.name!r} as a saved graph (plain tensors only): "
                               f"{first_line(exc)}") from None

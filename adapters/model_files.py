@@ -26,8 +26,9 @@ from typing import Any
 
 import torch
 
+from adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
-from emergence.errors import FileFormatError, InputShapeError, UntrustedPickleError, first_line
+from emergence.errors import EmergenceError, FileFormatError, InputShapeError, UntrustedPickleError, first_line
 
 __all__ = ["LoadedModel", "load_model", "model_graph"]
 
@@ -192,10 +193,14 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
         if not _is_zip(p):
             raise FileFormatError(f"{p.name!r} is not a torch.export program: a .pt2 file is a zip archive, and "
                                   "this one does not start like one (truncated, or another format renamed?)")
+        from adapters.pt2_archive import read_pt2
+
         try:
             with _torch_logs_silenced():
-                ep = torch.export.load(str(p))
-        except Exception as exc:  # torch.export.load raises many kinds on a bad archive
+                ep = read_pt2(str(p), p.name, trust_pickle=trust_pickle)
+        except EmergenceError:
+            raise
+        except Exception as exc:  # torch.export.load (trusted files) raises many kinds on a bad archive
             raise FileFormatError(f"could not read {p.name!r} as a torch.export program: "
                                   f"{first_line(exc)}") from None
         return LoadedModel("exported", ep, _exported_input_shape(ep), p.name, _exported_input_specs(ep))
@@ -210,12 +215,16 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
                 return LoadedModel("torchscript", torch.jit.load(str(p), map_location="cpu"), None, p.name)
         except Exception as exc:  # torch.jit.load raises RuntimeError on a bad archive
             raise FileFormatError(f"could not read {p.name!r} as TorchScript: {first_line(exc)}") from None
+    from adapters.bounded import load_weights
+
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        obj = load_weights(str(p), p.name)
     except pickle.UnpicklingError as exc:
         if "weights only load failed" not in str(exc).lower():
             raise FileFormatError(f"could not read {p.name!r}: {first_line(exc)}") from None
         return _load_whole_pickle(p, trust_pickle)  # objects beyond weights: a pickled model
+    except EmergenceError:
+        raise
     except Exception as exc:  # truncated zip, not a torch file at all ...
         raise FileFormatError(f"could not read {p.name!r} as a PyTorch file: {first_line(exc)}") from None
     from adapters.architectures import ArchSpec, _from_state
@@ -234,25 +243,59 @@ def _shapes(example: Any) -> str:
     return ", ".join(str(tuple(x.shape)) for x in xs)
 
 
-def _torchscript_to_onnx(module: Any, example: Any) -> Any:
+def _convert_torchscript(folder: str) -> None:
+    """In a child process: load ``module.pt`` and ``example.pt`` from ``folder``, export ``model.onnx`` there.
+
+    The exporter runs the module (torch's C++ interpreter), so this is where foreign code runs;
+    errors go to ``error.txt`` as one line.
+    """
     import warnings
+
+    d = Path(folder)
+    try:
+        module = torch.jit.load(str(d / "module.pt"), map_location="cpu")
+        xs = tuple(torch.load(d / "example.pt", weights_only=True))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            names = [f"input{i}" if i else "input" for i in range(len(xs))]
+            torch.onnx.export(module, xs, str(d / "model.tmp"), dynamo=False, input_names=names,
+                              dynamic_axes={n: {0: "batch"} for n in names})
+        os.replace(d / "model.tmp", d / "model.onnx")
+    except Exception as exc:  # the TorchScript exporter raises many kinds
+        (d / "error.txt").write_text(str(exc) or type(exc).__name__)
+
+
+def _torchscript_to_onnx(module: Any, example: Any, deadline: Deadline) -> Any:
+    """The ONNX form of a TorchScript module, converted in a child process that is killed at the deadline.
+
+    The exporter runs the module once in torch's C++ interpreter; a ``while True`` there cannot be
+    interrupted from Python, so the conversion runs where a kill ends it.
+    """
+    import subprocess
+    import sys
+    import tempfile
 
     import onnx
 
-    buf = io.BytesIO()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            xs = example if isinstance(example, tuple) else (example,)
-            names = [f"input{i}" if i else "input" for i in range(len(xs))]
-            torch.onnx.export(module, xs, buf, dynamo=False, input_names=names,
-                              dynamic_axes={n: {0: "batch"} for n in names})
-    except Exception as exc:  # the TorchScript exporter raises many kinds
-        msg = first_line(exc)
-        if any(k in str(exc).lower() for k in ("shape", "size", "channels", "dimension")):
-            raise InputShapeError(f"the model rejects inputs of shape {_shapes(example)}: {msg}") from None
-        raise FileFormatError(f"could not convert the TorchScript model to ONNX: {msg}") from None
-    return onnx.load_from_string(buf.getvalue())
+    with tempfile.TemporaryDirectory(prefix="emergence-ts-") as folder:
+        d = Path(folder)
+        torch.jit.save(module, str(d / "module.pt"))
+        torch.save(tuple(example) if isinstance(example, tuple) else (example,), d / "example.pt")
+        code = f"import sys, {__name__} as m; m._convert_torchscript(sys.argv[1])"
+        try:
+            r = subprocess.run([sys.executable, "-c", code, folder], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=deadline.remaining())
+        except subprocess.TimeoutExpired:
+            raise deadline.expired() from None
+        if (d / "error.txt").is_file():
+            payload = (d / "error.txt").read_text()
+            msg = first_line(Exception(payload))
+            if any(k in payload.lower() for k in ("shape", "size", "channels", "dimension")):
+                raise InputShapeError(f"the model rejects inputs of shape {_shapes(example)}: {msg}")
+            raise FileFormatError(f"could not convert the TorchScript model to ONNX: {msg}")
+        if not (d / "model.onnx").is_file():
+            raise FileFormatError(f"converting the TorchScript model to ONNX crashed (exit status {r.returncode})")
+        return onnx.load(str(d / "model.onnx"))
 
 
 def model_graph(
@@ -264,6 +307,7 @@ def model_graph(
     device: str | torch.device | None = None,
     trust_pickle: bool = False,
     granularity: str = "channel",
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> ModelGraph:
     """The graph and activity of a model given as an object or a file.
 
@@ -280,10 +324,17 @@ def model_graph(
     granularity : {"channel", "neuron"}, default "channel"
         One node per channel of a conv layer, or one per neuron (a
         :class:`~adapters.neuron_count.NeuronModelGraph`, counted without an edge list).
+    timeout : float or None, default 600
+        Seconds the model's forward passes (and a TorchScript model's conversion) may take.
 
     Returns
     -------
     ModelGraph
+
+    Raises
+    ------
+    TimeLimitError
+        If foreign code runs past ``timeout``.
     """
     from adapters.onnx_model import from_onnx
     from adapters.torch_model import _as_input, from_exported, from_torch
@@ -297,14 +348,16 @@ def model_graph(
             kind = "torchscript"
         model = LoadedModel(kind, model, None, type(model).__name__)
     opts = dict(threshold=threshold, aggregation=aggregation, granularity=granularity)
+    deadline = Deadline(timeout, f"the forward pass of {model.source!r}")
     if model.kind == "module":
         g = from_torch(model.obj, inputs, device=device, **opts)
     elif model.kind == "exported":
-        g = from_exported(model.obj, _as_input(inputs), device=device, source=model.source, **opts)
+        g = from_exported(model.obj, _as_input(inputs), device=device, source=model.source, timeout=timeout, **opts)
     elif model.kind == "torchscript":
         first = _as_input(inputs[:1]) if isinstance(inputs, torch.Tensor) else tuple(_as_input(x[:1]) for x in inputs)
-        proto = _torchscript_to_onnx(model.obj, first)
-        g = from_onnx(proto, inputs, source=model.source, device=device, **opts)
+        proto = _torchscript_to_onnx(model.obj, first, deadline)
+        g = from_onnx(proto, inputs, source=model.source, device=device, timeout=deadline.remaining() or 1e-3,
+                      **opts)
     else:
-        g = from_onnx(model.obj, inputs, source=model.source, device=device, **opts)
+        g = from_onnx(model.obj, inputs, source=model.source, device=device, timeout=timeout, **opts)
     return dataclasses.replace(g, source=model.source or g.source)

@@ -33,7 +33,8 @@ from adapters._probe import (
 )
 from adapters.onnx_ops import SUPPORTED_ONNX_OPS, _Walker
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
-from emergence.errors import FileFormatError, InputShapeError, UnsupportedOpError, first_line
+from adapters.deadline import DEFAULT_TIMEOUT, Deadline
+from emergence.errors import FileFormatError, InputShapeError, TimeLimitError, UnsupportedOpError, first_line
 
 __all__ = ["from_onnx", "load_onnx", "SUPPORTED_ONNX_OPS"]
 
@@ -160,13 +161,30 @@ def _session(model: Any, outputs: list[str]) -> Any:
         raise UnsupportedOpError(f"onnxruntime cannot run the model: {first_line(exc)}") from None
 
 
-def _run(session: Any, feeds: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
+def _run(session: Any, feeds: dict[str, np.ndarray], names: list[str], deadline: Deadline) -> list[np.ndarray]:
     try:
-        return session.run(names, feeds)
+        with deadline.onnxruntime() as opts:
+            return session.run(names, feeds, opts)
+    except TimeLimitError:
+        raise
     except Exception as exc:  # onnxruntime's InvalidArgument / Fail
         msg = first_line(exc)
         shapes = ", ".join(str(tuple(x.shape)) for x in feeds.values())
         raise InputShapeError(f"the model rejects inputs of shape {shapes}: {msg}") from None
+
+
+#: ONNX ops that hold subgraphs: their iteration counts and branches are data; a graph of units has no loops.
+_CONTROL_FLOW = ("Loop", "If", "Scan", "SequenceMap")
+
+
+def _refuse_control_flow(model: Any) -> None:
+    """Refuse control flow before anything runs: it cannot be mapped, and a ``Loop`` may never end."""
+    for node in model.graph.node:
+        if node.op_type in _CONTROL_FLOW or any(a.type in (5, 10) for a in node.attribute):  # GRAPH(S) attributes
+            raise UnsupportedOpError(
+                f"ONNX op {node.op_type!r} (node {node.name!r}) is control flow (a subgraph run a data-dependent "
+                "number of times), which cannot be mapped to a graph of units; export the model without loops "
+                "or branches")
 
 
 def _fixed_batch(model: Any) -> int | None:
@@ -197,6 +215,7 @@ def from_onnx(
     source: str = "",
     granularity: str = "channel",
     device: str | torch.device | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> ModelGraph:
     """Build the graph of an ONNX model and measure activity on ``inputs`` with onnxruntime.
 
@@ -216,6 +235,8 @@ def from_onnx(
         As in :func:`adapters.from_exported`.
     device : str or torch.device, optional
         Where a neuron-level count runs (onnxruntime itself runs on the CPU).
+    timeout : float or None, default 600
+        Seconds onnxruntime may run the model in all (None: no limit).
 
     Returns
     -------
@@ -229,8 +250,12 @@ def from_onnx(
         Naming an op (and its node) that cannot be mapped.
     InputShapeError
         If the model rejects the inputs.
+    TimeLimitError
+        If onnxruntime runs past ``timeout``.
     """
+    deadline = Deadline(timeout, f"the forward pass of {source or 'the ONNX model'!r}")
     model = load_onnx(path_or_proto)
+    _refuse_control_flow(model)
     xs = as_batch(inputs)
     fixed = _fixed_batch(model)
     walker = _Walker(model, check_granularity(granularity))
@@ -245,7 +270,7 @@ def from_onnx(
     names = [o for n in model.graph.node for o in n.output if o]
     session = _session(model, names)
     shapes = {name: tuple(v.shape) for name, v in probe.items()}
-    shapes.update({n: tuple(np.asarray(v).shape) for n, v in zip(names, _run(session, probe, names))})
+    shapes.update({n: tuple(np.asarray(v).shape) for n, v in zip(names, _run(session, probe, names, deadline))})
     walker.run(shapes, batch=batch)
     step = fixed or 256
     recorder = ActivityRecorder(walker.b, walker.act)
@@ -254,7 +279,7 @@ def from_onnx(
     for piece, keep in padded_chunks(tuple(torch.from_numpy(v) for v in feeds.values()), step, fixed=bool(fixed)):
         chunk = {name: t.numpy() for name, t in zip(feeds, piece)}
         recorder.start_chunk(keep)
-        for name, value in zip(wanted, _run(session, chunk, wanted)):
+        for name, value in zip(wanted, _run(session, chunk, wanted, deadline)):
             recorder.record(name, torch.from_numpy(np.asarray(value)))
         for name in set(feeds) & recorder.wanted:
             recorder.record(name, torch.from_numpy(chunk[name]))

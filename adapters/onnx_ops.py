@@ -74,6 +74,33 @@ def _window(node: Any, kernel: list[int], in_sizes: Sequence[int], out_sizes: Se
     return Window.of(kernel, strides, pad, dil)
 
 
+#: Elements a folded constant may have (256 MiB of float32): a file cannot make folding allocate more.
+_FOLD_LIMIT = 1 << 26
+
+
+def _check_fold_size(node: Any, const: dict[str, np.ndarray]) -> None:
+    """Refuse to fold an op whose constant inputs ask for an output above ``_FOLD_LIMIT`` elements."""
+    vals = [const.get(n) for n in node.input]
+    size = None
+    try:
+        if node.op_type in ("ConstantOfShape", "Expand") and vals[-1] is not None:
+            shape = np.asarray(vals[-1], dtype=np.int64).ravel().tolist()
+            base = [] if node.op_type == "ConstantOfShape" else list(np.shape(vals[0]))
+            n = max(len(shape), len(base))
+            dims = [max(a, b) for a, b in zip([1] * (n - len(base)) + base, [1] * (n - len(shape)) + shape)]
+            size = int(np.prod(dims, dtype=object)) if dims else 1
+        elif node.op_type == "Tile":
+            size = int(np.size(vals[0])) * int(np.prod(np.asarray(vals[1], dtype=object).ravel()))
+        elif node.op_type == "Range":
+            start, limit, delta = (float(np.asarray(v).ravel()[0]) for v in vals[:3])
+            size = int(abs((limit - start) / delta)) if delta else None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        size = None
+    if size is not None and size > _FOLD_LIMIT:
+        raise UnsupportedOpError(f"constant op {node.op_type!r} (node {node.name!r}) would make {size:,} elements, "
+                                 f"more than the {_FOLD_LIMIT:,} a constant may have; refused")
+
+
 class _Walker:
     def __init__(self, model: Any, granularity: str = "channel") -> None:
         import onnx.numpy_helper as nh
@@ -117,6 +144,7 @@ class _Walker:
             return False
         if node.op_type == "Gather" and node.input[1] in self.data and node.input[0] in self.const:
             return False  # an embedding lookup of token ids: makes nodes (see _gather)
+        _check_fold_size(node, self.const)
         try:
             outs = ReferenceEvaluator(node, opsets=self.opsets).run(None, {n: self.const[n] for n in node.input if n})
         except Exception as exc:  # the reference evaluator raises many types

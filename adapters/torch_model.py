@@ -27,6 +27,7 @@ from adapters._probe import (
     padded_chunks,
     with_activity,
 )
+from adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from adapters.torch_ops import SUPPORTED_TORCH_OPS, _Walker
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
 from emergence.errors import InputShapeError, UnsupportedOpError, first_line
@@ -82,8 +83,11 @@ class ExportedProbe:
     """
 
     def __init__(self, ep: torch.export.ExportedProgram, *, aggregation: str = "mean",
-                 device: str | torch.device | None = None, source: str = "", granularity: str = "channel") -> None:
+                 device: str | torch.device | None = None, source: str = "", granularity: str = "channel",
+                 timeout: float | None = DEFAULT_TIMEOUT) -> None:
         self.ep, self.aggregation, self.device, self.source = ep, aggregation, device, source
+        Deadline(timeout)  # checks the value now
+        self.timeout = timeout
         self.granularity = check_granularity(granularity)
         self._walker: _Walker | None = None
         self._base: ModelGraph | None = None
@@ -95,7 +99,8 @@ class ExportedProbe:
             self._walker.run()
             self._base = None
         recorder = ActivityRecorder(self._walker.b, self._walker.act)
-        _run_exported(self.ep, inputs, recorder, self.device, state)
+        deadline = Deadline(self.timeout, f"the forward pass of {self.source or 'the program'!r}")
+        _run_exported(self.ep, inputs, recorder, self.device, state, deadline)
         activity = assemble_activity(self._walker.b, recorder, self.aggregation)
         if self._base is None:
             self._base = assemble(self._walker.b, activity, threshold, self.source, self.device)
@@ -119,6 +124,7 @@ def from_exported(
     device: str | torch.device | None = None,
     source: str = "",
     granularity: str = "channel",
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> ModelGraph:
     """Build the graph of an exported program and measure activity on ``inputs``.
 
@@ -140,6 +146,8 @@ def from_exported(
         One node per channel of a conv layer (activity averaged over positions), or one per
         neuron, i.e. per (channel, position) activation (a
         :class:`~adapters.neuron_count.NeuronModelGraph`, counted without an edge list).
+    timeout : float or None, default 600
+        Seconds the forward pass may take (checked between operations; None: no limit).
 
     Returns
     -------
@@ -151,13 +159,15 @@ def from_exported(
         Naming an operation that cannot be mapped.
     InputShapeError
         If the program rejects the inputs.
+    TimeLimitError
+        If the forward pass runs past ``timeout``.
     """
     return ExportedProbe(ep, aggregation=aggregation, device=device, source=source,
-                         granularity=granularity)(inputs, threshold=threshold)
+                         granularity=granularity, timeout=timeout)(inputs, threshold=threshold)
 
 
 def _run_exported(ep: Any, inputs: torch.Tensor, recorder: ActivityRecorder, device: Any,
-                  state: dict[str, torch.Tensor] | None = None) -> None:
+                  state: dict[str, torch.Tensor] | None = None, deadline: Deadline | None = None) -> None:
     dev = torch.device(device) if device is not None else torch.device("cpu")
     sig = ep.graph_signature
     state = state or {}
@@ -186,6 +196,8 @@ def _run_exported(ep: Any, inputs: torch.Tensor, recorder: ActivityRecorder, dev
 
     class _Interp(fx.Interpreter):
         def run_node(self, n: fx.Node) -> Any:
+            if deadline is not None:
+                deadline.check()
             out = super().run_node(n)
             if n.name in want:
                 recorder.record(n.name, out[0] if isinstance(out, tuple) else out)

@@ -43,6 +43,7 @@ from emergence.errors import (
     InputShapeError,
     NonFiniteError,
     NotADAGError,
+    TimeLimitError,
     UnsupportedOpError,
     UntrustedPickleError,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "NodeContribution",
     "NonFiniteError",
     "NotADAGError",
+    "TimeLimitError",
     "UnsupportedOpError",
     "UntrustedPickleError",
     "from_adjacency",

@@ -17,6 +17,7 @@ __all__ = [
     "InputShapeError",
     "ConfigError",
     "NonFiniteError",
+    "TimeLimitError",
     "check_choice",
     "first_line",
 ]
@@ -66,6 +67,10 @@ class ConfigError(EmergenceError, ValueError):
 
 class NonFiniteError(EmergenceError, ValueError):
     """Inputs or activations contain NaN or infinite values."""
+
+
+class TimeLimitError(EmergenceError):
+    """Foreign code (a model's forward pass, its conversion) ran past its time limit and was stopped."""
 
 
 def check_choice(what: str, value: str, choices: tuple[str, ...]) -> str:
