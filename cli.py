@@ -178,7 +178,7 @@ def graph(
     active_nodes: Annotated[
         Optional[Path], typer.Option(help="Text file of active node names or indices (for edge lists).")
     ] = None,
-    top: Annotated[int, typer.Option(help="How many inactive nodes to list by their share of E.")] = 10,
+    top: Annotated[int, typer.Option(min=0, help="How many inactive nodes to list by their share of E.")] = 10,
 ) -> None:
     """Count emergent paths in a graph file (active nodes come from a node attribute)."""
     from adapters.graphfile import read_graph, read_node_list

@@ -13,7 +13,6 @@ from emergence.activity import Activity, LayerInfo, ModelGraph, check_aggregatio
 from emergence.errors import InputShapeError, NonFiniteError, UnsupportedOpError, check_choice
 from emergence.graph import graph as make_graph
 
-
 #: Graph resolutions of a model: one node per channel of a conv layer, or one per neuron.
 GRANULARITIES = ("channel", "neuron")
 

@@ -8,6 +8,8 @@ can rebuild it from a state_dict (``.pt``, loaded with ``weights_only=True``) or
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,10 +27,22 @@ __all__ = ["ARCHITECTURES", "ArchSpec", "build", "mlp", "cnn", "vgg", "save_mode
 FORMAT_TAG = "emergence-model/1"
 
 
+#: Units (or channels) one layer of a built-in architecture may have.
+MAX_UNITS = 1 << 20
+#: Parameters a built-in architecture may have.
+MAX_PARAMETERS = 1 << 30
+
+
 def _scaled(n: int, width: float) -> int:
-    if not width > 0:
-        raise ConfigError(f"width multiplier must be > 0; got {width}")
-    return max(1, round(int(n) * float(width)))
+    if not (isinstance(width, (int, float)) and 0 < width < float("inf")):
+        raise ConfigError(f"width multiplier must be a positive number; got {width!r}")
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= MAX_UNITS:
+        raise ConfigError(f"layer sizes must be whole numbers from 1 to {MAX_UNITS:,}; got {n!r}")
+    out = max(1, round(int(n) * float(width)))
+    if out > MAX_UNITS:
+        raise ConfigError(f"a layer of {n} units x width {width:g} = {out:,} units, more than the {MAX_UNITS:,} "
+                          "allowed")
+    return out
 
 
 def mlp(
@@ -48,7 +62,7 @@ def mlp(
       (3): Linear(in_features=32, out_features=10, bias=True)
     )
     """
-    n_in = int(torch.tensor(list(input_shape)).prod())
+    n_in = math.prod(int(d) for d in input_shape)
     layers: list[nn.Module] = [nn.Flatten()]
     for w in widths:
         w = _scaled(w, width)
@@ -109,6 +123,8 @@ def vgg(
     if depth not in _VGG_CONFIGS:
         raise ConfigError(f"vgg depth must be one of {sorted(_VGG_CONFIGS)}, got {depth}")
     c, size = int(input_shape[0]), min(int(input_shape[1]), int(input_shape[2]))
+    hidden = _scaled(hidden, 1.0)
+    _scaled(1, width)  # checks the multiplier
     layers: list[nn.Module] = []
     for item in _VGG_CONFIGS[depth]:
         if item == "M":
@@ -159,6 +175,37 @@ class ArchSpec:
             raise FileFormatError(f"the architecture spec is malformed: {exc}") from None
 
 
+def check_arch_params(name: str, params: dict[str, Any]) -> None:
+    """Check the layer sizes of an architecture's parameters before anything is built or stored.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown architecture, a layer size that is not a whole number from 1 to
+        :data:`MAX_UNITS`, or a width multiplier that is not positive.
+
+    Examples
+    --------
+    >>> check_arch_params("mlp", {"widths": [64, 32]})
+    >>> check_arch_params("mlp", {"widths": [-5]})
+    Traceback (most recent call last):
+    ...
+    emergence.errors.ConfigError: layer sizes must be whole numbers from 1 to 1,048,576; got -5
+    """
+    if name not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture {name!r}; choose one of {', '.join(sorted(ARCHITECTURES))}")
+    width = params.get("width", 1.0)
+    for key in ("widths", "channels"):
+        if key in params:
+            if not isinstance(params[key], (list, tuple)):
+                raise ConfigError(f"{key} must be a list of layer sizes, got {params[key]!r}")
+            for n in params[key]:
+                _scaled(n, width)
+    if "hidden" in params:
+        _scaled(params["hidden"], width)
+    _scaled(1, width)
+
+
 def build(spec: ArchSpec) -> nn.Module:
     """Instantiate ``spec`` (weights drawn from torch's global generator: seed it first).
 
@@ -182,6 +229,12 @@ def build(spec: ArchSpec) -> nn.Module:
     params = dict(spec.params)
     init, alpha = check_init(params.pop("init", "default"), params.pop("init_alpha", 1.0))
     try:
+        with torch.device("meta"):  # size it first: nothing is allocated on the meta device
+            sized = ARCHITECTURES[spec.name](spec.input_shape, spec.num_classes, **params)
+        count = sum(p.numel() for p in sized.parameters())
+        if count > MAX_PARAMETERS:
+            raise ConfigError(f"architecture {spec.name!r} with {params} has {count:,} parameters, more than the "
+                              f"{MAX_PARAMETERS:,} allowed; choose smaller layers")
         model = ARCHITECTURES[spec.name](spec.input_shape, spec.num_classes, **params)
     except TypeError as exc:
         raise ConfigError(f"architecture {spec.name!r} does not take these parameters: {exc}") from None

@@ -10,6 +10,7 @@ numpy arrays, so no pickled code runs.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 from collections.abc import Callable, Sequence
@@ -71,6 +72,31 @@ class Dataset:
         return int(max(int(self.y_train.max()), int(self.y_test.max())) + 1)
 
 
+#: Classes a labeled dataset may have (the width of a classifier's last layer).
+MAX_CLASSES = 100_000
+
+
+def check_labels(y: torch.Tensor, what: str) -> None:
+    """Refuse labels a classifier cannot be trained on: negative, or class ids beyond :data:`MAX_CLASSES`.
+
+    Examples
+    --------
+    >>> check_labels(torch.tensor([0, 2, 1]), "d.npz")
+    >>> check_labels(torch.tensor([0, -1]), "d.npz")
+    Traceback (most recent call last):
+    ...
+    emergence.errors.FileFormatError: 'd.npz': labels must be class ids 0, 1, 2, ...; found -1
+    """
+    if y.numel() == 0:
+        raise FileFormatError(f"{what!r} has no examples")
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0:
+        raise FileFormatError(f"{what!r}: labels must be class ids 0, 1, 2, ...; found {lo}")
+    if hi >= MAX_CLASSES:
+        raise FileFormatError(f"{what!r}: label {hi} would make a classifier with {hi + 1:,} outputs, more than the "
+                              f"{MAX_CLASSES:,} allowed; labels must be class ids 0, 1, 2, ...")
+
+
 def _stratified_test_mask(y: np.ndarray, fraction: float = 0.2, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     mask = np.zeros(y.size, dtype=bool)
@@ -88,6 +114,7 @@ def _npz_dataset(path: Path, name: str) -> Dataset:
         split = z["is_test"].astype(bool) if "is_test" in z.files else _stratified_test_mask(y.numpy())
     if split.shape != (x.shape[0],) or y.shape != (x.shape[0],):
         raise FileFormatError(f"{path.name!r}: x, y and is_test disagree in length")
+    check_labels(y, path.name)
     test = torch.from_numpy(split)
     return Dataset(name, x[~test], y[~test], x[test], y[test])
 
@@ -236,6 +263,10 @@ def load_npz(path: str | os.PathLike[str]) -> tuple[torch.Tensor, torch.Tensor |
     return xs, None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))
 
 
+#: Elements a random probe batch may have (512 MiB of float32).
+RANDOM_BATCH_LIMIT = 1 << 27
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """One model input as a random probe batch needs it.
@@ -258,6 +289,11 @@ class InputSpec:
         if self.shape is None:
             raise ConfigError("this model does not declare its input shape, so a random batch cannot be made; "
                               "pass a probe batch (--data NAME|PATH; library: inputs=...)")
+        n = samples * math.prod(self.shape)
+        if n > RANDOM_BATCH_LIMIT:
+            raise ConfigError(f"a random batch of {samples:,} samples of shape {self.shape} has {n:,} elements, more "
+                              f"than the {RANDOM_BATCH_LIMIT:,} allowed; use fewer --samples (or a model that "
+                              "declares a sensible input shape)")
         if self.kind == "float":
             return torch.rand(samples, *self.shape, generator=gen)
         if self.kind == "int" and self.high:

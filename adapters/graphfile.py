@@ -15,13 +15,16 @@ References
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch_geometric.data import Data
 
+from adapters._graphml_check import check_graphml
 from adapters.atomic import atomic_path
 from adapters.igraph_graph import from_igraph, to_igraph
 from emergence.errors import FileFormatError, GraphError, first_line
@@ -113,12 +116,10 @@ def read_graph(
     if fmt == "torch":
         return _read_torch(p)
     if fmt == "graphml":
-        with open(p, "rb") as fh:
-            head = fh.read(4096)
-        if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
-            raise FileFormatError(f"{p.name!r} declares a DOCTYPE or entities, which GraphML never needs; refused")
+        check_graphml(p, None if active is not None else active_attr)
     try:
-        g = ig.Graph.Read(str(p), format=fmt)
+        with _quiet_parser():
+            g = ig.Graph.Read(str(p), format=fmt)
     except Exception as exc:  # igraph raises InternalError, ValueError, OSError ... for bad files
         detail = first_line(exc).split(" -- ")[0]
         raise FileFormatError(f"could not read {p.name!r} as {fmt}: {detail}") from None
@@ -128,6 +129,27 @@ def read_graph(
             "explicitly (names or indices), or save the graph as GraphML or GML with an 'active' attribute"
         )
     return from_igraph(g, active_attr=active_attr, weight_attr=weight_attr, layer_attr=layer_attr, active=active)
+
+
+@contextmanager
+def _quiet_parser() -> Iterator[None]:
+    """igraph's C parsers print warnings on file descriptor 2 and as Python warnings: keep both off stderr.
+
+    The caller turns a failed parse into one sentence; a parse that succeeds has nothing to say.
+    """
+    import tempfile
+    import warnings
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _read_torch(p: Path) -> Data:

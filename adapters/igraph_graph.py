@@ -75,6 +75,8 @@ def _integer_ids(values: Sequence[Any], what: str) -> torch.Tensor:
             f = math.nan
         if not math.isfinite(f) or f != int(f):
             raise GraphError(f"{what} of node {i} is {v!r}; expected an integer")
+        if not -(2**63) <= int(f) < 2**63:
+            raise GraphError(f"{what} of node {i} is {v!r}, beyond the 64-bit integers layer ids are stored as")
         out.append(int(f))
     return torch.tensor(out, dtype=torch.long)
 

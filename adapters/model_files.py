@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import pickle
 import zipfile

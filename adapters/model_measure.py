@@ -19,7 +19,9 @@ from typing import Any
 import torch
 
 from adapters._probe import check_granularity
+from adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.activity import DEFAULT_OUTPUTS, DEFAULT_THRESHOLD, ModelGraph, check_aggregation, check_outputs
+from emergence.device import resolve_device
 from emergence.errors import ConfigError
 from emergence.result import EmergenceResult
 
@@ -128,6 +130,7 @@ def measure_model(
     trust_pickle: bool = False,
     granularity: str = "channel",
     outputs: str = DEFAULT_OUTPUTS,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> ModelMeasurement:
     """Build a model's graph, measure activity on a probe batch, and count emergence.
 
@@ -164,6 +167,9 @@ def measure_model(
     outputs : {"exclude", "logits", "softmax"}, default "exclude"
         How the output units (a classifier's logits) are judged: not nodes, raw values, or
         softmax probabilities (see :mod:`emergence.activity` for why ``"exclude"`` is the default).
+    timeout : float or None, default 600
+        Seconds a model file's forward passes may take (None: no limit); foreign code that runs
+        longer is stopped with :class:`~emergence.errors.TimeLimitError`.
 
     Returns
     -------
@@ -173,7 +179,7 @@ def measure_model(
     ------
     EmergenceError
         A subclass naming the problem: a bad file, an unsupported op, inputs the model
-        rejects, an untrusted pickle.
+        rejects, an untrusted pickle, a device this machine lacks, a time limit passed.
 
     Examples
     --------
@@ -188,6 +194,8 @@ def measure_model(
 
     check_aggregation(aggregation)
     check_outputs(outputs)
+    resolve_device(device)
+    Deadline(timeout)
     for t in [threshold, *(thresholds or [])]:
         if not math.isfinite(float(t)):
             raise ConfigError(f"thresholds must be finite numbers, got {t}")
@@ -198,7 +206,7 @@ def measure_model(
         specs = model.input_specs if isinstance(model, LoadedModel) else None
         inputs = probe_inputs(inputs, samples=samples, seed=seed, input_shape=shape, input_specs=specs)
     mg = model_graph(model, inputs, threshold=threshold, aggregation=aggregation, device=device,
-                     granularity=check_granularity(granularity))
+                     granularity=check_granularity(granularity), timeout=timeout)
     ts = [float(threshold), *(float(t) for t in (thresholds or []))]
     masks = mg.masks(ts, outputs)
     if outputs != "logits":  # the graph carries the mask it was counted with (saved graphs, layer tables)

@@ -31,9 +31,9 @@ from adapters._probe import (
     check_input_shape,
     padded_chunks,
 )
+from adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from adapters.onnx_ops import SUPPORTED_ONNX_OPS, _Walker
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
-from adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.errors import FileFormatError, InputShapeError, TimeLimitError, UnsupportedOpError, first_line
 
 __all__ = ["from_onnx", "load_onnx", "SUPPORTED_ONNX_OPS"]

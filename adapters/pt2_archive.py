@@ -15,7 +15,6 @@ as it is.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import sys

@@ -19,8 +19,8 @@ from torch import fx
 
 from adapters._probe import (
     ActivityRecorder,
-    assemble,
     as_batch,
+    assemble,
     assemble_activity,
     check_granularity,
     check_input_shape,

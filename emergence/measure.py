@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from emergence.device import resolve_device
 from emergence.errors import ConfigError, GraphError
 from emergence.levels import Levels, topological_levels
 from emergence.result import EmergenceResult
@@ -49,17 +50,6 @@ _SAFE_SHIFT = 600.0
 Method = Literal["auto", "exact", "log"]
 #: Counting methods (see :func:`measure`).
 METHODS = ("auto", "exact", "log")
-
-
-def _resolve_device(device: str | torch.device | None, default: torch.device) -> torch.device:
-    if device is None:
-        return default
-    try:
-        dev = torch.device(device)
-        torch.empty(0, device=dev)
-    except (RuntimeError, AssertionError) as exc:
-        raise ConfigError(f"device {str(device)!r} is not usable here ({exc}); try 'cpu'") from None
-    return dev
 
 
 def _exact_counts(lv: Levels, active: np.ndarray) -> np.ndarray:
@@ -261,7 +251,7 @@ def measure_masks(
     if not isinstance(masks, torch.Tensor) or masks.dtype != torch.bool or masks.dim() != 2 or masks.shape[1] != n:
         shape = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
         raise GraphError(f"masks must be a bool tensor [T, {n}], got {shape}")
-    dev = _resolve_device(device, graph.edge_index.device)
+    dev = resolve_device(device, graph.edge_index.device)
     w = getattr(graph, "edge_weight", None)
     if weighted and w is None:
         raise GraphError("weighted=True needs edge weights, but the graph has no edge_weight")

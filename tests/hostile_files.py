@@ -99,7 +99,6 @@ def pt2_sympy_eval(good: Path, dst: Path, marker: Path) -> Path:
 
     def edit(m):
         text = m["models/model.json"].decode()
-        symbol = json.loads(text)["graph_module"]["graph"]["inputs"]
         m["models/model.json"] = re.sub(r'"expr_str": "[^"]*"', lambda _: '"expr_str": ' + json.dumps(code),
                                         text).encode()
     return rewrite_pt2(good, dst, edit)

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from emergence.experiments.results import recorded_threshold
 from emergence.experiments.stats import (
     Estimate,
     adjust,
@@ -183,7 +184,7 @@ def claim_tests(block: Any, threshold: float, setting: str = "", *,
     list of ClaimTest
         ``p_adjusted`` not yet set: adjust over the whole report with :func:`adjust_all`.
     """
-    tau = float(block.threshold.sel(threshold=threshold, method="nearest"))
+    tau = recorded_threshold(block, threshold)
     acc = block.test_accuracy.values
     elog = block.emergence_log10.sel(threshold=tau).values
     rlog = block.relative_emergence_log10.sel(threshold=tau).values
@@ -226,7 +227,7 @@ def landscape_tests(block: Any, threshold: float, setting: str = "") -> list[Cla
     """
     if "hessian_top" not in block:
         return []
-    tau = float(block.threshold.sel(threshold=threshold, method="nearest"))
+    tau = recorded_threshold(block, threshold)
     elog = block.emergence_log10.sel(threshold=tau).values
     sp = np.broadcast_to(block.sparsity.values[:, None], elog.shape[:2])
     out = []

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from emergence.errors import ConfigError
+from emergence.experiments.results import recorded_threshold
 
 __all__ = ["STANDARD_DIMS", "grid_dims", "parse_sel", "select", "facets", "size_study"]
 
@@ -114,7 +115,7 @@ def size_study(ds: Any, threshold: float) -> tuple[list[dict[str, Any]], list[di
 
     if "width" not in ds.dims:
         raise ConfigError("a size study needs a width axis (sweep with --grid width=0.5,1,2)")
-    tau = float(ds.threshold.sel(threshold=threshold, method="nearest"))
+    tau = recorded_threshold(ds, threshold)
     means: list[dict[str, Any]] = []
     corrs: list[dict[str, Any]] = []
     for label, block in facets(ds, keep=("width",)):  # every combination of the other axes

@@ -15,6 +15,7 @@ import numpy as np
 
 from emergence.errors import FileFormatError
 from emergence.experiments.report import correlate
+from emergence.experiments.results import recorded_threshold
 
 __all__ = ["plot_sweep", "save_figure"]
 
@@ -74,7 +75,7 @@ def _size_figure(ds: Any, folder: Path, threshold: float) -> Path:
 
     from emergence.experiments.facets import facets
 
-    tau = float(ds.threshold.sel(threshold=threshold, method="nearest"))
+    tau = recorded_threshold(ds, threshold)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for label, block in facets(ds, keep=("width",)):
         for s in block.sparsity.values:
@@ -149,7 +150,7 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FileFormatError(f"cannot create {str(folder)!r}: {exc}") from None
-    tau = float(ds.threshold.sel(threshold=threshold, method="nearest"))
+    tau = recorded_threshold(ds, threshold)
     epochs = ds.epoch.values
     colors = plt.cm.viridis(np.linspace(0, 0.9, ds.sizes["sparsity"]))
     name = ds.attrs.get("dataset", "")

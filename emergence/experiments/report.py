@@ -31,6 +31,7 @@ from emergence.experiments.claims import (
     epochs_to_fraction,
     landscape_tests,
 )
+from emergence.experiments.results import recorded_threshold
 from emergence.experiments.stats import mean_ci, partial_spearman
 
 __all__ = ["SweepReport", "correlate", "epochs_to_fraction", "summarize", "summarize_sweep", "table_md", "to_markdown"]
@@ -136,8 +137,7 @@ def summarize_sweep(ds: Any, *, threshold: float = 0.05, sel: dict[str, str] | N
                for label, block in facets(ds)]
     if "width" in ds.dims and ds.sizes["width"] > 1:
         means, corrs = size_study(ds, threshold)
-        rep = SweepReport(f"{base} — size study (width)", float(ds.threshold.sel(threshold=threshold,
-                                                                                  method="nearest")))
+        rep = SweepReport(f"{base} — size study (width)", recorded_threshold(ds, threshold))
         rep.extra = [("Emergence and accuracy by width (means over seeds)", means),
                      ("Spearman ρ across runs: width vs emergence and accuracy", corrs)]
         for row in corrs:
@@ -173,7 +173,7 @@ def summarize(ds: Any, *, threshold: float = 0.05, title: str = "") -> SweepRepo
 
 
 def _summarize(ds: Any, threshold: float, title: str) -> SweepReport:
-    tau = float(ds.threshold.sel(threshold=threshold, method="nearest"))
+    tau = recorded_threshold(ds, threshold)
     acc = ds.test_accuracy.values  # [S, R, E+1]
     elog = ds.emergence_log10.sel(threshold=tau).values
     rlog = ds.relative_emergence_log10.sel(threshold=tau).values

@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 
 from adapters.atomic import atomic_path
-from emergence.errors import FileFormatError, first_line
+from emergence.errors import ConfigError, FileFormatError, first_line
 
 __all__ = ["REQUIRED_VARIABLES", "LANDSCAPE_VARIABLES", "package_versions", "save_results", "open_results",
+           "recorded_threshold",
            "empty_results"]
 
 REQUIRED_VARIABLES = (
@@ -184,3 +185,36 @@ def config_of(ds: Any) -> dict[str, Any]:
         return json.loads(ds.attrs["config"])
     except (KeyError, ValueError) as exc:
         raise FileFormatError(f"the results carry no readable config: {exc}") from None
+
+
+def recorded_threshold(ds: Any, threshold: float) -> float:
+    """The recorded threshold equal to ``threshold`` (to float rounding); refused when none is.
+
+    A sweep records emergence at the thresholds it was run with; a table at any other one
+    would silently show the nearest.
+
+    Raises
+    ------
+    ConfigError
+        Naming the thresholds the results hold.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> ds = xr.Dataset(coords={"threshold": [0.01, 0.05]})
+    >>> recorded_threshold(ds, 0.05)
+    0.05
+    >>> recorded_threshold(ds, 0.3)
+    Traceback (most recent call last):
+    ...
+    emergence.errors.ConfigError: threshold 0.3 was not recorded (these results hold 0.01, 0.05); pass one of those with --threshold
+    """
+    import numpy as np
+
+    taus = np.asarray(ds.threshold.values, dtype=float)
+    hit = np.flatnonzero(np.isclose(taus, float(threshold), rtol=1e-9, atol=1e-12))
+    if hit.size == 0:
+        held = ", ".join(f"{t:g}" for t in taus)
+        raise ConfigError(f"threshold {threshold:g} was not recorded (these results hold {held}); pass one of those "
+                          "with --threshold")
+    return float(taus[hit[0]])

@@ -23,6 +23,7 @@ import numpy as np
 from emergence.experiments.claims import ACCURACY_CLAIMS, CLAIMS, ClaimTest, adjust_all, claim_tests, epochs_to_fraction
 from emergence.experiments.facets import facets
 from emergence.experiments.report import table_md
+from emergence.experiments.results import recorded_threshold
 from emergence.experiments.stats import Estimate, adjust, format_p, mean_ci
 
 __all__ = ["init_report", "robustness_report"]
@@ -103,7 +104,7 @@ def init_report(sweeps: Sequence[tuple[str, Any]], threshold: float = 0.05) -> s
     for name, ds in sweeps:
         if "init_alpha" not in ds.dims:
             continue
-        tau = float(ds.threshold.sel(threshold=threshold, method="nearest"))
+        tau = recorded_threshold(ds, threshold)
         d0 = ds.isel(sparsity=0)
         acc = d0.test_accuracy.values  # [A, R, E+1]
         e0 = d0.emergence_log10.sel(threshold=tau).values[..., 0]

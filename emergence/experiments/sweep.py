@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from adapters import check_granularity
-from adapters.architectures import ArchSpec, build
+from adapters.architectures import ArchSpec, build, check_arch_params
 from adapters.datasets import Dataset, load_dataset
 from adapters.init import check_init
 from emergence.activity import DEFAULT_OUTPUTS, check_aggregation, check_outputs
@@ -92,6 +92,7 @@ class SweepConfig:
         for point in self.points():  # every grid point must make valid configs
             _, _, params = apply_point(self.train, self.prune, self.arch_params, point)
             check_init(params.get("init", "default"), params.get("init_alpha", 1.0))
+            check_arch_params(self.arch, {k: v for k, v in params.items() if k not in ("init", "init_alpha")})
         if not self.sparsities or any(not 0 <= s < 1 for s in self.sparsities):
             raise ConfigError(f"sparsities must be in [0, 1); got {list(self.sparsities)}")
         if len(set(self.sparsities)) != len(self.sparsities) or len(set(self.seeds)) != len(self.seeds):
