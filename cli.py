@@ -372,9 +372,24 @@ def sweep(
             grid=parse_grid(grid), threads=threads, granularity=granularity.value, outputs=outputs.value,
         )
         _warn_oversubscription(workers, threads, scheduler)
-        outcome = run_stored_sweep(cfg, out, workers=workers, scheduler=scheduler, overwrite=overwrite,
-                                   retry_failed=retry_failed, progress=SweepProgress(enabled=not quiet))
+        with _interruptible(out):
+            outcome = run_stored_sweep(cfg, out, workers=workers, scheduler=scheduler, overwrite=overwrite,
+                                       retry_failed=retry_failed, progress=SweepProgress(enabled=not quiet))
     _finish(outcome, cfg.cells)
+
+
+@contextmanager
+def _interruptible(out: Path) -> Iterator[None]:
+    """Ctrl-C: one line saying what is kept and that the same command resumes; exit status 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from emergence.experiments.runner import saved_cells
+
+        done, cells = saved_cells(out) if out.suffix in (".zarr", ".nc") else (0, 0)
+        kept = f"{done} of {cells} cells are saved in {str(out)!r}" if cells else f"finished cells are kept in {str(out)!r}"
+        typer.echo(f"interrupted: {kept}; run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
 
 
 def _warn_oversubscription(workers: int, threads: int, scheduler: str | None) -> None:
@@ -515,7 +530,7 @@ def reproduce(
     from emergence.experiments.console import SweepProgress
     from emergence.experiments.reproduce import reproduce as run_reproduction
 
-    with _errors():
+    with _errors(), _interruptible(out):
         done = run_reproduction(out, quick=quick, progress=SweepProgress(enabled=not quiet), workers=workers,
                                 scheduler=scheduler)
     for p in [*done.results, *done.figures, done.report]:

@@ -188,6 +188,9 @@ class SweepProgress:
         self._bar.update(self._cells, description=f"cells (running {self.running}, failed {self.failed})")
 
     def __call__(self, event: str, **info: Any) -> None:
+        if event == "note":  # something the user must read (damaged cells), even with --quiet
+            self._bar.console.print(f"note: {info['text']}", markup=False, highlight=False, soft_wrap=True)
+            return
         if not self.enabled:
             return
         if event == "start":

@@ -131,17 +131,35 @@ def empty_results(
 def save_results(ds: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``ds`` to NetCDF atomically (a temporary file beside ``path``, then a rename).
 
+    The temporary file is read back and compared (variables, shapes, every done cell's checksum)
+    before it is renamed, so a full disk or a file-size limit leaves no partial file at ``path``.
+
     Raises
     ------
     FileFormatError
-        If the folder does not exist or the file cannot be written.
+        If the folder does not exist or the file cannot be written or read back.
     """
+    import xarray as xr
+
+    from emergence.experiments.store import damaged_cells
+
     p = Path(path)
     with atomic_path(p) as tmp:
         try:
             ds.to_netcdf(tmp, engine="netcdf4")
-        except (OSError, ValueError, TypeError) as exc:
-            raise FileFormatError(f"could not write {str(p)!r}: {exc}") from None
+            with xr.open_dataset(tmp, engine="netcdf4") as back:  # verified before it takes the name
+                ok = set(back.variables) == set(ds.variables) and all(back[v].shape == ds[v].shape
+                                                                      for v in ds.variables)
+                if ok and "status" in ds and "cell_checksum" in ds:
+                    back = back.load()
+                    ok = not damaged_cells(back, tuple(ds["status"].dims))
+        except Exception as exc:  # netCDF4/HDF5 raise OSError, RuntimeError ... (a full disk, a size limit)
+            hint = " (a full disk or a file-size limit?)" if "HDF error" in str(exc) else ""
+            raise FileFormatError(f"could not write {str(p)!r}: {first_line(exc)}{hint}; nothing was written there") \
+                from None
+        if not ok:
+            raise FileFormatError(f"could not write {str(p)!r}: the file read back differs from what was written; "
+                                  "nothing was written there")
     return p
 
 
@@ -176,7 +194,23 @@ def open_results(path: str | os.PathLike[str]) -> Any:
     missing = [v for v in REQUIRED_VARIABLES if v not in ds]
     if missing:
         raise FileFormatError(f"{p.name!r} is not a sweep result: it lacks {', '.join(missing)}")
+    _check_integrity(ds, p.name)
     return ds
+
+
+def _check_integrity(ds: Any, name: str) -> None:
+    """Refuse results whose done cells no longer match the checksums written with them."""
+    from emergence.experiments.store import damaged_cells
+
+    if "status" not in ds:
+        return
+    dims = tuple(ds["status"].dims)
+    bad = damaged_cells(ds, dims)
+    if bad:
+        first = " ".join(f"{d}={ds[d].values[i]}" for d, i in zip(dims, bad[0]))
+        raise FileFormatError(f"{name!r}: {len(bad)} done cells no longer match the checksum written with them "
+                              f"(first: {first}), so their data was changed or lost; run the sweep command again to "
+                              "compute them anew")
 
 
 def config_of(ds: Any) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from emergence.experiments.results import open_results, save_results
 from emergence.experiments.store import STATUS, StoreLock, SweepStore, first_difference
 from emergence.experiments.sweep import Progress, SweepConfig, empty_sweep, sweep_attrs
 
-__all__ = ["SweepOutcome", "run_stored_sweep", "store_path"]
+__all__ = ["saved_cells", "SweepOutcome", "run_stored_sweep", "store_path"]
 
 
 @dataclass
@@ -61,6 +61,8 @@ class SweepOutcome:
         ``(cell, error)`` for every failed cell.
     pending : int
         Cells still pending (non-zero only after an interruption).
+    recomputed : list of str
+        Done cells found damaged (checksum mismatch) and computed again.
     write_seconds : float
         Time spent writing cells to the store in this call.
     cell_seconds : float
@@ -74,6 +76,7 @@ class SweepOutcome:
     failed: list[tuple[str, str]] = field(default_factory=list)
     pending: int = 0
     write_seconds: float = 0.0
+    recomputed: list[str] = field(default_factory=list)
     cell_seconds: float = 0.0
 
 
@@ -266,6 +269,15 @@ def run_stored_sweep(
     with StoreLock(store_p):
         local = data if data is not None else _sweep.load_dataset(cfg.dataset)
         store = _open_store(cfg, store_p, nc, local, overwrite)
+        damaged = store.damaged()
+        for idx in damaged:
+            store.mark_pending(idx)
+        if damaged:
+            names = ", ".join(cfg.label(i) for i in damaged[:3]) + (f" and {len(damaged) - 3} more"
+                                                                    if len(damaged) > 3 else "")
+            emit("note", text=f"{len(damaged)} done cells of {str(store_p)!r} no longer match the checksum written "
+                              f"with them ({names}): their data was changed or lost; computing them again")
+        outcome.recomputed = [cfg.label(i) for i in damaged]
         status = store.status()
         wanted = {STATUS["pending"]} | ({STATUS["failed"]} if retry_failed else set())
         todo = [idx for idx in cfg.indices() if int(status[idx]) in wanted]
@@ -295,3 +307,20 @@ def run_stored_sweep(
             save_results(store.dataset(), nc)
     emit("done")
     return outcome
+
+
+def saved_cells(out: str | os.PathLike[str]) -> tuple[int, int]:
+    """How many cells of the sweep at ``out`` (``.zarr`` or ``.nc``) are done, and how many there are.
+
+    Returns (0, 0) when no store exists yet. Used to tell an interrupted user what is kept.
+    """
+    store_p, _ = store_path(out)
+    if not store_p.is_dir():
+        return 0, 0
+    import zarr
+
+    try:
+        status = np.asarray(zarr.open_group(store_p, mode="r", zarr_format=2)["status"][...])
+    except Exception:  # a store being made, or none at all
+        return 0, 0
+    return int((status == STATUS["done"]).sum()), int(status.size)

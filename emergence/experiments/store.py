@@ -12,11 +12,19 @@ JSON in its attributes and per-cell bookkeeping:
 ``cell_finished_at``        when it was written (seconds since the epoch)
 ``cell_seconds``            its wall time; ``cell_write_seconds``: time to store it
 ``cell_epoch_seconds`` ...  its training seconds per epoch, probe and landscape time
+``cell_checksum``           CRC-32 of the cell's results as read back after writing
 ==========================  ======================================================
 
+The checksum makes damage visible: :meth:`SweepStore.damaged` recomputes it for every done
+cell (a deleted chunk reads back as missing values, a changed one as other bytes), the
+runner computes damaged cells again, and :func:`~emergence.experiments.results.open_results`
+refuses to report on them.
+
 :meth:`SweepStore.write` stores one :class:`~emergence.experiments.sweep.CellResult`: the
-data first, the status last. Zarr writes each chunk to a temporary file and renames it, so
-a kill at any moment leaves every finished cell readable and at worst one cell pending.
+data first, then its checksum (of the data as read back), the status last. Zarr writes each
+chunk to a temporary file and renames it, so a kill at any moment leaves every finished cell
+readable and at worst one cell pending. A store is made in a temporary folder beside its
+path and renamed into place once complete, so a kill while it is made leaves no store.
 :class:`StoreLock` keeps a second sweep off a store that one is writing: an OS-level lock
 (``flock``) that dies with its process, so a killed sweep never leaves a stale lock.
 """
@@ -37,13 +45,66 @@ import numpy as np
 
 from emergence.errors import ConfigError, FileFormatError, first_line
 
-__all__ = ["STATUS", "BOOKKEEPING", "StoreLock", "SweepStore", "first_difference"]
+__all__ = ["STATUS", "BOOKKEEPING", "StoreLock", "SweepStore", "cell_checksums", "damaged_cells", "first_difference"]
 
 #: Cell status codes in the ``status`` variable.
 STATUS = {"pending": 0, "done": 1, "failed": 2}
 #: Per-cell variables that describe the run, not the results.
 BOOKKEEPING = ("status", "error", "cell_runs", "cell_finished_at", "cell_seconds", "cell_write_seconds",
-               "cell_epoch_seconds", "cell_probe_seconds", "cell_landscape_seconds")
+               "cell_epoch_seconds", "cell_probe_seconds", "cell_landscape_seconds", "cell_checksum")
+
+
+def _digest(blocks: list[Any]) -> int:
+    """CRC-32 of a cell's arrays (in the given order), with every NaN written as the same bits."""
+    import zlib
+
+    crc = 0
+    for block in blocks:
+        a = np.asarray(block)
+        if a.dtype.kind in "fiub":  # as float64, so that a decoded integer variable hashes the same
+            a = a.astype(np.float64)
+            a = np.where(np.isnan(a), np.nan, a)
+        else:
+            a = np.asarray([str(v) for v in a.ravel()], dtype=object)
+            crc = zlib.crc32("\x00".join(a).encode(), crc)
+            continue
+        crc = zlib.crc32(np.ascontiguousarray(a).tobytes(), crc)
+    return crc
+
+
+def _result_names(names: list[str], dims: dict[str, tuple[str, ...]], cell_dims: tuple[str, ...]) -> list[str]:
+    """The variables that hold a cell's results: those over the cell dims, bookkeeping aside (sorted)."""
+    return sorted(n for n in names if n not in BOOKKEEPING and tuple(dims[n][:len(cell_dims)]) == tuple(cell_dims))
+
+
+def damaged_cells(ds: Any, cell_dims: tuple[str, ...]) -> list[tuple[int, ...]]:
+    """Done cells of a results Dataset whose checksum differs from the one recorded (none without records)."""
+    if "cell_checksum" not in ds or "status" not in ds:
+        return []
+    done = ds["status"].transpose(*cell_dims).values == STATUS["done"]
+    recorded = ds["cell_checksum"].transpose(*cell_dims).values
+    bad = done & (cell_checksums(ds, cell_dims) != recorded)
+    return [tuple(int(i) for i in idx) for idx in zip(*np.nonzero(bad))]
+
+
+def cell_checksums(ds: Any, cell_dims: tuple[str, ...]) -> np.ndarray:
+    """The checksum of every cell of a results Dataset (shape of the cell dims), as the store records it.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> ds = xr.Dataset({"acc": (("seed", "epoch"), [[0.5, 0.6], [0.7, np.nan]])}, coords={"seed": [0, 1]})
+    >>> sums = cell_checksums(ds, ("seed",))
+    >>> sums.shape, bool(sums[0] != sums[1])
+    ((2,), True)
+    """
+    names = _result_names(list(ds.data_vars), {n: ds[n].dims for n in ds.data_vars}, cell_dims)
+    values = {n: ds[n].transpose(*cell_dims, ...).values for n in names}
+    shape = tuple(ds.sizes[d] for d in cell_dims)
+    out = np.zeros(shape, dtype=np.int64)
+    for idx in np.ndindex(*shape):
+        out[idx] = _digest([values[n][idx] for n in names])
+    return out
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -151,15 +212,23 @@ class SweepStore:
                 ds[name] = (cell_dims, np.full(shape, np.nan), {"units": units})
         for var in ds.variables.values():
             var.encoding = {}  # chunks and codecs of a file it was read from do not apply
+        if "cell_checksum" not in ds:
+            ds["cell_checksum"] = (cell_dims, np.where(ds["status"].values == STATUS["done"],
+                                                       cell_checksums(ds, cell_dims), 0).astype(np.int64))
         encoding = {name: {"chunks": tuple(1 if d in cell_dims else ds.sizes[d] for d in var.dims)}
                     for name, var in ds.data_vars.items()}
-        if p.exists():
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        for stale in p.parent.glob(f".{p.name}.partial-*"):  # left by a sweep killed while it made a store
+            shutil.rmtree(stale, ignore_errors=True)
+        partial = p.parent / f".{p.name}.partial-{os.getpid()}"
         try:
             with _quiet_zarr():
-                ds.to_zarr(p, mode="w", encoding=encoding, consolidated=True, zarr_format=2)
-                group = zarr.open_group(p, mode="r+", zarr_format=2)
+                ds.to_zarr(partial, mode="w", encoding=encoding, consolidated=True, zarr_format=2)
+            if p.exists():
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+            os.rename(partial, p)
+            group = zarr.open_group(p, mode="r+", zarr_format=2)
         except (OSError, ValueError) as exc:
+            shutil.rmtree(partial, ignore_errors=True)
             raise FileFormatError(f"could not create the store {str(p)!r}: {first_line(exc)}") from None
         return cls(p, group, cell_dims)
 
@@ -228,10 +297,30 @@ class SweepStore:
             g["cell_landscape_seconds"][at] = t["landscape"]
             g["cell_finished_at"][at] = time.time()
             g["error"][at] = result.error or ""
+            if "cell_checksum" in g:  # stores made before checksums existed have none
+                g["cell_checksum"][at] = self._checksum(at) if result.error is None else 0
             g["status"][at] = STATUS["done"] if result.error is None else STATUS["failed"]
         except OSError as exc:
             raise FileFormatError(f"could not write to the store {str(self.path)!r}: {exc}") from None
         return seconds
+
+    def _names(self) -> list[str]:
+        dims = {n: tuple(a.attrs.get("_ARRAY_DIMENSIONS", ())) for n, a in self._group.arrays()}
+        return _result_names(list(dims), dims, self.cell_dims)
+
+    def _checksum(self, at: tuple[int, ...]) -> int:
+        """The checksum of one cell's results, read back from the store."""
+        return _digest([self._group[n][at] for n in self._names()])
+
+    def damaged(self) -> list[tuple[int, ...]]:
+        """Done cells whose results no longer match the checksum recorded when they were written."""
+        if "cell_checksum" not in self._group:
+            return []
+        return damaged_cells(self.dataset(), self.cell_dims)
+
+    def mark_pending(self, index: tuple[int, ...]) -> None:
+        """Book a cell as pending again (its results are computed anew by the next run)."""
+        self._group["status"][tuple(int(i) for i in index)] = STATUS["pending"]
 
     def finalize(self, attrs: dict[str, Any]) -> None:
         """Add ``attrs`` to the store's attributes (and re-consolidate its metadata)."""
