@@ -235,6 +235,8 @@ def measure_cmd(
                                                              "level only up to 10^7 edges.")] = None,
     device: Annotated[Optional[str], typer.Option(help="Device for the forward pass and the count.")] = None,
     trust_pickle: Annotated[bool, typer.Option(help="Allow unpickling a whole-model file (runs its code).")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds the model's forward passes may take in all; foreign code "
+                                                "that runs longer is stopped.")] = 600.0,
 ) -> None:
     """Measure emergence of a saved model on a probe batch, layer by layer."""
     from adapters.graphfile import write_graph
@@ -244,7 +246,7 @@ def measure_cmd(
         m = measure_model(model, data, samples=samples, seed=seed, threshold=threshold,
                           thresholds=_floats(thresholds), aggregation=aggregation.value, weighted=weighted,
                           device=device, trust_pickle=trust_pickle, granularity=granularity.value,
-                          outputs=outputs.value)
+                          outputs=outputs.value, timeout=timeout)
         if save_graph is not None:
             write_graph(m.explicit_graph(), save_graph)
     if json:

@@ -230,10 +230,12 @@ def load_npz(path: str | os.PathLike[str]) -> tuple[torch.Tensor, torch.Tensor |
     p = Path(path)
     if not p.is_file():
         raise FileFormatError(f"no such file: {str(p)!r}")
+    with open(p, "rb") as fh:
+        if fh.read(6) == b"\x93NUMPY":
+            raise FileFormatError(f"{p.name!r} is a single .npy array, not an .npz archive with an array 'x'; "
+                                  "save it with numpy.savez(path, x=array)")
     try:
         with np.load(p, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise FileFormatError(f"{p.name!r} is a single .npy array, not an .npz archive with an array 'x'")
             check_npz(z, p.name)
             if "x" in z.files:
                 x = z["x"]

@@ -246,6 +246,8 @@ def write_graph(
     [False, True]
     """
     p = Path(path)
+    if p.is_dir():
+        raise FileFormatError(f"cannot write {str(p)!r}: it is a folder; name a file")
     fmt = _format(p, format, _WRITABLE)
     if fmt == "torch":
         validate(graph)

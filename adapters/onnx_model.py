@@ -187,6 +187,31 @@ def _refuse_control_flow(model: Any) -> None:
                 "or branches")
 
 
+def _refuse_huge_constants(model: Any) -> None:
+    """Before onnxruntime sees the model: refuse constant ops whose stored inputs ask for a giant output.
+
+    onnxruntime would allocate it (or fail trying) in the shape run, before folding could refuse it.
+    """
+    from onnx import numpy_helper
+
+    from adapters.onnx_ops import _check_fold_size
+
+    const = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if t.name and _small(t)}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            const[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        elif node.op_type in ("ConstantOfShape", "Expand", "Tile", "Range"):
+            _check_fold_size(node, const)
+
+
+def _small(t: Any) -> bool:
+    """Shapes and repeat counts are short vectors: only those are read for the size check."""
+    n = 1
+    for d in t.dims:
+        n *= int(d)
+    return n <= 64
+
+
 def _fixed_batch(model: Any) -> int | None:
     inp = next(i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
     dims = inp.type.tensor_type.shape.dim
@@ -256,6 +281,7 @@ def from_onnx(
     deadline = Deadline(timeout, f"the forward pass of {source or 'the ONNX model'!r}")
     model = load_onnx(path_or_proto)
     _refuse_control_flow(model)
+    _refuse_huge_constants(model)
     xs = as_batch(inputs)
     fixed = _fixed_batch(model)
     walker = _Walker(model, check_granularity(granularity))

@@ -14,6 +14,7 @@ References
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -93,7 +94,7 @@ def _check_fold_size(node: Any, const: dict[str, np.ndarray]) -> None:
             size = int(np.size(vals[0])) * int(np.prod(np.asarray(vals[1], dtype=object).ravel()))
         elif node.op_type == "Range":
             start, limit, delta = (float(np.asarray(v).ravel()[0]) for v in vals[:3])
-            size = int(abs((limit - start) / delta)) if delta else None
+            size = max(math.ceil((limit - start) / delta), 0) if delta else None
     except (TypeError, ValueError, IndexError, OverflowError):
         size = None
     if size is not None and size > _FOLD_LIMIT:

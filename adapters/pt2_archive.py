@@ -192,11 +192,14 @@ def _payloads(arc: _Archive, folder: str, config: Any, prefix_ok: tuple[str, ...
         if not isinstance(meta, dict) or not isinstance(meta.get("path_name"), str):
             raise FileFormatError(f"{where}: malformed entry")
         path = meta["path_name"]
-        if not path.startswith(prefix_ok) or "/" in path or ".." in path:
-            kind = "custom object" if path.startswith(("custom_obj_", "opaque_obj_")) else "member"
+        if "/" in path or "\\" in path or ".." in path:
+            raise FileFormatError(f"{where} names {path!r}, outside the archive's {folder} folder; refused")
+        if path.startswith(("custom_obj_", "opaque_obj_")):
             raise UntrustedPickleError(
-                f"{where} is a pickled {kind} ({path!r}); loading it would run code: pass --trust-pickle (library: "
-                "trust_pickle=True) only if you trust the file")
+                f"{where} is a pickled custom object ({path!r}); loading it would run code: pass --trust-pickle "
+                "(library: trust_pickle=True) only if you trust the file")
+        if not path.startswith(prefix_ok):
+            raise FileFormatError(f"{where} names {path!r}, which is no payload kind torch writes; refused")
         if meta.get("use_pickle"):
             out[fqn] = _weights_only(arc.read(folder + path), label, folder + path, limits)
             if not isinstance(out[fqn], torch.Tensor):

@@ -9,7 +9,8 @@ from emergence.errors import ConfigError
 __all__ = ["resolve_device"]
 
 
-def resolve_device(device: str | torch.device | None, default: torch.device | None = None) -> torch.device:
+def resolve_device(device: str | torch.device | None, default: torch.device | None = None, *,
+                   check_available: bool = True) -> torch.device:
     """The ``torch.device`` for ``device``, checked to be usable on this machine.
 
     Parameters
@@ -18,6 +19,9 @@ def resolve_device(device: str | torch.device | None, default: torch.device | No
         E.g. ``"cpu"``, ``"cuda"``, ``"cuda:1"``; None gives ``default``.
     default : torch.device, optional
         The device for None (CPU when not given).
+    check_available : bool, default True
+        Also check that this machine has the device (False: only that torch knows the name,
+        e.g. for a cluster whose workers have the GPUs).
 
     Returns
     -------
@@ -44,6 +48,8 @@ def resolve_device(device: str | torch.device | None, default: torch.device | No
     except (RuntimeError, TypeError, ValueError):
         raise ConfigError(f"device {str(device)!r} is not a device name torch knows; use cpu, cuda or cuda:N") \
             from None
+    if not check_available:
+        return dev
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {str(device)!r} needs CUDA, and this machine has no usable CUDA GPU (or torch "
                           "was built without CUDA); use --device cpu")

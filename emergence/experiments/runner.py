@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from adapters.datasets import Dataset
+from emergence.device import resolve_device
 from emergence.errors import ConfigError, FileFormatError, first_line
 from emergence.experiments import sweep as _sweep
 from emergence.experiments.cell import CellResult, run_cell
@@ -164,15 +165,34 @@ def _remote_cell(cfg: SweepConfig, index: tuple[int, ...]) -> CellResult:
     return run_cell(cfg, index, device=device)
 
 
+def _scheduler_address(scheduler: str) -> str:
+    """The address of ``--scheduler``: given as is, or read from a scheduler file (checked, so that a
+    missing or garbled file is one sentence instead of Dask's endless wait for the file to appear)."""
+    p = Path(scheduler)
+    if not (scheduler.endswith(".json") or p.is_file()):
+        return scheduler
+    try:
+        info = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"the scheduler file {scheduler!r} does not exist; start the scheduler with "
+                          "'dask scheduler --scheduler-file FILE' first, or pass its address (tcp://host:8786)") \
+            from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"the scheduler file {scheduler!r} is not a Dask scheduler file ({first_line(exc)})") \
+            from None
+    if not isinstance(info, dict) or not isinstance(info.get("address"), str):
+        raise ConfigError(f"the scheduler file {scheduler!r} has no 'address'; is it a Dask scheduler file?")
+    return info["address"]
+
+
 def _connect(workers: int, scheduler: str | None) -> tuple[Any, Any]:
     from distributed import Client, LocalCluster
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
     if scheduler:
+        address = _scheduler_address(scheduler)
         try:
-            if scheduler.endswith(".json") or Path(scheduler).is_file():
-                return Client(scheduler_file=scheduler, timeout="30s"), None
-            return Client(scheduler, timeout="30s"), None
+            return Client(address, timeout="30s"), None
         except (OSError, TimeoutError, ValueError) as exc:
             raise ConfigError(f"could not reach the Dask scheduler at {scheduler!r}: {first_line(exc)}") from None
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
@@ -261,6 +281,8 @@ def run_stored_sweep(
     distributed = workers > 1 or scheduler is not None
     if distributed and data is not None:
         raise ConfigError("a Dataset object can only be used in-process; name the dataset (cfg.dataset) instead")
+    if cfg.device is not None:  # on a cluster the workers' devices count, so only the name is checked here
+        resolve_device(cfg.device, check_available=not distributed)
     store_p, nc = store_path(out)
     if not store_p.parent.is_dir():
         raise FileFormatError(f"the folder {str(store_p.parent)!r} does not exist")
