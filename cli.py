@@ -480,6 +480,8 @@ def landscape_cmd(
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="Folder for a 1-D slice and a 2-D contour PNG.")] = None,
     trust_pickle: Annotated[bool, typer.Option(help="Allow unpickling a whole-model file (runs its code).")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds a TorchScript model's first forward pass may take (run "
+                                                "where it can be stopped).")] = 600.0,
 ) -> None:
     """Measure the loss landscape of a model: Hessian top eigenvalue and trace, slice minima and roughness."""
     import json as _json
@@ -490,7 +492,8 @@ def landscape_cmd(
     with _errors():
         cfg = LandscapeConfig(samples=samples, iters=iters, trace_samples=trace_samples, steps=steps, span=span,
                               seed=seed)
-        rep = landscape_of(model, data, samples=samples, config=cfg, plot=plot, trust_pickle=trust_pickle)
+        rep = landscape_of(model, data, samples=samples, config=cfg, plot=plot, trust_pickle=trust_pickle,
+                           timeout=timeout)
     if json:
         typer.echo(_json.dumps(rep.to_dict(), allow_nan=False))
         return

@@ -29,7 +29,7 @@ from adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
 from emergence.errors import EmergenceError, FileFormatError, InputShapeError, UntrustedPickleError, first_line
 
-__all__ = ["LoadedModel", "load_model", "model_graph"]
+__all__ = ["LoadedModel", "check_terminates", "load_model", "model_graph"]
 
 
 @dataclass(frozen=True)
@@ -295,6 +295,17 @@ def _torchscript_to_onnx(module: Any, example: Any, deadline: Deadline) -> Any:
         if not (d / "model.onnx").is_file():
             raise FileFormatError(f"converting the TorchScript model to ONNX crashed (exit status {r.returncode})")
         return onnx.load(str(d / "model.onnx"))
+
+
+def check_terminates(module: Any, example: Any, deadline: Deadline) -> None:
+    """Run a TorchScript module once on ``example`` where a kill can stop it; refuse it if it does not return.
+
+    Raises
+    ------
+    TimeLimitError
+        If the module runs past the deadline (it is killed, nothing is left running).
+    """
+    _torchscript_to_onnx(module, example, deadline)
 
 
 def model_graph(

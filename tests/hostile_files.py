@@ -222,7 +222,7 @@ def pt_zip_bomb(dst: Path, size: int = 256 << 20) -> Path:
     """A torch.save archive whose data member is deflated zeros declaring ``size`` bytes."""
     buf = io.BytesIO()
     torch.save({"w": torch.ones(4)}, buf)
-    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as src, zipfile.ZipFile(dst, "w", compresslevel=1) as z:
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as src, zipfile.ZipFile(dst, "w") as z:
         for info in src.infolist():
             data = src.read(info)
             if "/data/" in info.filename:
@@ -369,3 +369,17 @@ def graphml_padded_doctype(dst: Path) -> Path:
                    '<graphml xmlns="http://graphml.graphdrawing.org/xmlns"><graph edgedefault="directed">'
                    '<node id="n0"/></graph></graphml>\n')
     return dst
+
+
+def shared_file(tmp_path_factory, name: str, make) -> Path:
+    """A big file made once per test run, shared by every pytest-xdist worker (made under a file lock)."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent
+    path = root / name
+    with FileLock(str(path) + ".lock"):
+        if not path.is_file():
+            partial = root / f".{name}.partial"
+            make(partial)
+            partial.rename(path)
+    return path

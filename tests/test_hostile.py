@@ -93,7 +93,8 @@ def d(tmp_path_factory):
     H.pt2_python_target(good, d / "target.pt2")
     H.pt2_python_target(good, d / "dunder.pt2", "torch.ops.aten.__class__")
     H.pt2_python_target(good, d / "builtin.pt2", "builtins.eval")
-    H.pt2_zip_bomb(good, d / "bomb.pt2", 3 << 30)
+    (d / "bomb.pt2").symlink_to(H.shared_file(tmp_path_factory, "bomb-3GiB.pt2",
+                                              lambda p: H.pt2_zip_bomb(good, p, 3 << 30)))
     H.pt2_stride_zero(good, d / "stride0.pt2")
     H.pt2_past_storage(good, d / "past.pt2")
     H.plain_zip(d / "plain.pt2")
@@ -120,7 +121,7 @@ def d(tmp_path_factory):
         H.onnx_huge_constant(d / f"{op.lower()}.onnx", op)
     H.onnx_huge_dims(d / "hugedims.onnx")
     # data
-    H.npz_bomb(d / "bomb.npz", 4 << 30)
+    (d / "bomb.npz").symlink_to(H.shared_file(tmp_path_factory, "bomb-4GiB.npz", lambda p: H.npz_bomb(p, 4 << 30)))
     np.savez(d / "empty.npz")
     np.savez(d / "complex.npz", x=np.ones((4, 4), np.complex64))
     np.savez(d / "objects.npz", x=np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
@@ -158,6 +159,9 @@ def d(tmp_path_factory):
     (d / "nan.gml").write_text("graph [ directed 1 node [ id 0 active nan ] node [ id 1 active 1 ] "
                                "edge [ source 0 target 1 ] ]\n")
     (d / "neg.edges").write_text("0 1\n-4 2\n")
+    (d / "huge.net").write_text("*Vertices 10000000000\n*Arcs\n1 2\n")
+    (d / "huge.edges").write_text("0 9999999999\n")
+    (d / "one.txt").write_text("0\n")
     torch.save({"edge_index": H.Payload(m / "graphpt")}, d / "payload_graph.pt")
     torch.save({"edge_index": torch.zeros(2, 1, dtype=torch.long).expand(2, 1 << 40)}, d / "stride0_graph.pt")
     (d / "garbage.json").write_text("{{{ not json")
@@ -254,6 +258,13 @@ def test_foreign_code_that_never_ends_is_stopped(d, name):
     assert r.seconds < 60, r.seconds
 
 
+def test_landscape_stops_torchscript_that_never_ends(d):
+    r = run_cli(["landscape", str(d / "forever.jit"), "--data", str(d / "x4.npz"), "--samples", "4", "--timeout",
+                 "8"], timeout=120)
+    assert_one_line(r, "did not finish within 8 s")
+    assert r.seconds < 60, r.seconds
+
+
 def test_an_onnx_loop_is_never_run_nor_folded(d):
     r = run_cli(["measure", str(d / "loop.onnx"), "--data", str(d / "x4.npz")], timeout=60)
     assert_one_line(r, "control flow")
@@ -318,6 +329,8 @@ GRAPHS = [
     ("malformed.graphml", [], "could not read 'malformed.graphml'"),
     ("nan.gml", [], "expected true/false"),
     ("neg.edges", [], "could not read 'neg.edges'"),
+    ("huge.net", ["--active-nodes", "{d}/one.txt"], "Vertex count too large"),
+    ("huge.edges", ["--active-nodes", "{d}/one.txt"], "could not read 'huge.edges'"),
     ("payload_graph.pt", [], "could not read 'payload_graph.pt'"),
     ("stride0_graph.pt", [], "stride-0 view"),
     ("missing.graphml", ["--top", "-5"], "'--top'"),

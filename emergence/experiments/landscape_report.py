@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.errors import ConfigError, FileFormatError, UnsupportedOpError
 from emergence.landscape import LandscapeConfig, cross_entropy, probe_landscape, slice_1d, slice_2d
 
@@ -121,23 +122,33 @@ def landscape_of(
     config: LandscapeConfig | None = None,
     plot: str | os.PathLike[str] | None = None,
     trust_pickle: bool = False,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> LandscapeReport:
     """Probe the loss landscape of a model (object or file) on the first ``samples`` labeled training examples.
 
     The loss is cross-entropy on the labels of a bundled dataset or an ``.npz`` (``x``, ``y``).
+    A TorchScript file is first run once on the batch in a child process killed after ``timeout``
+    seconds, so a module that never returns is refused before the in-process probes start.
 
     Raises
     ------
     EmergenceError
-        A subclass naming the problem (bad file, ONNX model, data without labels, shapes).
+        A subclass naming the problem (bad file, ONNX model, data without labels, shapes, a
+        TorchScript module that does not finish within ``timeout``).
     """
     from adapters.datasets import labeled_batch
+    from adapters.model_files import LoadedModel, check_terminates, load_model
 
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model, trust_pickle=trust_pickle)
+    deadline = Deadline(timeout, f"the forward pass of {getattr(model, 'source', 'the model')!r}")
     net, shape = differentiable_model(model, trust_pickle=trust_pickle)
     cfg = config or LandscapeConfig(samples=samples)
     x, y = labeled_batch(data, samples=samples, input_shape=shape)
     if y.dtype != torch.int64:
         raise ConfigError("cross-entropy needs integer class labels in y")
+    if isinstance(model, LoadedModel) and model.kind == "torchscript":
+        check_terminates(model.obj, x[:2], deadline)
     figures = probe_landscape(net, cross_entropy, x, y, cfg)
     plots = plot_slices(net, x, y, plot, seed=cfg.seed, span=cfg.span, steps_1d=cfg.steps) if plot else []
     return LandscapeReport(figures, int(x.shape[0]), plots)
