@@ -430,10 +430,13 @@ def plot(
     """
     from emergence.experiments.facets import parse_sel
     from emergence.experiments.plot import plot_sweeps
-    from emergence.experiments.results import open_results
+    from emergence.experiments.results import cells_note, open_results
 
     with _errors():
-        paths = plot_sweeps(open_results(run), out, threshold=threshold, sel=parse_sel(sel))
+        ds = open_results(run)
+        paths = plot_sweeps(ds, out, threshold=threshold, sel=parse_sel(sel))
+    if cells_note(ds):
+        typer.echo(f"note: the figures {cells_note(ds)}", err=True)
     for p in paths:
         typer.echo(str(p))
 
@@ -456,10 +459,14 @@ def report(
     from emergence.experiments.console import report_tables
     from emergence.experiments.facets import parse_sel
     from emergence.experiments.report import summarize_sweep, to_markdown
-    from emergence.experiments.results import open_results
+    from emergence.experiments.results import cells_note, open_results
 
     with _errors():
-        reps = summarize_sweep(open_results(run), threshold=threshold, sel=parse_sel(sel))
+        ds = open_results(run)
+        reps = summarize_sweep(ds, threshold=threshold, sel=parse_sel(sel))
+    if cells_note(ds):
+        typer.echo(f"note: the report {cells_note(ds)}", err=True)
+    with _errors():
         if markdown is not None:
             write_text(markdown, "\n".join(to_markdown(rep) for rep in reps))
     for rep in reps:

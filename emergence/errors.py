@@ -18,6 +18,7 @@ __all__ = [
     "ConfigError",
     "NonFiniteError",
     "TimeLimitError",
+    "ClusterError",
     "check_choice",
     "first_line",
 ]
@@ -71,6 +72,10 @@ class NonFiniteError(EmergenceError, ValueError):
 
 class TimeLimitError(EmergenceError):
     """Foreign code (a model's forward pass, its conversion) ran past its time limit and was stopped."""
+
+
+class ClusterError(EmergenceError):
+    """The infrastructure failed (a Dask scheduler or worker lost): the affected cells stay pending."""
 
 
 def check_choice(what: str, value: str, choices: tuple[str, ...]) -> str:

@@ -150,7 +150,8 @@ def epochs_to_fraction(acc: np.ndarray, fraction: float = 0.95) -> np.ndarray:
     """
     final = acc[..., -1:]
     reached = acc >= fraction * final
-    return np.argmax(reached, axis=-1)
+    out = np.argmax(reached, axis=-1).astype(float)
+    return np.where(np.isnan(acc).any(axis=-1), np.nan, out)  # a run without data has no such epoch
 
 
 def _per_run(fn: Any, *series: np.ndarray) -> np.ndarray:

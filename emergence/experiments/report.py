@@ -31,7 +31,7 @@ from emergence.experiments.claims import (
     epochs_to_fraction,
     landscape_tests,
 )
-from emergence.experiments.results import recorded_threshold
+from emergence.experiments.results import cells_note, recorded_threshold
 from emergence.experiments.stats import mean_ci, partial_spearman
 
 __all__ = ["SweepReport", "correlate", "epochs_to_fraction", "summarize", "summarize_sweep", "table_md", "to_markdown"]
@@ -132,7 +132,8 @@ def summarize_sweep(ds: Any, *, threshold: float = 0.05, sel: dict[str, str] | N
     from emergence.experiments.facets import facets, select, size_study
 
     ds = select(ds, sel)
-    base = title or f"{ds.attrs.get('dataset', '?')} sweep"
+    note = cells_note(ds)
+    base = (title or f"{ds.attrs.get('dataset', '?')} sweep") + (f" ({note})" if note else "")
     reports = [summarize(block, threshold=threshold, title=f"{base} — {label}" if label else base)
                for label, block in facets(ds)]
     if "width" in ds.dims and ds.sizes["width"] > 1:
@@ -188,7 +189,7 @@ def _summarize(ds: Any, threshold: float, title: str) -> SweepReport:
     tests += landscape_tests(ds, tau)
     rep.claims = adjust_all(tests)
     for i, s in enumerate(sp):
-        row = {"sparsity": float(s), "runs": acc.shape[1],
+        row = {"sparsity": float(s), "runs": int(np.isfinite(acc[i, :, -1]).sum()),
                "final accuracy": _pm(acc[i, :, -1]), "accuracy at epoch 1": _pm(acc[i, :, one]),
                "epochs to 95% of final": _pm(to95[i], 1),
                "log10 E (epoch 0)": _pm(elog[i, :, 0], 2), "log10 E (final)": _pm(elog[i, :, -1], 2),

@@ -39,7 +39,7 @@ from adapters.atomic import atomic_path
 from emergence.errors import ConfigError, FileFormatError, first_line
 
 __all__ = ["REQUIRED_VARIABLES", "LANDSCAPE_VARIABLES", "package_versions", "save_results", "open_results",
-           "recorded_threshold",
+           "recorded_threshold", "cells_note",
            "empty_results"]
 
 REQUIRED_VARIABLES = (
@@ -195,7 +195,50 @@ def open_results(path: str | os.PathLike[str]) -> Any:
     if missing:
         raise FileFormatError(f"{p.name!r} is not a sweep result: it lacks {', '.join(missing)}")
     _check_integrity(ds, p.name)
+    return _done_cells_only(ds, p.name)
+
+
+def _done_cells_only(ds: Any, name: str) -> Any:
+    """Results of done cells only: pending and failed cells' values become NaN, their counts an attribute.
+
+    Raises
+    ------
+    FileFormatError
+        When no cell is done (nothing to report).
+    """
+    from emergence.experiments.store import BOOKKEEPING, STATUS
+
+    if "status" not in ds:
+        return ds
+    status = ds["status"]
+    counts = {k: int((status.values == v).sum()) for k, v in STATUS.items()}
+    if counts["done"] == 0:
+        raise FileFormatError(f"{name!r} has no done cell yet ({counts['pending']} pending, {counts['failed']} "
+                              "failed); run or resume the sweep first")
+    ds.attrs["cell_counts"] = json.dumps(counts)
+    if counts["done"] == status.size:
+        return ds
+    done = status == STATUS["done"]
+    for v in ds.data_vars:
+        if v not in BOOKKEEPING and set(status.dims) <= set(ds[v].dims) and ds[v].dtype.kind in "fiu":
+            ds[v] = ds[v].astype(float).where(done)
     return ds
+
+
+def cells_note(ds: Any) -> str | None:
+    """One line saying which cells a report or figure leaves out (None when every cell is done).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> cells_note(xr.Dataset(attrs={"cell_counts": '{"pending": 2, "done": 4, "failed": 1}'}))
+    'uses the 4 done cells of 7; 2 pending and 1 failed are left out'
+    """
+    counts = json.loads(ds.attrs.get("cell_counts", "{}") or "{}")
+    if not counts or counts.get("done", 0) == sum(counts.values()):
+        return None
+    return (f"uses the {counts['done']} done cells of {sum(counts.values())}; {counts.get('pending', 0)} pending "
+            f"and {counts.get('failed', 0)} failed are left out")
 
 
 def _check_integrity(ds: Any, name: str) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 
 from adapters.datasets import Dataset
 from emergence.device import resolve_device
-from emergence.errors import ConfigError, FileFormatError, first_line
+from emergence.errors import ClusterError, ConfigError, FileFormatError, first_line
 from emergence.experiments import sweep as _sweep
 from emergence.experiments.cell import CellResult, run_cell
 from emergence.experiments.results import open_results, save_results
@@ -188,7 +188,8 @@ def _scheduler_address(scheduler: str) -> str:
 def _connect(workers: int, scheduler: str | None) -> tuple[Any, Any]:
     from distributed import Client, LocalCluster
 
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    for name in ["distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # faults are reported in one line, by us
     if scheduler:
         address = _scheduler_address(scheduler)
         try:
@@ -200,6 +201,16 @@ def _connect(workers: int, scheduler: str | None) -> tuple[Any, Any]:
     return Client(cluster), cluster
 
 
+def _fault(exc: BaseException) -> str:
+    """What an exception from a Dask future says about the cluster, in words."""
+    text = f"{type(exc).__name__}: {first_line(exc)}"
+    if "scheduler-connection-lost" in text or "CommClosed" in text or isinstance(exc, OSError):
+        return "the connection to the Dask scheduler was lost"
+    if type(exc).__name__ == "KilledWorker":
+        return "workers died while running a cell, more often than Dask retries"
+    return text[:200]
+
+
 def _on_dask(cfg: SweepConfig, todo: list[tuple[int, ...]], workers: int, scheduler: str | None,
              emit: Progress) -> Iterator[CellResult]:
     from distributed import as_completed
@@ -209,15 +220,20 @@ def _on_dask(cfg: SweepConfig, todo: list[tuple[int, ...]], workers: int, schedu
         futures = {client.submit(_remote_cell, cfg, index, pure=False, key=f"emergence-cell-{cfg.label(index)}-"
                                  f"{time.time_ns()}"): index for index in todo}
         emit("running", count=min(len(futures), sum(client.nthreads().values()) or 1))
+        lost: list[BaseException] = []
         for future in as_completed(futures):
-            index = futures[future]
             try:
                 result = future.result()
-            except Exception as exc:  # KilledWorker after repeated worker deaths, a lost scheduler ...
-                result = CellResult(index, None, [], f"{type(exc).__name__}: {first_line(exc)}", float("nan"),
-                                    {"train": 0.0, "probe": 0.0, "epochs": 0, "probes": 0, "landscape": 0.0})
+            except Exception as exc:  # noqa: BLE001 -- a cell's own errors come back as results, never raised
+                lost.append(exc)  # KilledWorker, a lost scheduler, a cancelled future: the cell stays pending
+                continue
             yield result
-            emit("running", count=sum(len(v) for v in client.processing().values()))
+            try:
+                emit("running", count=sum(len(v) for v in client.processing().values()))
+            except Exception:  # noqa: BLE001 -- the scheduler went away; the next results say so
+                pass
+        if lost:
+            raise ClusterError(f"the Dask cluster failed under {len(lost)} cells ({_fault(lost[0])})")
     finally:
         client.close()
         if cluster is not None:
@@ -308,12 +324,19 @@ def run_stored_sweep(
              failed=int((status == STATUS["failed"]).sum()) if not retry_failed else 0)
         results = (_on_dask(cfg, todo, workers, scheduler, emit) if distributed
                    else _in_process(cfg, todo, data if data is not None else local, emit))
-        for result in results:
-            outcome.write_seconds += store.write(result)
-            outcome.ran += 1
-            outcome.cell_seconds += result.seconds if np.isfinite(result.seconds) else 0.0
-            emit("cell-done", label=cfg.label(result.index), status="done" if result.ok else "failed",
-                 seconds=result.seconds, error=result.error)
+        try:
+            for result in results:
+                outcome.write_seconds += store.write(result)
+                outcome.ran += 1
+                outcome.cell_seconds += result.seconds if np.isfinite(result.seconds) else 0.0
+                emit("cell-done", label=cfg.label(result.index), status="done" if result.ok else "failed",
+                     seconds=result.seconds, error=result.error)
+        except ClusterError as exc:
+            status = store.status()
+            emit("done")
+            raise ClusterError(f"{exc}; {int((status == STATUS['done']).sum())} of {cfg.cells} cells are saved "
+                               f"and {int((status == STATUS['pending']).sum())} stay pending: rerun the same command "
+                               "(on a working cluster, or without --scheduler) to resume") from None
         status = store.status()
         outcome.pending = int((status == STATUS["pending"]).sum())
         outcome.failed = [(cfg.label(idx), store.error(idx)) for idx in cfg.indices()
@@ -326,6 +349,8 @@ def run_stored_sweep(
             landscape_seconds=float(ds["cell_landscape_seconds"].where(done).sum()),
         ))
         if nc is not None and outcome.pending == 0:
+            for stale in nc.parent.glob(f".{nc.name}.*.tmp"):  # left by a NetCDF write that was killed
+                stale.unlink(missing_ok=True)
             save_results(store.dataset(), nc)
     emit("done")
     return outcome
