@@ -92,24 +92,29 @@ def check_zip(source: str | IO[bytes] | Any, label: str, limits: ReadLimits = DE
         z = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise FileFormatError(f"could not read {label!r}: not a readable zip archive ({exc}); truncated or damaged?") from None
-    infos = z.infolist()
-    if len(infos) > limits.max_members:
+    try:
+        _check_members(z.infolist(), label, limits)
+    except FileFormatError:
         z.close()
+        raise
+    return z
+
+
+def _check_members(infos: list[zipfile.ZipInfo], label: str, limits: ReadLimits) -> None:
+    """Member count, per-member inflation ratio and total declared size, from the central directory."""
+    if len(infos) > limits.max_members:
         raise FileFormatError(f"{label!r} has {len(infos):,} members, more than the {limits.max_members:,} allowed")
     total = 0
     for info in infos:
         total += info.file_size
         if info.file_size > limits.ratio_floor and info.file_size > limits.max_ratio * max(info.compress_size, 1):
-            z.close()
             raise FileFormatError(
                 f"{label!r} member {info.filename!r} inflates {_mib(info.file_size)} from {_mib(info.compress_size)} "
                 f"({info.file_size / max(info.compress_size, 1):,.0f} x, more than the {limits.max_ratio:g} x a real "
                 "file has); refused as a zip bomb")
     if total > limits.max_bytes:
-        z.close()
         raise FileFormatError(f"{label!r} declares {_mib(total)} uncompressed, more than the {_mib(limits.max_bytes)} "
                               "allowed; refused")
-    return z
 
 
 def check_elements(shape: Iterable[int], label: str, limits: ReadLimits = DEFAULT_LIMITS) -> int:
@@ -237,14 +242,8 @@ def check_npz(z: Any, label: str, limits: ReadLimits = DEFAULT_LIMITS) -> None:
 
     zf = z.zip
     infos = zf.infolist()
-    if len(infos) > limits.max_members:
-        raise FileFormatError(f"{label!r} has {len(infos):,} arrays, more than the {limits.max_members:,} allowed")
-    total = 0
+    _check_members(infos, label, limits)
     for info in infos:
-        total += info.file_size
-        if info.file_size > limits.ratio_floor and info.file_size > limits.max_ratio * max(info.compress_size, 1):
-            raise FileFormatError(f"{label!r} array {info.filename!r} inflates {_mib(info.file_size)} from "
-                                  f"{_mib(info.compress_size)}; refused as a zip bomb")
         if not info.filename.endswith(".npy"):
             continue
         with zf.open(info) as fh:
@@ -263,6 +262,3 @@ def check_npz(z: Any, label: str, limits: ReadLimits = DEFAULT_LIMITS) -> None:
         if n * dtype.itemsize > info.file_size:
             raise FileFormatError(f"{label!r} array {name!r} declares shape {tuple(shape)} but holds only "
                                   f"{info.file_size:,} bytes; the file is truncated or damaged")
-    if total > limits.max_bytes:
-        raise FileFormatError(f"{label!r} declares {_mib(total)} uncompressed, more than the {_mib(limits.max_bytes)} "
-                              "allowed; refused")
