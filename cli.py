@@ -72,6 +72,11 @@ _OUTPUTS_HELP = ("How output units (logits) count: exclude (not nodes: logits ha
                  "(mean probability > threshold).")
 
 
+def _flag(name: str, help: str, **extra: object) -> object:
+    """A boolean option that is a plain flag: ``--json``, shown without a type or a ``--no-`` twin."""
+    return typer.Option(name, metavar="", help=help, **extra)
+
+
 def _init_params(params: dict, init: Init, alpha: float) -> dict:
     """Architecture parameters with the initialization recorded (nothing added for the default)."""
     if init is Init.default and alpha == 1.0:
@@ -145,9 +150,24 @@ class GraphFormat(str, Enum):
     torch = "torch"
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"emergence {version('emergence')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            from emergence import __version__
+
+            typer.echo(f"emergence {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show the Python traceback of an unexpected error.")] = False,
+    debug: Annotated[bool, _flag("--debug", "Show the Python traceback of an unexpected error.")] = False,
+    version: Annotated[bool, _flag("--version", "Print the version and exit.", callback=_show_version,
+                                   is_eager=True)] = False,
 ) -> None:
     """Measure emergence (paths from inactive to active nodes) in neural networks and directed graphs."""
 
@@ -165,11 +185,12 @@ def _errors() -> Iterator[None]:
 
 @app.command()
 def graph(
-    path: Annotated[Path, typer.Argument(help="Graph file: GraphML, GML, edge list, NCOL, LGL, Pajek or DL.")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="Graph file: GraphML, GML, edge list, NCOL, LGL, "
+                                                              "Pajek or DL.")],
     active_attr: Annotated[str, typer.Option(help="Node attribute holding the activity flags.")] = "active",
     weight_attr: Annotated[str, typer.Option(help="Edge attribute holding the weights.")] = "weight",
-    weighted: Annotated[bool, typer.Option(help="Weight each path by the product of |w| along it.")] = False,
-    json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
+    weighted: Annotated[bool, _flag("--weighted", "Weight each path by the product of |w| along it.")] = False,
+    json: Annotated[bool, _flag("--json", "Print one JSON object on stdout and nothing else.")] = False,
     device: Annotated[Optional[str], typer.Option(help="Device for the log-space count, e.g. cpu or cuda.")] = None,
     method: Annotated[Method, typer.Option(help="auto (exact up to a size limit), exact (integers) or log "
                                                 "(log space).")] = Method.auto,
@@ -181,7 +202,8 @@ def graph(
     top: Annotated[int, typer.Option(min=0, help="How many inactive nodes to list by their share of E.")] = 10,
 ) -> None:
     """Count emergent paths in a graph file (active nodes come from a node attribute)."""
-    from adapters.graphfile import read_graph, read_node_list
+    from emergence.adapters.graphfile import read_graph, read_node_list
+
     from emergence.measure import measure
 
     with _errors():
@@ -212,8 +234,9 @@ def _floats(text: str | None) -> list[float] | None:
 
 @app.command("measure")
 def measure_cmd(
-    model: Annotated[Path, typer.Argument(help="Model file: .pt2, .onnx, TorchScript .pt/.jit, a state_dict or "
-                                               ".safetensors of a built-in architecture, or a trusted pickle.")],
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file: .pt2, .onnx, TorchScript .pt/.jit, a "
+                                                                "state_dict or .safetensors of a built-in "
+                                                                "architecture, or a trusted pickle.")],
     data: Annotated[Optional[str], typer.Option(help="Probe inputs: a bundled dataset name, an .npz file "
                                                      "(array x, optional y), or 'random'.")] = None,
     samples: Annotated[int, typer.Option(help="Probe batch size.")] = 256,
@@ -223,26 +246,32 @@ def measure_cmd(
                                                            "serves all).")] = None,
     aggregation: Annotated[Aggregation, typer.Option(help="mean, absmean, or frac (fraction of samples above the "
                                                           "threshold).")] = Aggregation.mean,
-    weighted: Annotated[bool, typer.Option(help="Weight paths by |w| of the effective weights.")] = False,
+    weighted: Annotated[bool, _flag("--weighted", "Weight paths by |w| of the effective weights.")] = False,
     granularity: Annotated[Granularity, typer.Option(
         help="channel: one node per channel of a conv layer (activity averaged over positions); neuron: one node "
              "per (channel, position) activation, counted by transposed convolutions without an edge "
              "list.")] = Granularity.channel,
     outputs: Annotated[Outputs, typer.Option(help=_OUTPUTS_HELP)] = Outputs.exclude,
-    json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
+    json: Annotated[bool, _flag("--json", "Print one JSON object on stdout and nothing else.")] = False,
     save_graph: Annotated[Optional[Path], typer.Option(help="Also save the graph: .pt (torch-geometric), .graphml "
                                                              "or .gml (with activity and layer attributes); at neuron "
                                                              "level only up to 10^7 edges.")] = None,
     device: Annotated[Optional[str], typer.Option(help="Device for the forward pass and the count.")] = None,
-    trust_pickle: Annotated[bool, typer.Option(help="Allow unpickling a whole-model file (runs its code).")] = False,
+    trust_pickle: Annotated[bool, _flag("--trust-pickle", "Allow unpickling a whole-model file (runs its code).")] = \
+        False,
     timeout: Annotated[float, typer.Option(help="Seconds the model's forward passes may take in all; foreign code "
                                                 "that runs longer is stopped.")] = 600.0,
 ) -> None:
     """Measure emergence of a saved model on a probe batch, layer by layer."""
-    from adapters.graphfile import write_graph
-    from adapters.model_measure import measure_model
+    from emergence.adapters.graphfile import write_graph
+    from emergence.adapters.model_measure import measure_model
 
     with _errors():
+        if data is None:
+            from emergence.errors import ConfigError
+
+            raise ConfigError("measure needs a probe batch: --data NAME (a bundled dataset), --data PATH (an .npz "
+                              "file), or --data random for a seeded random batch shaped like the model's inputs")
         m = measure_model(model, data, samples=samples, seed=seed, threshold=threshold,
                           thresholds=_floats(thresholds), aggregation=aggregation.value, weighted=weighted,
                           device=device, trust_pickle=trust_pickle, granularity=granularity.value,
@@ -289,62 +318,85 @@ def sweep(
     out: Annotated[Path, typer.Option(help="Where results go: a Zarr store (.zarr), written cell by cell, or "
                                            "NetCDF (.nc), written from the store <out>.zarr at the end. Run "
                                            "the same command again to resume.")],
-    arch: Annotated[Arch, typer.Option(help="Architecture.")] = Arch.mlp,
-    arch_params: Annotated[Optional[str], typer.Option(help="Architecture parameters as JSON, e.g. "
+    arch: Annotated[Arch, typer.Option(rich_help_panel="Model and data", help="Architecture.")] = Arch.mlp,
+    arch_params: Annotated[Optional[str], typer.Option(rich_help_panel="Model and data",
+                                                       help="Architecture parameters as JSON, e.g. "
                                                             "'{\"widths\": [256, 128]}' or '{\"depth\": 11}'.")] = None,
-    dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist, an .npz file (x, y[, is_test]) or "
+    dataset: Annotated[str, typer.Option(rich_help_panel="Model and data",
+                                         help="mnist, fashion-mnist, an .npz file (x, y[, is_test]) or "
                                               "cifar10:FOLDER.")] = "mnist",
-    sparsity: Annotated[str, typer.Option(help="Target sparsities, comma-separated.")] = "0,0.3,0.5,0.7",
-    seeds: Annotated[int, typer.Option(help="Number of seeds (0, 1, ...).")] = 3,
-    epochs: Annotated[int, typer.Option(help="Training epochs per run.")] = 20,
-    lr: Annotated[float, typer.Option(help="Constant learning rate.")] = 0.1,
-    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.")] = Optimizer.sgd,
-    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.0,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
-    weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
-    prune_at: Annotated[PruneAt, typer.Option(help="init, after (train, prune, fine-tune) or iterative (lottery "
+    sparsity: Annotated[str, typer.Option(rich_help_panel="Pruning",
+                                          help="Target sparsities, comma-separated.")] = "0,0.3,0.5,0.7",
+    seeds: Annotated[int, typer.Option(rich_help_panel="Training", help="Number of seeds (0, 1, ...).")] = 3,
+    epochs: Annotated[int, typer.Option(rich_help_panel="Training", help="Training epochs per run.")] = 20,
+    lr: Annotated[float, typer.Option(rich_help_panel="Training", help="Constant learning rate.")] = 0.1,
+    optimizer: Annotated[Optimizer, typer.Option(rich_help_panel="Training", help="Optimizer.")] = Optimizer.sgd,
+    momentum: Annotated[float, typer.Option(rich_help_panel="Training", help="SGD momentum.")] = 0.0,
+    batch_size: Annotated[int, typer.Option(rich_help_panel="Training", help="Batch size.")] = 64,
+    weight_decay: Annotated[float, typer.Option(rich_help_panel="Training", help="Weight decay.")] = 0.0,
+    prune_at: Annotated[PruneAt, typer.Option(rich_help_panel="Pruning",
+                                              help="init, after (train, prune, fine-tune) or iterative (lottery "
                                                    "ticket with rewinding).")] = PruneAt.init,
-    prune_scope: Annotated[PruneScope, typer.Option(help="Rank weights by magnitude within each layer or across "
+    prune_scope: Annotated[PruneScope, typer.Option(rich_help_panel="Pruning",
+                                                    help="Rank weights by magnitude within each layer or across "
                                                          "all layers.")] = PruneScope.layerwise,
-    prune_structure: Annotated[PruneStructure, typer.Option(help="Prune single weights or whole units.")] =
+    prune_structure: Annotated[PruneStructure, typer.Option(rich_help_panel="Pruning",
+                                                            help="Prune single weights or whole units.")] =
     PruneStructure.unstructured,
-    prune_fraction: Annotated[float, typer.Option(help="Iterative pruning: fraction of remaining weights per "
+    prune_fraction: Annotated[float, typer.Option(rich_help_panel="Pruning",
+                                                  help="Iterative pruning: fraction of remaining weights per "
                                                        "round.")] = 0.2,
-    pretrain_epochs: Annotated[int, typer.Option(help="Dense epochs before pruning (after), or per round "
+    pretrain_epochs: Annotated[int, typer.Option(rich_help_panel="Pruning",
+                                                 help="Dense epochs before pruning (after), or per round "
                                                       "(iterative).")] = 1,
-    thresholds: Annotated[str, typer.Option(help="Activity thresholds, comma-separated.")] = "0.01,0.05,0.1,0.2",
-    aggregation: Annotated[Aggregation, typer.Option(help="How activations are aggregated over the probe "
+    thresholds: Annotated[str, typer.Option(rich_help_panel="Measurement",
+                                            help="Activity thresholds, comma-separated.")] = "0.01,0.05,0.1,0.2",
+    aggregation: Annotated[Aggregation, typer.Option(rich_help_panel="Measurement",
+                                                     help="How activations are aggregated over the probe "
                                                           "batch.")] = Aggregation.mean,
-    probe_samples: Annotated[int, typer.Option(help="Training images in the probe batch.")] = 256,
-    weighted: Annotated[bool, typer.Option(help="Record weighted emergence (|w|) instead of path counts.")] = False,
-    granularity: Annotated[Granularity, typer.Option(
+    probe_samples: Annotated[int, typer.Option(rich_help_panel="Measurement",
+                                               help="Training images in the probe batch.")] = 256,
+    weighted: Annotated[bool, _flag("--weighted", "Record weighted emergence (|w|) instead of path counts.",
+                                    rich_help_panel="Measurement")] = False,
+    granularity: Annotated[Granularity, typer.Option(rich_help_panel="Measurement", 
         help="Graph of a conv net: one node per channel, or per (channel, position) neuron (counted by transposed "
              "convolutions).")] = Granularity.channel,
-    outputs: Annotated[Outputs, typer.Option(help=_OUTPUTS_HELP)] = Outputs.exclude,
-    init: Annotated[Init, typer.Option(help="default: the architecture's own initialization; emergence: then "
+    outputs: Annotated[Outputs, typer.Option(rich_help_panel="Measurement", help=_OUTPUTS_HELP)] = Outputs.exclude,
+    init: Annotated[Init, typer.Option(rich_help_panel="Model and data",
+                                       help="default: the architecture's own initialization; emergence: then "
                                             "rescale layer i by alpha**(i - (L-1)/2) (Li, George, Silva "
                                             "2024).")] = Init.default,
-    init_alpha: Annotated[float, typer.Option(help="alpha of --init emergence (1 = no change); a grid axis "
+    init_alpha: Annotated[float, typer.Option(rich_help_panel="Model and data",
+                                              help="alpha of --init emergence (1 = no change); a grid axis "
                                                    "too: --grid init_alpha=1,2,4.")] = 1.0,
-    device: Annotated[Optional[str], typer.Option(help="Device to train and measure on.")] = None,
-    landscape: Annotated[bool, typer.Option(help="Also probe the loss landscape (Hessian, slices).")] = False,
-    landscape_every: Annotated[int, typer.Option(help="Probe the landscape every K epochs (0: final epoch "
+    device: Annotated[Optional[str], typer.Option(rich_help_panel="Grid, cluster and store",
+                                                  help="Device to train and measure on.")] = None,
+    landscape: Annotated[bool, _flag("--landscape", "Also probe the loss landscape (Hessian, slices).",
+                                     rich_help_panel="Landscape")] = False,
+    landscape_every: Annotated[int, typer.Option(rich_help_panel="Landscape",
+                                                 help="Probe the landscape every K epochs (0: final epoch "
                                                       "only).")] = 0,
-    landscape_samples: Annotated[int, typer.Option(help="Training examples in the landscape batch.")] = 512,
+    landscape_samples: Annotated[int, typer.Option(rich_help_panel="Landscape",
+                                                   help="Training examples in the landscape batch.")] = 512,
     grid: Annotated[Optional[list[str]], typer.Option(help="An extra grid axis, KEY=V1,V2,... (repeatable): width, "
                                                           "init_alpha, lr, optimizer, momentum, weight_decay, "
                                                           "batch_size, "
                                                           "prune_at, prune_scope, prune_structure, prune_fraction, "
                                                           "pretrain_epochs.")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes of a local Dask cluster (1: run cells in this "
+    workers: Annotated[int, typer.Option(rich_help_panel="Grid, cluster and store",
+                                         help="Worker processes of a local Dask cluster (1: run cells in this "
                                               "process).")] = 1,
-    scheduler: Annotated[Optional[str], typer.Option(help="Run cells on an existing Dask cluster: its address "
+    scheduler: Annotated[Optional[str], typer.Option(rich_help_panel="Grid, cluster and store",
+                                                     help="Run cells on an existing Dask cluster: its address "
                                                           "(tcp://host:8786) or scheduler file.")] = None,
-    threads: Annotated[int, typer.Option(help="Torch threads per cell. Results are bitwise identical for any "
+    threads: Annotated[int, typer.Option(rich_help_panel="Grid, cluster and store",
+                                         help="Torch threads per cell. Results are bitwise identical for any "
                                               "--workers at the same --threads.")] = 1,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing store of another config.")] = False,
-    retry_failed: Annotated[bool, typer.Option(help="Run failed cells again.")] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    overwrite: Annotated[bool, _flag("--overwrite", "Replace an existing store of another config.",
+                                     rich_help_panel="Grid, cluster and store")] = False,
+    retry_failed: Annotated[bool, _flag("--retry-failed", "Run failed cells again.",
+                                        rich_help_panel="Grid, cluster and store")] = False,
+    quiet: Annotated[bool, _flag("--quiet", "No progress bars.", rich_help_panel="Grid, cluster and store")] = False,
 ) -> None:
     """Train pruned networks over a grid (sparsity x seed x any --grid axis), recording emergence every epoch.
 
@@ -389,7 +441,8 @@ def _interruptible(out: Path) -> Iterator[None]:
         from emergence.experiments.runner import saved_cells
 
         done, cells = saved_cells(out) if out.suffix in (".zarr", ".nc") else (0, 0)
-        kept = f"{done} of {cells} cells are saved in {str(out)!r}" if cells else f"finished cells are kept in {str(out)!r}"
+        kept = (f"{done} of {cells} cells are saved in {str(out)!r}" if cells
+                else f"finished cells are kept in {str(out)!r}")
         typer.echo(f"interrupted: {kept}; run the same command again to resume", err=True)
         raise typer.Exit(130) from None
 
@@ -418,7 +471,8 @@ def _finish(outcome, cells: int) -> None:
 
 @app.command()
 def plot(
-    run: Annotated[Path, typer.Argument(help="Results from 'emergence sweep': a .zarr store or a .nc file.")],
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Results from 'emergence sweep': a .zarr store or a .nc "
+                                                            "file.")],
     out: Annotated[Path, typer.Option(help="Folder for the PNG figures.")],
     threshold: Annotated[float, typer.Option(help="Threshold of the per-epoch figures.")] = 0.05,
     sel: Annotated[Optional[list[str]], typer.Option(help="Fix a grid axis, KEY=VALUE (repeatable), e.g. "
@@ -443,7 +497,8 @@ def plot(
 
 @app.command()
 def report(
-    run: Annotated[Path, typer.Argument(help="Results from 'emergence sweep': a .zarr store or a .nc file.")],
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Results from 'emergence sweep': a .zarr store or a .nc "
+                                                            "file.")],
     markdown: Annotated[Optional[Path], typer.Option(help="Also write the report as Markdown here.")] = None,
     threshold: Annotated[float, typer.Option(help="Threshold of the tables.")] = 0.05,
     sel: Annotated[Optional[list[str]], typer.Option(help="Fix a grid axis, KEY=VALUE (repeatable), e.g. "
@@ -453,9 +508,9 @@ def report(
 
     With grid axes, one report per setting (or those --sel picks) and, over width, a size study.
     """
+    from emergence.adapters.atomic import write_text
     from rich.console import Console
 
-    from adapters.atomic import write_text
     from emergence.experiments.console import report_tables
     from emergence.experiments.facets import parse_sel
     from emergence.experiments.report import summarize_sweep, to_markdown
@@ -475,8 +530,9 @@ def report(
 
 @app.command("landscape")
 def landscape_cmd(
-    model: Annotated[Path, typer.Argument(help="PyTorch model file: .pt2, TorchScript, a state_dict or "
-                                               ".safetensors of a built-in architecture, or a trusted pickle.")],
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="PyTorch model file: .pt2, TorchScript, a "
+                                                                "state_dict or .safetensors of a built-in "
+                                                                "architecture, or a trusted pickle.")],
     data: Annotated[str, typer.Option(help="Labeled data: a bundled dataset name or an .npz with x and y.")],
     samples: Annotated[int, typer.Option(help="Examples the loss is taken on.")] = 512,
     seed: Annotated[int, typer.Option(help="Seed of the random vectors and directions.")] = 0,
@@ -484,9 +540,10 @@ def landscape_cmd(
     trace_samples: Annotated[int, typer.Option(help="Rademacher vectors for the trace estimate.")] = 30,
     steps: Annotated[int, typer.Option(help="Points of the 1-D slice.")] = 41,
     span: Annotated[float, typer.Option(help="The slices cover [-span, span] along each direction.")] = 1.0,
-    json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
+    json: Annotated[bool, _flag("--json", "Print one JSON object on stdout and nothing else.")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="Folder for a 1-D slice and a 2-D contour PNG.")] = None,
-    trust_pickle: Annotated[bool, typer.Option(help="Allow unpickling a whole-model file (runs its code).")] = False,
+    trust_pickle: Annotated[bool, _flag("--trust-pickle", "Allow unpickling a whole-model file (runs its code).")] = \
+        False,
     timeout: Annotated[float, typer.Option(help="Seconds a TorchScript model's first forward pass may take (run "
                                                 "where it can be stopped).")] = 600.0,
 ) -> None:
@@ -524,13 +581,13 @@ def landscape_cmd(
 @app.command()
 def reproduce(
     out: Annotated[Path, typer.Option(help="Folder for the .nc files, figures and report.md.")],
-    quick: Annotated[bool, typer.Option(help="2 seeds x 4 epochs instead of 5 seeds x 20 epochs, and no robustness "
+    quick: Annotated[bool, _flag("--quick", "2 seeds x 4 epochs instead of 5 seeds x 20 epochs, and no robustness "
                                              "grid or initialization comparison.")] = False,
     workers: Annotated[int, typer.Option(help="Worker processes of a local Dask cluster (1: run cells in this "
                                               "process).")] = 1,
     scheduler: Annotated[Optional[str], typer.Option(help="Run cells on an existing Dask cluster: its address "
                                                           "(tcp://host:8786) or scheduler file.")] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: Annotated[bool, _flag("--quiet", "No progress bars.")] = False,
 ) -> None:
     """Run the paper's MLP experiment on bundled MNIST and Fashion-MNIST (four pruning levels, several seeds).
 

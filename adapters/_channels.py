@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from emergence.adapters._window import Window
 
-from adapters._window import Window
 from emergence.errors import UnsupportedOpError
 
 _CHUNK = 1 << 22  # entries of a dense weight block processed at once

@@ -1,10 +1,10 @@
 """Neuron-level graphs of conv nets: one node per (channel, position) activation.
 
-:class:`NeuronGraphBuilder` is a :class:`~adapters._channels.ChannelGraphBuilder` whose nodes
+:class:`NeuronGraphBuilder` is a :class:`~emergence.adapters._channels.ChannelGraphBuilder` whose nodes
 are neurons: every input element, and every output element of a dense or conv layer. It never
 builds the edge list. It records, per node-creating layer, the operation that made it (the
 input's provenance, the weight, the geometry) on a *tape* that
-:class:`adapters.neuron_count.ImplicitCounter` sweeps backwards with transposed convolutions;
+:class:`emergence.adapters.neuron_count.ImplicitCounter` sweeps backwards with transposed convolutions;
 :meth:`NeuronGraphBuilder.materialize` enumerates the same edges by index arithmetic for small
 nets (``--save-graph``, and the oracle of the tests).
 
@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from emergence.adapters._channels import ChannelGraphBuilder, ChannelValue, LayerRecord, Slots
+from emergence.adapters._window import Window, gather_windows
 
-from adapters._channels import ChannelGraphBuilder, ChannelValue, LayerRecord, Slots
-from adapters._window import Window, gather_windows
 from emergence.errors import UnsupportedOpError
 
 #: Largest edge list :meth:`NeuronGraphBuilder.materialize` builds.

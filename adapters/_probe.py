@@ -7,8 +7,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+from emergence.adapters._channels import ChannelGraphBuilder
 
-from adapters._channels import ChannelGraphBuilder
 from emergence.activity import Activity, LayerInfo, ModelGraph, check_aggregation
 from emergence.errors import InputShapeError, NonFiniteError, UnsupportedOpError, check_choice
 from emergence.graph import graph as make_graph
@@ -118,9 +118,9 @@ def assemble(
     device: str | torch.device | None = None,
 ) -> ModelGraph:
     """The final :class:`ModelGraph`: edges, layers, node names and activity (a neuron-level builder gives a
-    :class:`~adapters.neuron_count.NeuronModelGraph`, counted on ``device``)."""
-    from adapters._neurons import NeuronGraphBuilder
-    from adapters.neuron_count import assemble_neurons
+    :class:`~emergence.adapters.neuron_count.NeuronModelGraph`, counted on ``device``)."""
+    from emergence.adapters._neurons import NeuronGraphBuilder
+    from emergence.adapters.neuron_count import assemble_neurons
 
     if isinstance(builder, NeuronGraphBuilder):
         return assemble_neurons(builder, activity, threshold, source, device)

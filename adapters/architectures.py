@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from emergence.adapters.atomic import atomic_path
 from torch import nn
 
-from adapters.atomic import atomic_path
 from emergence.errors import ConfigError, FileFormatError, first_line
 
 __all__ = ["ARCHITECTURES", "ArchSpec", "build", "mlp", "cnn", "vgg", "save_model", "load_model_file", "FORMAT_TAG"]
@@ -210,7 +210,7 @@ def build(spec: ArchSpec) -> nn.Module:
     """Instantiate ``spec`` (weights drawn from torch's global generator: seed it first).
 
     Two parameters apply to every architecture: ``init`` (``"default"`` or ``"emergence"``) and
-    ``init_alpha`` (the emergence-promoting rescaling of :func:`adapters.init.emergence_init`).
+    ``init_alpha`` (the emergence-promoting rescaling of :func:`emergence.adapters.init.emergence_init`).
 
     Raises
     ------
@@ -224,7 +224,7 @@ def build(spec: ArchSpec) -> nn.Module:
     """
     if spec.name not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {spec.name!r}; choose one of {', '.join(sorted(ARCHITECTURES))}")
-    from adapters.init import check_init, emergence_init
+    from emergence.adapters.init import check_init, emergence_init
 
     params = dict(spec.params)
     init, alpha = check_init(params.pop("init", "default"), params.pop("init_alpha", 1.0))
@@ -300,7 +300,7 @@ def load_model_file(path: str | os.PathLike[str]) -> tuple[nn.Module, ArchSpec]:
             )
         spec = ArchSpec.from_json(meta["arch"])
         return _from_state(spec, state, p.name), spec
-    from adapters.bounded import load_weights
+    from emergence.adapters.bounded import load_weights
 
     try:
         obj = load_weights(str(p), p.name)
@@ -311,7 +311,7 @@ def load_model_file(path: str | os.PathLike[str]) -> tuple[nn.Module, ArchSpec]:
     if not isinstance(obj, dict) or "arch" not in obj or "state_dict" not in obj:
         raise FileFormatError(
             f"{p.name!r} is a state_dict without an architecture; emergence rebuilds only its own architectures "
-            "(saved with adapters.architectures.save_model); export other models to .pt2 or ONNX"
+            "(saved with emergence.adapters.architectures.save_model); export other models to .pt2 or ONNX"
         )
     spec = ArchSpec.from_json(obj["arch"])
     return _from_state(spec, obj["state_dict"], p.name), spec

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from emergence.adapters.bounded import check_npz
 
-from adapters.bounded import check_npz
 from emergence.errors import ConfigError, FileFormatError, InputShapeError, NonFiniteError
 
 __all__ = ["DATASETS", "Dataset", "InputSpec", "data_dir", "load_dataset", "register_dataset", "load_npz", "probe_inputs",

@@ -1,4 +1,4 @@
-"""Graph files to and from the toolkit's graph (through igraph, see :mod:`adapters.igraph_graph`).
+"""Graph files to and from the toolkit's graph (through igraph, see :mod:`emergence.adapters.igraph_graph`).
 
 Reading goes through igraph, so every text format igraph parses works: GraphML,
 GML, edge lists, NCOL, LGL, Pajek and DL. The active mask, the weights and the
@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from emergence.adapters._graphml_check import check_graphml
+from emergence.adapters.atomic import atomic_path
+from emergence.adapters.igraph_graph import from_igraph, to_igraph
 from torch_geometric.data import Data
 
-from adapters._graphml_check import check_graphml
-from adapters.atomic import atomic_path
-from adapters.igraph_graph import from_igraph, to_igraph
 from emergence.errors import FileFormatError, GraphError, first_line
 from emergence.validate import validate
 
@@ -154,7 +154,7 @@ def _quiet_parser() -> Iterator[None]:
 
 def _read_torch(p: Path) -> Data:
     """A graph saved by :func:`write_graph` as ``.pt`` (a plain dict, loaded without unpickling code)."""
-    from adapters.bounded import load_weights
+    from emergence.adapters.bounded import load_weights
 
     try:
         d = load_weights(str(p), p.name)

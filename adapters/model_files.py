@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
 
-from adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
 from emergence.errors import EmergenceError, FileFormatError, InputShapeError, UntrustedPickleError, first_line
 
@@ -40,7 +40,7 @@ class LoadedModel:
     obj: Any
     input_shape: tuple[int, ...] | None
     source: str
-    input_specs: tuple[Any, ...] | None = None  # adapters.datasets.InputSpec per model input
+    input_specs: tuple[Any, ...] | None = None  # emergence.adapters.datasets.InputSpec per model input
 
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -90,7 +90,7 @@ def _onnx_input_shape(model: Any) -> tuple[int, ...] | None:
 
 def _onnx_input_specs(model: Any) -> tuple[Any, ...]:
     """Per input: shape, kind, and for token ids the rows of the table a ``Gather`` looks them up in."""
-    from adapters.datasets import InputSpec
+    from emergence.adapters.datasets import InputSpec
 
     inits = {t.name: t for t in model.graph.initializer}
     specs = []
@@ -109,7 +109,7 @@ def _onnx_input_specs(model: Any) -> tuple[Any, ...]:
 
 def _exported_input_specs(ep: Any) -> tuple[Any, ...]:
     """As :func:`_onnx_input_specs`, for a ``torch.export`` program (tables of ``embedding`` ops)."""
-    from adapters.datasets import InputSpec
+    from emergence.adapters.datasets import InputSpec
 
     users = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
     params = {s.arg.name: s.target for s in ep.graph_signature.input_specs if s.kind.name == "PARAMETER"}
@@ -184,7 +184,7 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
         raise FileFormatError(f"no such file: {str(p)!r}")
     suffix = p.suffix.lower()
     if suffix == ".onnx":
-        from adapters.onnx_model import load_onnx
+        from emergence.adapters.onnx_model import load_onnx
 
         model = load_onnx(p)
         return LoadedModel("onnx", model, _onnx_input_shape(model), p.name, _onnx_input_specs(model))
@@ -192,7 +192,7 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
         if not _is_zip(p):
             raise FileFormatError(f"{p.name!r} is not a torch.export program: a .pt2 file is a zip archive, and "
                                   "this one does not start like one (truncated, or another format renamed?)")
-        from adapters.pt2_archive import read_pt2
+        from emergence.adapters.pt2_archive import read_pt2
 
         try:
             with _torch_logs_silenced():
@@ -204,7 +204,7 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
                                   f"{first_line(exc)}") from None
         return LoadedModel("exported", ep, _exported_input_shape(ep), p.name, _exported_input_specs(ep))
     if suffix == ".safetensors":
-        from adapters.architectures import load_model_file
+        from emergence.adapters.architectures import load_model_file
 
         model, spec = load_model_file(p)
         return LoadedModel("module", model, spec.input_shape, p.name)
@@ -214,7 +214,7 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
                 return LoadedModel("torchscript", torch.jit.load(str(p), map_location="cpu"), None, p.name)
         except Exception as exc:  # torch.jit.load raises RuntimeError on a bad archive
             raise FileFormatError(f"could not read {p.name!r} as TorchScript: {first_line(exc)}") from None
-    from adapters.bounded import load_weights
+    from emergence.adapters.bounded import load_weights
 
     try:
         obj = load_weights(str(p), p.name)
@@ -226,14 +226,14 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
         raise
     except Exception as exc:  # truncated zip, not a torch file at all ...
         raise FileFormatError(f"could not read {p.name!r} as a PyTorch file: {first_line(exc)}") from None
-    from adapters.architectures import ArchSpec, _from_state
+    from emergence.adapters.architectures import ArchSpec, _from_state
 
     if isinstance(obj, dict) and "arch" in obj and "state_dict" in obj:
         spec = ArchSpec.from_json(obj["arch"])
         return LoadedModel("module", _from_state(spec, obj["state_dict"], p.name), spec.input_shape, p.name)
     raise FileFormatError(
         f"{p.name!r} is a state_dict without an architecture; emergence rebuilds only its own architectures "
-        "(saved with adapters.architectures.save_model); export other models to .pt2 or ONNX"
+        "(saved with emergence.adapters.architectures.save_model); export other models to .pt2 or ONNX"
     )
 
 
@@ -328,12 +328,12 @@ def model_graph(
     inputs : torch.Tensor
         The probe batch.
     threshold, aggregation, device
-        As in :func:`adapters.from_torch`.
+        As in :func:`emergence.adapters.from_torch`.
     trust_pickle : bool, default False
         As in :func:`load_model`.
     granularity : {"channel", "neuron"}, default "channel"
         One node per channel of a conv layer, or one per neuron (a
-        :class:`~adapters.neuron_count.NeuronModelGraph`, counted without an edge list).
+        :class:`~emergence.adapters.neuron_count.NeuronModelGraph`, counted without an edge list).
     timeout : float or None, default 600
         Seconds the model's forward passes (and a TorchScript model's conversion) may take.
 
@@ -346,8 +346,8 @@ def model_graph(
     TimeLimitError
         If foreign code runs past ``timeout``.
     """
-    from adapters.onnx_model import from_onnx
-    from adapters.torch_model import _as_input, from_exported, from_torch
+    from emergence.adapters.onnx_model import from_onnx
+    from emergence.adapters.torch_model import _as_input, from_exported, from_torch
 
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model, trust_pickle=trust_pickle)

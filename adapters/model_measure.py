@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from emergence.adapters._probe import check_granularity
+from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
 
-from adapters._probe import check_granularity
-from adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.activity import DEFAULT_OUTPUTS, DEFAULT_THRESHOLD, ModelGraph, check_aggregation, check_outputs
 from emergence.device import resolve_device
 from emergence.errors import ConfigError
@@ -163,7 +163,7 @@ def measure_model(
     granularity : {"channel", "neuron"}, default "channel"
         One node per channel of a conv layer (activity averaged over positions), or one per
         neuron -- every (channel, position) activation, counted by transposed convolutions
-        without building the edge list (:mod:`adapters.neuron_count`).
+        without building the edge list (:mod:`emergence.adapters.neuron_count`).
     outputs : {"exclude", "logits", "softmax"}, default "exclude"
         How the output units (a classifier's logits) are judged: not nodes, raw values, or
         softmax probabilities (see :mod:`emergence.activity` for why ``"exclude"`` is the default).
@@ -189,8 +189,8 @@ def measure_model(
     >>> list(m.layers.columns[:4]), len(m.thresholds)
     (['layer', 'kind', 'units', 'active'], 2)
     """
-    from adapters.datasets import probe_inputs
-    from adapters.model_files import LoadedModel, load_model, model_graph
+    from emergence.adapters.datasets import probe_inputs
+    from emergence.adapters.model_files import LoadedModel, load_model, model_graph
 
     check_aggregation(aggregation)
     check_outputs(outputs)
@@ -269,7 +269,7 @@ class ModelProbe:
     def __init__(self, model: Any, probe: torch.Tensor, thresholds: Sequence[float], *, aggregation: str = "mean",
                  weighted: bool = False, device: str | torch.device | None = None,
                  granularity: str = "channel", outputs: str = DEFAULT_OUTPUTS) -> None:
-        from adapters.torch_model import ExportedProbe, export_module
+        from emergence.adapters.torch_model import ExportedProbe, export_module
 
         check_aggregation(aggregation)
         self.outputs = check_outputs(outputs)

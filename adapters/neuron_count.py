@@ -4,7 +4,7 @@ For ω = 1 the path-count recursion of the paper through a conv layer,
 ``P_l = 1 + A_{l+1}^T (H_{l+1} ⊙ P_{l+1})``, is a transposed convolution of the masked counts
 with the binary kernel ``1[W ≠ 0]`` (same stride, padding, dilation and groups); for ω = |w| with
 ``|W|``. :class:`ImplicitCounter` sweeps the tape of a
-:class:`~adapters._neurons.NeuronGraphBuilder` from the last layer to the first, one transposed
+:class:`~emergence.adapters._neurons.NeuronGraphBuilder` from the last layer to the first, one transposed
 convolution (or transposed dense map) per layer, and scatters each message through the slot
 tables onto the neurons it came from -- which is how pools, residual adds, concatenations and
 flattens are followed. Each layer's counts are kept as a float64 tensor times a power of two,
@@ -24,9 +24,9 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
+from emergence.adapters._neurons import MATERIALIZE_LIMIT, NeuronGraphBuilder, TapeOp
 from torch_geometric.data import Data
 
-from adapters._neurons import MATERIALIZE_LIMIT, NeuronGraphBuilder, TapeOp
 from emergence.activity import Activity, LayerInfo, ModelGraph
 from emergence.errors import GraphError
 from emergence.graph import graph as make_graph
@@ -66,7 +66,7 @@ class ImplicitCounter:
     Examples
     --------
     >>> import torch
-    >>> from adapters.torch_model import from_torch
+    >>> from emergence.adapters.torch_model import from_torch
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
     ...                           torch.nn.Linear(2 * 4 * 4, 3))
     >>> mg = from_torch(net, torch.rand(8, 1, 4, 4), granularity="neuron")

@@ -4,7 +4,7 @@ Constant subgraphs are folded first (weights produced by ``Constant``,
 ``ConstantOfShape``, ``Reshape``, ``Identity``... rather than stored as
 initializers), concrete shapes come from one small onnxruntime run, and the graph is
 built by the same format-independent builder as PyTorch models
-(:mod:`adapters._channels`), so a model exported to ONNX gives the graph of its
+(:mod:`emergence.adapters._channels`), so a model exported to ONNX gives the graph of its
 PyTorch original. Activity comes from onnxruntime with each layer's activation
 exposed as an extra output.
 
@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from adapters._probe import (
+from emergence.adapters._probe import (
     ActivityRecorder,
     as_batch,
     assemble,
@@ -31,8 +30,9 @@ from adapters._probe import (
     check_input_shape,
     padded_chunks,
 )
-from adapters.deadline import DEFAULT_TIMEOUT, Deadline
-from adapters.onnx_ops import SUPPORTED_ONNX_OPS, _Walker
+from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
+from emergence.adapters.onnx_ops import SUPPORTED_ONNX_OPS, _Walker
+
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
 from emergence.errors import FileFormatError, InputShapeError, TimeLimitError, UnsupportedOpError, first_line
 
@@ -192,9 +192,8 @@ def _refuse_huge_constants(model: Any) -> None:
 
     onnxruntime would allocate it (or fail trying) in the shape run, before folding could refuse it.
     """
+    from emergence.adapters.onnx_ops import _check_fold_size
     from onnx import numpy_helper
-
-    from adapters.onnx_ops import _check_fold_size
 
     const = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if t.name and _small(t)}
     for node in model.graph.node:
@@ -257,7 +256,7 @@ def from_onnx(
     source : str
         A label for reports.
     granularity : {"channel", "neuron"}, default "channel"
-        As in :func:`adapters.from_exported`.
+        As in :func:`emergence.adapters.from_exported`.
     device : str or torch.device, optional
         Where a neuron-level count runs (onnxruntime itself runs on the CPU).
     timeout : float or None, default 600

@@ -3,7 +3,7 @@
 :class:`_Walker` folds constant subgraphs (weights produced by ``Constant``,
 ``ConstantOfShape``, ``Reshape``, ``Identity``... rather than stored as initializers),
 takes concrete shapes from one small onnxruntime run, and feeds every node to
-:class:`adapters._channels.ChannelGraphBuilder`, the same builder the PyTorch front-end
+:class:`emergence.adapters._channels.ChannelGraphBuilder`, the same builder the PyTorch front-end
 uses, so a model exported to ONNX gives the graph of its PyTorch original.
 :data:`SUPPORTED_ONNX_OPS` lists what is mapped.
 
@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from emergence.adapters._channels import ChannelGraphBuilder, ChannelValue, Slots
+from emergence.adapters._neurons import NeuronGraphBuilder
+from emergence.adapters._window import Window
 
-from adapters._channels import ChannelGraphBuilder, ChannelValue, Slots
-from adapters._neurons import NeuronGraphBuilder
-from adapters._window import Window
 from emergence.errors import UnsupportedOpError
 
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -191,7 +191,7 @@ class _Walker:
             if handler is None:
                 raise UnsupportedOpError(
                     f"ONNX op {node.op_type!r} (node {node.name!r}) cannot be mapped to a graph; the ops that can "
-                    "are listed in the README's 'Ops covered' section (adapters.SUPPORTED_ONNX_OPS)"
+                    "are listed in the README's 'Ops covered' section (emergence.adapters.SUPPORTED_ONNX_OPS)"
                 )
             outs = handler(node)
             for name, value in zip(node.output, outs if isinstance(outs, list) else [outs]):

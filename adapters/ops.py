@@ -1,13 +1,13 @@
 """The operations each model front-end maps, grouped by what they do: one source for the README's list.
 
-``python -m adapters.ops`` prints the Markdown of the README's "Ops covered" section; a test checks
+``python -m emergence.adapters.ops`` prints the Markdown of the README's "Ops covered" section; a test checks
 that the README holds exactly that text, so the list never drifts from the mapping tables.
 """
 
 from __future__ import annotations
 
-from adapters import onnx_ops as _onnx
-from adapters import torch_ops as _torch
+from emergence.adapters import onnx_ops as _onnx
+from emergence.adapters import torch_ops as _torch
 
 __all__ = ["TORCH_GROUPS", "ONNX_GROUPS", "ops_markdown"]
 

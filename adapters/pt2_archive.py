@@ -4,7 +4,7 @@
 (``weights_only=False``: pickled weights and constants, the legacy weights file, and the sample
 inputs as a fallback), hands shape expressions to ``sympy.sympify`` (which calls ``eval``), and
 resolves node targets by ``getattr`` on ``torch``, so a crafted file can run code. This reader
-opens the zip itself with declared sizes checked first (:func:`adapters.bounded.check_zip`),
+opens the zip itself with declared sizes checked first (:func:`emergence.adapters.bounded.check_zip`),
 reads raw tensor bytes into tensors (views checked against their storage), allows pickled
 members only through torch's ``weights_only`` unpickler, refuses custom-object constants,
 accepts shape expressions only of the symbols and functions torch writes, and node targets only
@@ -22,8 +22,8 @@ import zipfile
 from typing import Any
 
 import torch
+from emergence.adapters.bounded import DEFAULT_LIMITS, ReadLimits, check_elements, check_zip, load_weights
 
-from adapters.bounded import DEFAULT_LIMITS, ReadLimits, check_elements, check_zip, load_weights
 from emergence.errors import FileFormatError, UntrustedPickleError, first_line
 
 __all__ = ["read_pt2"]

@@ -1,7 +1,7 @@
 """PyTorch models to graphs: ``nn.Module`` (through ``torch.export``) and ``.pt2`` programs.
 
 The exported program's ATen operations are walked once to build the graph (see
-:mod:`adapters._channels`), then run on the probe batch by an FX interpreter that
+:mod:`emergence.adapters._channels`), then run on the probe batch by an FX interpreter that
 records, for every layer, the activation at the end of the elementwise chain that
 follows it: a real forward pass through the very graph the edges came from.
 
@@ -15,9 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import fx
-
-from adapters._probe import (
+from emergence.adapters._probe import (
     ActivityRecorder,
     as_batch,
     assemble,
@@ -27,8 +25,10 @@ from adapters._probe import (
     padded_chunks,
     with_activity,
 )
-from adapters.deadline import DEFAULT_TIMEOUT, Deadline
-from adapters.torch_ops import SUPPORTED_TORCH_OPS, _Walker
+from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
+from emergence.adapters.torch_ops import SUPPORTED_TORCH_OPS, _Walker
+from torch import fx
+
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
 from emergence.errors import InputShapeError, UnsupportedOpError, first_line
 
@@ -145,7 +145,7 @@ def from_exported(
     granularity : {"channel", "neuron"}, default "channel"
         One node per channel of a conv layer (activity averaged over positions), or one per
         neuron, i.e. per (channel, position) activation (a
-        :class:`~adapters.neuron_count.NeuronModelGraph`, counted without an edge list).
+        :class:`~emergence.adapters.neuron_count.NeuronModelGraph`, counted without an edge list).
     timeout : float or None, default 600
         Seconds the forward pass may take (checked between operations; None: no limit).
 

@@ -1,7 +1,7 @@
 """ATen operations of an exported PyTorch program mapped to the format-independent channel graph.
 
 :class:`_Walker` visits the nodes of a ``torch.export`` program once, in order, and feeds
-each operation to :class:`adapters._channels.ChannelGraphBuilder`: dense and conv layers
+each operation to :class:`emergence.adapters._channels.ChannelGraphBuilder`: dense and conv layers
 make nodes and weighted edges, batch norm folds into the layer before it, elementwise
 and shape operations carry each slot's provenance. :data:`SUPPORTED_TORCH_OPS` lists what
 is mapped; anything else is refused with :class:`~emergence.errors.UnsupportedOpError`.
@@ -19,11 +19,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from emergence.adapters._channels import ChannelGraphBuilder, ChannelValue
+from emergence.adapters._neurons import NeuronGraphBuilder
+from emergence.adapters._window import Window
 from torch import fx
 
-from adapters._channels import ChannelGraphBuilder, ChannelValue
-from adapters._neurons import NeuronGraphBuilder
-from adapters._window import Window
 from emergence.errors import UnsupportedOpError
 
 __all__ = ['SUPPORTED_TORCH_OPS']
@@ -282,7 +282,7 @@ class _Walker:
         if handler is None:
             raise UnsupportedOpError(
                 f"operation {op!r} (node {node.name!r}) cannot be mapped to a graph; the operations that can are "
-                "listed in the README's 'Ops covered' section (adapters.SUPPORTED_TORCH_OPS)"
+                "listed in the README's 'Ops covered' section (emergence.adapters.SUPPORTED_TORCH_OPS)"
             )
         self.env[node.name] = handler(node, op, args, kwargs)
 

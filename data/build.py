@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import emergence  # noqa: E402
-from adapters.graphfile import write_graph  # noqa: E402
+from emergence.adapters.graphfile import write_graph  # noqa: E402
 
 SEED = 20240903
 TEST_FRACTION = 0.2

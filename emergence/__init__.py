@@ -22,7 +22,7 @@ by reading every module's imports:
 4. **CLI** -- ``cli.py`` imports everything; no module imports ``cli``.
 
 This file is the public facade: it re-exports the core, and :func:`measure_model` /
-:class:`ModelMeasurement` from ``adapters.model_measure`` *lazily*, on first use (PEP 562),
+:class:`ModelMeasurement` from ``emergence.adapters.model_measure`` *lazily*, on first use (PEP 562),
 so that ``import emergence`` stays light (no onnx, onnxruntime, xarray or matplotlib)
 and no core module imports upward.
 
@@ -54,6 +54,22 @@ from emergence.result import EmergenceResult, NodeContribution
 from emergence.validate import node_count, validate
 
 __version__ = "0.1.0"
+
+
+def _source_checkout_paths() -> None:
+    """In a source checkout the layout keeps ``adapters/`` and ``cli.py`` beside this folder; a wheel puts them
+    inside it (``emergence/adapters``, ``emergence/cli.py``). Extending the package path makes
+    ``emergence.adapters`` and ``emergence.cli`` resolve the same way in both (editable installs included)."""
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    if not os.path.isfile(os.path.join(here, "cli.py")) and os.path.isfile(os.path.join(root, "cli.py")) \
+            and os.path.isdir(os.path.join(root, "adapters")) and root not in __path__:
+        __path__.append(root)
+
+
+_source_checkout_paths()
 
 __all__ = [
     "AGGREGATIONS",
@@ -90,7 +106,7 @@ __all__ = [
 ]
 
 #: Names served lazily from the adapters layer (module that defines them).
-_LAZY = {"measure_model": "adapters.model_measure", "ModelMeasurement": "adapters.model_measure"}
+_LAZY = {"measure_model": "emergence.adapters.model_measure", "ModelMeasurement": "emergence.adapters.model_measure"}
 
 
 def __getattr__(name: str):  # PEP 562: resolved on first access, then cached in the module

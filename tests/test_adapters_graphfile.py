@@ -4,11 +4,11 @@ import igraph as ig
 import networkx as nx
 import pytest
 import torch
+from emergence.adapters import from_igraph, from_networkx, read_graph, to_igraph, to_networkx, write_graph
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import emergence
-from adapters import from_igraph, from_networkx, read_graph, to_igraph, to_networkx, write_graph
 from emergence import FileFormatError, GraphError
 from emergence.testing.strategies import dags
 

@@ -69,7 +69,8 @@ CASES = [
 @pytest.mark.parametrize("args, phrase", CASES, ids=[c[0][1].split("/")[-1] + "-" + str(i)
                                                      for i, c in enumerate(CASES)])
 def test_broken_file_is_one_line(files, args, phrase):
-    r = subprocess.run([sys.executable, "-m", "cli", *[a.replace("{d}", str(files)) for a in args]], cwd=ROOT,
+    args = args if "--data" in args else [*args, "--data", "random"]
+    r = subprocess.run([sys.executable, "-m", "emergence.cli", *[a.replace("{d}", str(files)) for a in args]], cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stderr
     lines = r.stderr.strip().splitlines()
@@ -81,9 +82,8 @@ def test_broken_file_is_one_line(files, args, phrase):
 def test_external_data_inside_the_folder_is_read(files):
     """The guard refuses only what leaves the folder: data beside the model loads."""
     import onnx
+    from emergence.adapters.onnx_model import load_onnx
     from onnx import numpy_helper
-
-    from adapters.onnx_model import load_onnx
 
     model = onnx.load(str(files / "missing.onnx"), load_external_data=False)
     (files / "weights.bin").write_bytes(np.arange(8, dtype=np.float32).tobytes())
@@ -97,7 +97,7 @@ def test_external_data_inside_the_folder_is_read(files):
 
 def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
     """A bug (an exception that is not ours) still gives one line; --debug shows the traceback."""
-    code = ("import sys, cli\n"
+    code = ("import sys\nfrom emergence import cli\n"
             "@cli.app.command('boom')\n"
             "def boom():\n    raise KeyError('internal')\n"
             "sys.argv = ['emergence', *sys.argv[1:]]\ncli.app()\n")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from emergence.adapters._probe import GRANULARITIES
+from emergence.adapters.architectures import ARCHITECTURES
+from emergence.adapters.graphfile import FORMATS
+from emergence.adapters.init import INITS
 from typer.testing import CliRunner
 
-import cli
-from adapters._probe import GRANULARITIES
-from adapters.architectures import ARCHITECTURES
-from adapters.graphfile import FORMATS
-from adapters.init import INITS
+from emergence import cli
 from emergence.activity import AGGREGATIONS, OUTPUTS
 from emergence.experiments.prune import PRUNE_SCOPES, PRUNE_STRUCTURES, PRUNE_WHEN
 from emergence.experiments.train import OPTIMIZERS

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from emergence.cli import app
 from test_sweep import tiny_data
 from typer.testing import CliRunner
 
-from cli import app
 from emergence.experiments.reproduce import reproduce
 from emergence.experiments.results import open_results
 from emergence.experiments.sweep import SweepConfig
@@ -120,8 +120,7 @@ LANDSCAPE_KEYS = {"hessian_top", "hessian_trace", "hessian_trace_stderr", "slice
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
     import torch
-
-    from adapters.architectures import ArchSpec, build, save_model
+    from emergence.adapters.architectures import ArchSpec, build, save_model
 
     d = tmp_path_factory.mktemp("land")
     spec = ArchSpec("mlp", (1, 28, 28), 10, {"widths": [16]})

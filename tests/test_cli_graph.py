@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from emergence.adapters import write_graph
+from emergence.cli import app
 from hypothesis import given, settings
 from typer.testing import CliRunner
 
 import emergence
-from adapters import write_graph
-from cli import app
 from emergence.testing import brute_force_emergence
 from emergence.testing.strategies import dags
 
@@ -40,7 +40,7 @@ def test_json_is_one_object_with_the_documented_keys():
     out = _json(["graph", str(EXAMPLE), "--json"])
     assert KEYS <= set(out)
     assert out["exact"] is True and isinstance(out["emergence"], int)
-    g = emergence.measure(emergence.validate(__import__("adapters").read_graph(EXAMPLE)))
+    g = emergence.measure(emergence.validate(__import__("emergence.adapters", fromlist=["read_graph"]).read_graph(EXAMPLE)))
     assert out["emergence"] == g.value and out["nodes"] == 21
 
 

@@ -5,13 +5,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from emergence.adapters import read_graph
+from emergence.adapters.architectures import ArchSpec, save_model
+from emergence.adapters.architectures import build as build_arch
+from emergence.cli import app
 from model_zoo import build
 from typer.testing import CliRunner
-
-from adapters import read_graph
-from adapters.architectures import ArchSpec, save_model
-from adapters.architectures import build as build_arch
-from cli import app
 
 runner = CliRunner()
 GRAPH_KEYS = {"emergence", "log10_emergence", "relative_emergence", "log10_relative_emergence", "exact",
@@ -79,7 +78,7 @@ def test_builtin_state_dict_with_random_batch_and_save_graph(files, tmp_path):
     assert int(g.active.sum()) == res["active"] and g.layer.max() == 3
     assert "activity" in out.read_text()
     pt = tmp_path / "g.pt"
-    _ok(["measure", str(files / "mlp.pt"), "--samples", "16", "--save-graph", str(pt), "--json"])
+    _ok(["measure", str(files / "mlp.pt"), "--data", "random", "--samples", "16", "--save-graph", str(pt), "--json"])
     h = read_graph(pt)
     assert torch.equal(h.edge_index, g.edge_index) and torch.equal(h.active, g.active)
 
@@ -105,7 +104,14 @@ def test_trusted_pickle_needs_the_flag(files):
 )
 def test_bad_input_is_one_sentence(files, args, phrase):
     argv = ["measure", str(files / args[0])] + [str(files / a) if a.endswith(".npz") else a for a in args[1:]]
+    argv += [] if "--data" in args else ["--data", "random"]
     r = runner.invoke(app, [*argv, "--json"])
     assert r.exit_code == 1, r.output
     assert r.stdout == "" and phrase in r.stderr, r.output
     assert "Traceback" not in r.output and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_measure_without_data_names_data_random(files):
+    r = runner.invoke(app, ["measure", str(files / "res.pt2")])
+    assert r.exit_code == 1 and r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) == 1 and "--data random" in r.stderr, r.stderr

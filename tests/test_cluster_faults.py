@@ -75,7 +75,7 @@ def test_scheduler_killed_mid_sweep_leaves_cells_pending_and_a_rerun_completes(n
     out = tmp_path / "run.zarr"
     sched, worker, sf = _start_cluster(tmp_path)
     try:
-        p = subprocess.Popen([sys.executable, "-m", "cli", *_args(npz, out, "--scheduler", sf)], cwd=ROOT,
+        p = subprocess.Popen([sys.executable, "-m", "emergence.cli", *_args(npz, out, "--scheduler", sf)], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 240
         while time.time() < deadline and (_status(out) == STATUS["done"]).sum() < 1 and p.poll() is None:
@@ -94,13 +94,13 @@ def test_scheduler_killed_mid_sweep_leaves_cells_pending_and_a_rerun_completes(n
     status = _status(out)
     assert (status == STATUS["failed"]).sum() == 0  # an infrastructure fault is never the cell's failure
     assert (status == STATUS["done"]).sum() >= 1 and (status == STATUS["pending"]).sum() >= 1
-    r = subprocess.run([sys.executable, "-m", "cli", *_args(npz, out)], cwd=ROOT, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "emergence.cli", *_args(npz, out)], cwd=ROOT, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr  # a plain rerun, no --retry-failed
     with xr.open_zarr(out) as ds:
         assert (ds["cell_runs"].values == 1).all()  # every cell computed once: the interrupted ones were not written
     ref = tmp_path / "ref.zarr"
-    assert subprocess.run([sys.executable, "-m", "cli", *_args(npz, ref)], cwd=ROOT, capture_output=True,
+    assert subprocess.run([sys.executable, "-m", "emergence.cli", *_args(npz, ref)], cwd=ROOT, capture_output=True,
                           timeout=600).returncode == 0
     xr.testing.assert_identical(_science(out), _science(ref))
 
@@ -112,7 +112,7 @@ def test_a_bad_scheduler_file_is_one_sentence_at_once(npz, tmp_path, content, ph
     if content is not None:
         sf.write_text(content)
     start = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "cli", *_args(npz, tmp_path / "r.zarr", "--scheduler", str(sf))],
+    r = subprocess.run([sys.executable, "-m", "emergence.cli", *_args(npz, tmp_path / "r.zarr", "--scheduler", str(sf))],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert phrase in r.stderr
@@ -122,7 +122,7 @@ def test_a_bad_scheduler_file_is_one_sentence_at_once(npz, tmp_path, content, ph
 def test_report_uses_done_cells_only_and_says_so(npz, tmp_path):
     """Kill a sweep after its first cell: the report covers that cell alone and names what it leaves out."""
     out = tmp_path / "run.zarr"
-    p = subprocess.Popen([sys.executable, "-m", "cli", *_args(npz, out, epochs=20)], cwd=ROOT,
+    p = subprocess.Popen([sys.executable, "-m", "emergence.cli", *_args(npz, out, epochs=20)], cwd=ROOT,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and (_status(out) == STATUS["done"]).sum() < 1:
@@ -131,7 +131,7 @@ def test_report_uses_done_cells_only_and_says_so(npz, tmp_path):
     p.wait()
     done = int((_status(out) == STATUS["done"]).sum())
     assert 1 <= done < 6
-    r = subprocess.run([sys.executable, "-m", "cli", "report", str(out)], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "emergence.cli", "report", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip() == f"note: the report uses the {done} done cells of 6; {6 - done} pending and 0 failed " \
                                "are left out"
@@ -154,7 +154,7 @@ def test_a_store_with_no_done_cell_is_one_sentence(npz, tmp_path):
 
     with pytest.raises(FileFormatError, match="has no done cell yet"):
         open_results(tmp_path / "empty.zarr")
-    r = subprocess.run([sys.executable, "-m", "cli", "report", str(tmp_path / "empty.zarr")], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "emergence.cli", "report", str(tmp_path / "empty.zarr")], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [r.stderr.strip()]
     assert "has no done cell yet (1 pending, 0 failed)" in r.stderr

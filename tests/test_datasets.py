@@ -5,8 +5,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from emergence.adapters.datasets import load_dataset, probe_inputs
 
-from adapters.datasets import load_dataset, probe_inputs
 from emergence import FileFormatError
 
 

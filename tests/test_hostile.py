@@ -39,7 +39,7 @@ class Run:
 
 
 def run_cli(args: list[str], *, timeout: float = 240, fsize: int | None = None, cwd: Path = ROOT) -> Run:
-    """Run ``python -m cli ARGS`` in a fresh process; report its exit status, output, peak RSS and time."""
+    """Run ``python -m emergence.cli ARGS`` in a fresh process; report its exit status, output, peak RSS and time."""
     def limits() -> None:
         if fsize is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
@@ -48,7 +48,7 @@ def run_cli(args: list[str], *, timeout: float = 240, fsize: int | None = None, 
 
     out_f, err_f = tempfile.TemporaryFile(), tempfile.TemporaryFile()
     start = time.monotonic()
-    p = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=out_f,
+    p = subprocess.Popen([sys.executable, "-m", "emergence.cli", *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=out_f,
                          stderr=err_f, preexec_fn=limits)
     timer = threading.Timer(timeout, p.kill)
     timer.start()
@@ -205,7 +205,7 @@ PICKLED = ["sample.pt2", "weight.pt2", "const.pt2", "legacy.pt2", "legacyc.pt2",
 
 @pytest.mark.parametrize("name, phrase", PT2, ids=[c[0] for c in PT2])
 def test_measure_refuses_hostile_pt2(d, name, phrase):
-    r = run_cli(["measure", str(d / name)])
+    r = run_cli(["measure", str(d / name), "--data", "random"])
     assert_one_line(r, phrase)
     assert r.stdout == ""
     no_markers(d)
@@ -220,7 +220,7 @@ def test_landscape_refuses_hostile_pt2(d, name):
 
 def test_the_crafted_pt2_files_really_run_code_when_trusted(d, tmp_path):
     """The payloads are real: torch.export.load (the --trust-pickle path) executes every one of them."""
-    from adapters.model_files import load_model
+    from emergence.adapters.model_files import load_model
 
     for name in PICKLED:
         marker = d / "markers" / name.removesuffix(".pt2")
@@ -246,7 +246,7 @@ def test_the_crafted_pt2_files_really_run_code_when_trusted(d, tmp_path):
     ("hugedims.onnx", "random batch"),
 ], ids=lambda v: v if isinstance(v, str) and "." in v else None)
 def test_measure_refuses_hostile_model_files(d, name, phrase):
-    r = run_cli(["measure", str(d / name)])
+    r = run_cli(["measure", str(d / name), "--data", "random"])
     assert_one_line(r, phrase)
     no_markers(d)
 
@@ -306,12 +306,14 @@ OPTIONS = [
     (["--save-graph", "{d}/graph.xyz"], "cannot tell the format"),
     (["--aggregation", "max"], "'max' is not one of"),
     (["--data", "nowhere"], "neither a bundled dataset"),
+    (["--data"], "requires an argument"),
 ]
 
 
 @pytest.mark.parametrize("extra, phrase", OPTIONS, ids=[" ".join(c[0])[:30] for c in OPTIONS])
 def test_measure_options_get_a_sentence(d, extra, phrase):
-    r = run_cli(["measure", str(d / "good.pt2"), *[a.replace("{d}", str(d)) for a in extra]])
+    data = [] if "--data" in extra else ["--data", "random"]
+    r = run_cli(["measure", str(d / "good.pt2"), *data, *[a.replace("{d}", str(d)) for a in extra]])
     assert_one_line(r, phrase)
 
 
@@ -476,7 +478,7 @@ def test_netcdf_under_a_file_size_limit_leaves_no_partial_file(d, tmp_path):
 
 def test_ctrl_c_says_what_is_saved_and_the_rerun_resumes(tmp_path):
     out = tmp_path / "run.zarr"
-    args = [sys.executable, "-m", "cli", *SWEEP, "--seeds", "4", "--epochs", "40", "--sparsity", "0,0.5",
+    args = [sys.executable, "-m", "emergence.cli", *SWEEP, "--seeds", "4", "--epochs", "40", "--sparsity", "0,0.5",
             "--out", str(out), "--dataset", "mnist", "--arch-params", '{"widths": [16]}']
     p = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -502,7 +504,7 @@ def _done(store: Path) -> int:
 
 def test_a_store_killed_while_being_made_is_rebuilt_without_overwrite(d, tmp_path):
     out = tmp_path / "run.zarr"
-    args = [sys.executable, "-m", "cli", *SWEEP, "--sparsity", "0,0.5", "--out", str(out), "--dataset",
+    args = [sys.executable, "-m", "emergence.cli", *SWEEP, "--sparsity", "0,0.5", "--out", str(out), "--dataset",
             str(d / "tiny.npz"), "--arch-params", '{"widths": [4]}']
     p = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -521,7 +523,7 @@ def test_a_store_killed_while_being_made_is_rebuilt_without_overwrite(d, tmp_pat
 
 def test_two_sweeps_started_at_once_never_compute_a_cell_twice(d, tmp_path):
     out = tmp_path / "run.zarr"
-    args = [sys.executable, "-m", "cli", *SWEEP, "--sparsity", "0,0.5", "--seeds", "2", "--out", str(out),
+    args = [sys.executable, "-m", "emergence.cli", *SWEEP, "--sparsity", "0,0.5", "--seeds", "2", "--out", str(out),
             "--dataset", str(d / "tiny.npz"), "--arch-params", '{"widths": [4]}']
     procs = [subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.wait(timeout=240), p.stderr.read()) for p in procs]
@@ -537,7 +539,8 @@ def test_two_sweeps_started_at_once_never_compute_a_cell_twice(d, tmp_path):
 # --------------------------------------------------------------------------- the library
 @pytest.mark.parametrize("name, phrase", PT2, ids=[c[0] for c in PT2])
 def test_load_model_raises_our_errors_and_runs_nothing(d, name, phrase):
-    from adapters.model_files import load_model
+    from emergence.adapters.model_files import load_model
+
     from emergence.errors import EmergenceError
 
     with pytest.raises(EmergenceError) as info:
@@ -549,7 +552,8 @@ def test_load_model_raises_our_errors_and_runs_nothing(d, name, phrase):
 @pytest.mark.parametrize("name, phrase", [c for c in DATA if c[0] not in ("missing.npz",)],
                          ids=[c[0] for c in DATA if c[0] not in ("missing.npz",)])
 def test_load_npz_refuses_hostile_arrays(d, name, phrase):
-    from adapters.datasets import probe_inputs
+    from emergence.adapters.datasets import probe_inputs
+
     from emergence.errors import EmergenceError
 
     with pytest.raises(EmergenceError) as info:
@@ -560,7 +564,8 @@ def test_load_npz_refuses_hostile_arrays(d, name, phrase):
 @pytest.mark.parametrize("name, extra, phrase", [g for g in GRAPHS if not g[1]],
                          ids=[g[0] for g in GRAPHS if not g[1]])
 def test_read_graph_refuses_hostile_graphs(d, name, extra, phrase):
-    from adapters.graphfile import read_graph
+    from emergence.adapters.graphfile import read_graph
+
     from emergence import measure
     from emergence.errors import EmergenceError
 
@@ -576,7 +581,8 @@ def test_the_external_entity_is_never_read(d):
     before = os.stat(secret).st_atime_ns
     os.utime(secret, ns=(before - 10**10, os.stat(secret).st_mtime_ns))
     stamp = os.stat(secret).st_atime_ns
-    from adapters.graphfile import read_graph
+    from emergence.adapters.graphfile import read_graph
+
     from emergence.errors import FileFormatError
 
     with pytest.raises(FileFormatError):
@@ -588,7 +594,8 @@ def test_the_bounded_readers_refuse_bombs_in_memory():
     import io
     import zipfile
 
-    from adapters.bounded import ReadLimits, check_tensors, check_zip, load_weights
+    from emergence.adapters.bounded import ReadLimits, check_tensors, check_zip, load_weights
+
     from emergence.errors import FileFormatError
 
     buf = io.BytesIO()
@@ -608,7 +615,7 @@ def test_the_bounded_readers_refuse_bombs_in_memory():
 
 def test_a_good_pt2_still_loads_and_matches_torch(d):
     """The safe reader gives the program torch's own loader gives: same graph, same outputs."""
-    from adapters.model_files import load_model
+    from emergence.adapters.model_files import load_model
 
     ours = load_model(d / "good.pt2").obj
     theirs = torch.export.load(str(d / "good.pt2"))
@@ -618,7 +625,8 @@ def test_a_good_pt2_still_loads_and_matches_torch(d):
 
 
 def test_device_and_deadline_checks():
-    from adapters.deadline import Deadline
+    from emergence.adapters.deadline import Deadline
+
     from emergence.device import resolve_device
     from emergence.errors import ConfigError, TimeLimitError
 
@@ -637,7 +645,8 @@ def test_device_and_deadline_checks():
 
 
 def test_measure_model_timeout_stops_torchscript(d):
-    from adapters.model_measure import measure_model
+    from emergence.adapters.model_measure import measure_model
+
     from emergence.errors import TimeLimitError
 
     start = time.monotonic()

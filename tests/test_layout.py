@@ -1,7 +1,8 @@
 """The dependency rule of ``emergence/__init__.py``, checked by reading every module's imports.
 
-core (``emergence/*.py``, ``emergence/testing``) -> adapters -> experiments
-(``emergence/experiments``, ``emergence/landscape``) -> ``cli.py``; imports only point down.
+core (``emergence/*.py``, ``emergence/testing``) -> adapters (the folder ``adapters/``, installed as
+``emergence.adapters``) -> experiments (``emergence/experiments``, ``emergence/landscape``) -> ``cli.py``
+(installed as ``emergence.cli``); imports only point down. Installed, the project is one package.
 """
 
 from __future__ import annotations
@@ -18,16 +19,20 @@ EXPERIMENT_PACKAGES = ("emergence.experiments", "emergence.landscape")
 
 
 def _module_name(path: Path) -> str:
+    """The installed name of a source file: ``adapters/x.py`` is ``emergence.adapters.x``, ``cli.py`` is
+    ``emergence.cli``."""
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
+    if parts and parts[0] in ("adapters", "cli"):
+        parts.insert(0, "emergence")
     return ".".join(parts)
 
 
 def _layer(module: str) -> str:
-    if module == "cli":
+    if module == "emergence.cli":
         return "cli"
-    if module.split(".")[0] == "adapters":
+    if module == "emergence.adapters" or module.startswith("emergence.adapters."):
         return "adapters"
     if any(module == p or module.startswith(p + ".") for p in EXPERIMENT_PACKAGES):
         return "experiments"
@@ -48,7 +53,8 @@ def _imports(path: Path) -> list[tuple[str, int, bool]]:
             out.append((node.module, node.lineno, id(node) in top))
             # ``from emergence import experiments`` names a subpackage
             out += [(f"{node.module}.{a.name}", node.lineno, id(node) in top) for a in node.names
-                    if (ROOT / node.module.replace(".", "/") / a.name).is_dir()]
+                    if (ROOT / node.module.replace(".", "/") / a.name).is_dir()
+                    or (node.module == "emergence" and a.name in ("adapters", "cli"))]
     return out
 
 
@@ -60,7 +66,7 @@ ALLOWED = {
     "cli": {"core", "adapters", "experiments", "external"},
 }
 #: The facade's only upward names, served lazily (PEP 562) so ``import emergence`` stays light.
-FACADE_LAZY = {"adapters.model_measure"}
+FACADE_LAZY = {"emergence.adapters.model_measure"}
 
 
 def test_the_layers_exist():
@@ -75,8 +81,11 @@ def test_imports_point_down(path: Path):
     layer = _layer(module)
     bad = []
     for target, line, at_top in _imports(path):
-        if target == "cli" or target.startswith("cli."):
-            bad.append(f"line {line}: imports cli (no module may)")
+        if target.split(".")[0] in ("adapters", "cli"):
+            bad.append(f"line {line}: imports {target}; installed, only emergence.{target} exists")
+            continue
+        if target == "emergence.cli":
+            bad.append(f"line {line}: imports the CLI (no module may)")
             continue
         target_layer = _layer(target)
         if target_layer in ALLOWED[layer]:
@@ -89,14 +98,14 @@ def test_imports_point_down(path: Path):
 
 def test_the_rule_test_catches_a_violation(tmp_path: Path):
     fake = tmp_path / "x.py"
-    fake.write_text("import os\nfrom adapters.graphfile import read_graph\ndef f():\n    import emergence.experiments.sweep\n")
+    fake.write_text("import os\nfrom emergence.adapters.graphfile import read_graph\ndef f():\n    import emergence.experiments.sweep\n")
     found = [t for t, _, _ in _imports(fake)]
     assert [_layer(t) for t in found] == ["external", "adapters", "experiments"]
 
 
 def test_import_emergence_is_light():
     code = ("import sys, emergence\n"
-            "heavy = [m for m in ('matplotlib', 'xarray', 'onnx', 'onnxruntime', 'adapters') "
+            "heavy = [m for m in ('matplotlib', 'xarray', 'onnx', 'onnxruntime', 'emergence.adapters') "
             "if m in sys.modules]\n"
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
@@ -112,3 +121,25 @@ def test_public_api_is_stable():
     assert "measure_model" in dir(emergence)
     with pytest.raises(AttributeError):
         emergence.no_such_name  # noqa: B018
+
+
+def test_the_wheel_installs_one_package(tmp_path: Path):
+    """``pip wheel .`` holds ``emergence/`` only: ``adapters/`` and ``cli.py`` inside it, nothing top-level."""
+    import zipfile
+
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                        str(tmp_path), str(ROOT)], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (wheel,) = tmp_path.glob("emergence-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"emergence", f"{wheel.name.split('-')[0]}-"
+                                                f"{wheel.name.split('-')[1]}.dist-info"}
+    assert "emergence/cli.py" in names and "emergence/adapters/model_files.py" in names
+    entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "emergence = emergence.cli:app" in entry
+
+
+def test_no_top_level_adapters_or_cli_outside_the_checkout(tmp_path: Path):
+    code = "import importlib.util as u; print(u.find_spec('adapters'), u.find_spec('cli'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert out.stdout.strip() == "None None"

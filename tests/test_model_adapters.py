@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from emergence.adapters import from_onnx, from_torch
+from emergence.adapters.model_files import load_model, model_graph
 from model_zoo import ZOO, build
 
 import emergence
-from adapters import from_onnx, from_torch
-from adapters.model_files import load_model, model_graph
 
 FORMATS = ["module", "pt2", "onnx-dynamo", "onnx-torchscript", "torchscript"]
 

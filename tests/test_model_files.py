@@ -7,12 +7,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from emergence.adapters.architectures import ArchSpec, save_model
+from emergence.adapters.architectures import build as build_arch
+from emergence.adapters.model_files import load_model, model_graph
 from model_zoo import build
 
 import emergence
-from adapters.architectures import ArchSpec, save_model
-from adapters.architectures import build as build_arch
-from adapters.model_files import load_model, model_graph
 from emergence import (
     FileFormatError,
     InputShapeError,
@@ -179,7 +179,7 @@ def test_onnx_weights_from_constant_subgraphs_are_folded():
 
 
 def test_npz_inputs_are_checked(tmp_path):
-    from adapters.datasets import load_npz, probe_inputs
+    from emergence.adapters.datasets import load_npz, probe_inputs
 
     np.savez(tmp_path / "nan.npz", x=np.full((2, 4), np.nan, dtype=np.float32))
     with pytest.raises(NonFiniteError):

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from emergence.adapters.model_files import model_graph
+from emergence.adapters.model_measure import measure_model
+from emergence.adapters.neuron_count import NeuronModelGraph
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from adapters.model_files import model_graph
-from adapters.model_measure import measure_model
-from adapters.neuron_count import NeuronModelGraph
 from emergence import layered, measure
 from emergence.errors import UnsupportedOpError
 from emergence.graph import graph
@@ -212,7 +212,7 @@ def test_deep_net_beyond_float64_keeps_log10_precision():
 
 @pytest.mark.parametrize("name", ["rescnn", "shufflenetish"])
 def test_formats_agree_at_neuron_level(tmp_path, name):
-    from adapters.torch_model import export_module
+    from emergence.adapters.torch_model import export_module
 
     net, shape = model_zoo.build(name)
     x = torch.randn(12, *shape)
@@ -262,22 +262,22 @@ def test_token_models_are_refused_at_neuron_level():
 
 def test_cli_measure_neuron_level_and_save_graph(tmp_path):
     net, shape = model_zoo.build("shufflenetish")
-    from adapters.torch_model import export_module
+    from emergence.adapters.torch_model import export_module
 
     torch.export.save(export_module(net, (torch.randn(2, *shape),)), tmp_path / "m.pt2")
     np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((8, *shape)).astype("float32"))
-    out = subprocess.run([sys.executable, "-m", "cli", "measure", str(tmp_path / "m.pt2"), "--data",
+    out = subprocess.run([sys.executable, "-m", "emergence.cli", "measure", str(tmp_path / "m.pt2"), "--data",
                           str(tmp_path / "x.npz"), "--granularity", "neuron", "--json", "--save-graph",
                           str(tmp_path / "g.pt")], capture_output=True, text=True, cwd=tmp_path.parent)
     assert out.returncode == 0, out.stderr
     body = json.loads(out.stdout)
     assert body["granularity"] == "neuron" and body["nodes"] == 3 * 12 * 12 + 12 * 144 * 2 + 6 * 36 + 4
-    from adapters.graphfile import read_graph
+    from emergence.adapters.graphfile import read_graph
 
     g = read_graph(tmp_path / "g.pt")
     assert g.num_nodes == body["nodes"] and g.num_edges == body["edges"]
-    bad = subprocess.run([sys.executable, "-m", "cli", "measure", str(tmp_path / "m.pt2"), "--granularity", "pixel"],
-                         capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "emergence.cli", "measure", str(tmp_path / "m.pt2"), "--granularity",
+                          "pixel"], capture_output=True, text=True)
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
 
 
@@ -302,9 +302,9 @@ def test_adjoint_is_the_vector_jacobian_product_of_the_convolution(nsp, k, strid
     """Every branch of the transposed operation (flipped forward conv at stride 1, transposed conv with
     output padding, transposed conv then pad and crop -- asymmetric ONNX pads) is the adjoint of the
     forward convolution over the padded input."""
-    from adapters._neurons import TapeOp
-    from adapters._window import Window
-    from adapters.neuron_count import ImplicitCounter
+    from emergence.adapters._neurons import TapeOp
+    from emergence.adapters._window import Window
+    from emergence.adapters.neuron_count import ImplicitCounter
 
     g = torch.Generator().manual_seed(seed)
     if size + pad + pad_after < dilation * (k - 1) + 1:

@@ -8,10 +8,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from emergence.adapters.onnx_model import from_onnx, load_onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import emergence
-from adapters.onnx_model import from_onnx, load_onnx
 
 RNG = np.random.default_rng(0)
 W1 = RNG.normal(size=(6, 4)).astype(np.float32)

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from adapters import SUPPORTED_ONNX_OPS, SUPPORTED_TORCH_OPS
-from adapters.ops import ONNX_GROUPS, TORCH_GROUPS, ops_markdown
+from emergence.adapters import SUPPORTED_ONNX_OPS, SUPPORTED_TORCH_OPS
+from emergence.adapters.ops import ONNX_GROUPS, TORCH_GROUPS, ops_markdown
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -17,4 +17,4 @@ def test_readme_holds_the_generated_list():
     text = README.read_text()
     start = text.index("-->\n", text.index("<!-- ops:start")) + 4
     end = text.index("\n<!-- ops:end -->")
-    assert text[start:end] == ops_markdown(), "regenerate with: python -m adapters.ops"
+    assert text[start:end] == ops_markdown(), "regenerate with: python -m emergence.adapters.ops"

@@ -8,10 +8,10 @@ import warnings
 
 import pytest
 import torch
+from emergence.adapters.model_files import model_graph
 from model_zoo import build
 
 import emergence
-from adapters.model_files import model_graph
 
 BLOCKS = ["se", "convnext", "splitattn", "vit", "mixer"]
 

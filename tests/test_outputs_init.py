@@ -5,11 +5,11 @@ import sys
 
 import pytest
 import torch
+from emergence.adapters.architectures import ArchSpec, build
+from emergence.adapters.init import emergence_init, weight_layers
+from emergence.adapters.model_measure import measure_model
 from torch import nn
 
-from adapters.architectures import ArchSpec, build
-from adapters.init import emergence_init, weight_layers
-from adapters.model_measure import measure_model
 from emergence.errors import ConfigError
 from emergence.graph import graph
 from emergence.measure import measure
@@ -108,7 +108,7 @@ def test_build_records_the_init_and_alpha_one_is_the_default():
     (["--outputs", "probs"], "'probs' is not one of"),
 ])
 def test_cli_init_and_outputs_errors_are_one_line(tmp_path, args, phrase):
-    r = subprocess.run([sys.executable, "-m", "cli", "sweep", "--out", str(tmp_path / "s.zarr"), "--epochs", "1",
+    r = subprocess.run([sys.executable, "-m", "emergence.cli", "sweep", "--out", str(tmp_path / "s.zarr"), "--epochs", "1",
                         "--seeds", "1", *args], capture_output=True, text=True)
     assert r.returncode == 1 and phrase in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1

@@ -45,7 +45,7 @@ def _args(npz, out, *extra, epochs=2, seeds=2, sparsity="0,0.5", widths="[16]"):
 
 
 def _cli(args, **kw):
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "emergence.cli", *args], cwd=ROOT, capture_output=True, text=True, **kw)
 
 
 def _results(path):
@@ -65,7 +65,7 @@ def test_sigkill_then_rerun_loses_nothing_and_recomputes_nothing(npz, tmp_path):
     whole = tmp_path / "whole.zarr"
     assert _cli(_args(npz, whole, epochs=4, seeds=3)).returncode == 0
     killed = tmp_path / "killed.zarr"
-    proc = subprocess.Popen([sys.executable, "-m", "cli", *_args(npz, killed, epochs=4, seeds=3)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "emergence.cli", *_args(npz, killed, epochs=4, seeds=3)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     status = None

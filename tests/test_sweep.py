@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from emergence.adapters.datasets import Dataset
+from emergence.adapters.model_measure import ModelProbe
 
-from adapters.datasets import Dataset
-from adapters.model_measure import ModelProbe
 from emergence.experiments.prune import PruneConfig
 from emergence.experiments.sweep import SweepConfig, run_sweep
 from emergence.experiments.train import TrainConfig, train

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from emergence.adapters.model_files import model_graph
 from model_zoo import TOKEN_ZOO, build_tokens
 from torch import nn
 
 import emergence
-from adapters.model_files import model_graph
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,7 +122,7 @@ def test_multi_input_model_with_random_data_and_the_cli_table(tmp_path):
     assert m.result.num_edges == direct.result.num_edges
     np.savez(tmp_path / "batch.npz", x0=np.random.default_rng(0).integers(0, 11, (20, 5)),
              x1=np.ones((20, 5), dtype=np.int64))
-    r = subprocess.run([sys.executable, "-m", "cli", "measure", str(tmp_path / "enc.pt2"), "--data",
+    r = subprocess.run([sys.executable, "-m", "emergence.cli", "measure", str(tmp_path / "enc.pt2"), "--data",
                         str(tmp_path / "batch.npz"), "--json"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["samples"] == 20
@@ -133,7 +133,7 @@ def test_gpt_per_layer_table_from_the_cli(tmp_path):
     b = torch.export.Dim("batch")
     torch.export.save(torch.export.export(model, (torch.randint(0, vocab, (2, *shape)),), dynamic_shapes=({0: b},)),
                       str(tmp_path / "gpt.pt2"))
-    r = subprocess.run([sys.executable, "-m", "cli", "measure", str(tmp_path / "gpt.pt2"), "--data", "random",
+    r = subprocess.run([sys.executable, "-m", "emergence.cli", "measure", str(tmp_path / "gpt.pt2"), "--data", "random",
                         "--samples", "64"], cwd=ROOT, capture_output=True, text=True, env={"COLUMNS": "160",
                                                                                             "PATH": ""})
     assert r.returncode == 0, r.stderr
@@ -158,7 +158,7 @@ def test_a_reshape_that_names_the_batch_size(tmp_path):
     x = torch.rand(4, 6)
     torch.export.save(torch.export.export(model, (x,)), str(tmp_path / "fixed.pt2"))
     np.savez(tmp_path / "four.npz", x=x.numpy())
-    r = subprocess.run([sys.executable, "-m", "cli", "measure", str(tmp_path / "fixed.pt2"), "--data",
+    r = subprocess.run([sys.executable, "-m", "emergence.cli", "measure", str(tmp_path / "fixed.pt2"), "--data",
                         str(tmp_path / "four.npz"), "--json"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     ref = model_graph(model, x)
@@ -166,14 +166,14 @@ def test_a_reshape_that_names_the_batch_size(tmp_path):
 
 
 def test_integer_npz_inputs_stay_integers(tmp_path):
-    from adapters.datasets import load_npz, probe_inputs
+    from emergence.adapters.datasets import load_npz, probe_inputs
 
     np.savez(tmp_path / "ids.npz", x=np.arange(12, dtype=np.int32).reshape(3, 4))
     x, _ = load_npz(tmp_path / "ids.npz")
     assert x.dtype == torch.int64 and x.tolist()[1] == [4, 5, 6, 7]
     np.savez(tmp_path / "img.npz", x=np.full((2, 4, 4), 255, dtype=np.uint8))
     assert float(load_npz(tmp_path / "img.npz")[0].max()) == 1.0  # images still scaled
-    from adapters.datasets import InputSpec
+    from emergence.adapters.datasets import InputSpec
 
     ids, mask = probe_inputs("random", samples=8, input_specs=[InputSpec((5,), "int", 11), InputSpec((5,), "int")])
     assert ids.dtype == torch.int64 and int(ids.max()) < 11 and bool((mask == 1).all())

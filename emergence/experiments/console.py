@@ -87,13 +87,13 @@ def result_table(result: EmergenceResult, *, title: str = "Emergence", top: int 
 
 
 def model_table(m: Any, *, title: str = "") -> Group:
-    """A torchinfo-style per-layer table of a :class:`~adapters.model_measure.ModelMeasurement`, then totals.
+    """A torchinfo-style per-layer table of a :class:`~emergence.adapters.model_measure.ModelMeasurement`, then totals.
 
     Examples
     --------
     >>> import io, torch
     >>> from rich.console import Console
-    >>> from adapters.model_measure import measure_model
+    >>> from emergence.adapters.model_measure import measure_model
     >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     >>> console = Console(width=120, record=True, file=io.StringIO())
     >>> console.print(model_table(measure_model(net, torch.rand(16, 4))))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from adapters.deadline import DEFAULT_TIMEOUT, Deadline
+from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.errors import ConfigError, FileFormatError, UnsupportedOpError
 from emergence.landscape import LandscapeConfig, cross_entropy, probe_landscape, slice_1d, slice_2d
 
@@ -37,7 +37,7 @@ class _FixedBatch(torch.nn.Module):
         self.inner, self.batch = inner, batch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from adapters._probe import padded_chunks
+        from emergence.adapters._probe import padded_chunks
 
         return torch.cat([self.inner(chunk)[:keep] for chunk, keep in padded_chunks(x, self.batch, fixed=True)])
 
@@ -59,7 +59,7 @@ def differentiable_model(model: Any, *, trust_pickle: bool = False) -> tuple[tor
     UnsupportedOpError
         For ONNX models, which cannot be differentiated here.
     """
-    from adapters.model_files import LoadedModel, load_model
+    from emergence.adapters.model_files import LoadedModel, load_model
 
     if isinstance(model, torch.nn.Module):
         return model, None
@@ -136,8 +136,8 @@ def landscape_of(
         A subclass naming the problem (bad file, ONNX model, data without labels, shapes, a
         TorchScript module that does not finish within ``timeout``).
     """
-    from adapters.datasets import labeled_batch
-    from adapters.model_files import LoadedModel, check_terminates, load_model
+    from emergence.adapters.datasets import labeled_batch
+    from emergence.adapters.model_files import LoadedModel, check_terminates, load_model
 
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model, trust_pickle=trust_pickle)

@@ -37,7 +37,7 @@ def _corr_text(c: dict[str, float], pearson: bool = True) -> str:
 
 def save_figure(fig: Any, path: Path) -> Path:
     """Save a matplotlib figure as PNG atomically."""
-    from adapters.atomic import atomic_path
+    from emergence.adapters.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adapters.atomic import write_text
+from emergence.adapters.atomic import write_text
 from emergence.errors import EmergenceError, FileFormatError
 from emergence.experiments.plot import plot_sweep
 from emergence.experiments.prune import PruneConfig

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from adapters.atomic import atomic_path
+from emergence.adapters.atomic import atomic_path
 from emergence.errors import ConfigError, FileFormatError, first_line
 
 __all__ = ["REQUIRED_VARIABLES", "LANDSCAPE_VARIABLES", "package_versions", "save_results", "open_results",

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from adapters.datasets import Dataset
+from emergence.adapters.datasets import Dataset
 from emergence.device import resolve_device
 from emergence.errors import ClusterError, ConfigError, FileFormatError, first_line
 from emergence.experiments import sweep as _sweep
@@ -108,8 +108,8 @@ def _layers(cfg: SweepConfig, data: Dataset) -> list[str]:
     """The layer names of the sweep's graphs, from one model of the first grid point (no training)."""
     import torch
 
-    from adapters.architectures import ArchSpec, build
-    from adapters.model_measure import ModelProbe
+    from emergence.adapters.architectures import ArchSpec, build
+    from emergence.adapters.model_measure import ModelProbe
     from emergence.experiments.grid import apply_point
 
     point = next(cfg.points())

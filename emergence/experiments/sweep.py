@@ -11,7 +11,7 @@ cells ran before it, in which process, or how many ran at once. It is pruned as
 :class:`~emergence.experiments.prune.PruneConfig` says, and trained; at epoch 0
 (before training) and after every epoch it records train/test loss and accuracy and,
 on a fixed probe batch from the training set, emergence at every threshold (see
-:class:`~adapters.model_measure.ModelProbe`). The result is an xarray Dataset
+:class:`~emergence.adapters.model_measure.ModelProbe`). The result is an xarray Dataset
 (:mod:`emergence.experiments.results`) with the config and package versions in its attributes.
 
 References
@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from adapters import check_granularity
-from adapters.architectures import ArchSpec, build, check_arch_params
-from adapters.datasets import Dataset, load_dataset
-from adapters.init import check_init
 from emergence.activity import DEFAULT_OUTPUTS, check_aggregation, check_outputs
+from emergence.adapters import check_granularity
+from emergence.adapters.architectures import ArchSpec, build, check_arch_params
+from emergence.adapters.datasets import Dataset, load_dataset
+from emergence.adapters.init import check_init
 from emergence.errors import ConfigError, EmergenceError
 from emergence.experiments.cell import CellResult, run_cell
 from emergence.experiments.grid import Grid, apply_point, check_grid
