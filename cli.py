@@ -203,7 +203,6 @@ def graph(
 ) -> None:
     """Count emergent paths in a graph file (active nodes come from a node attribute)."""
     from emergence.adapters.graphfile import read_graph, read_node_list
-
     from emergence.measure import measure
 
     with _errors():
@@ -508,9 +507,9 @@ def report(
 
     With grid axes, one report per setting (or those --sel picks) and, over width, a size study.
     """
-    from emergence.adapters.atomic import write_text
     from rich.console import Console
 
+    from emergence.adapters.atomic import write_text
     from emergence.experiments.console import report_tables
     from emergence.experiments.facets import parse_sel
     from emergence.experiments.report import summarize_sweep, to_markdown

@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from emergence.adapters._window import Window
 
+from emergence.adapters._window import Window
 from emergence.errors import UnsupportedOpError
 
 _CHUNK = 1 << 22  # entries of a dense weight block processed at once
@@ -229,7 +229,7 @@ class ChannelGraphBuilder:
             per_unit = full.movedim(d, 0).reshape(rec.units, -1)
             if bool((per_unit == per_unit[:, :1]).all()):
                 s = per_unit[:, 0].abs()
-                rec.weight = [w * s[dst - rec.offset] for w, dst in zip(rec.weight, rec.dst)]
+                rec.weight = [w * s[dst - rec.offset] for w, dst in zip(rec.weight, rec.dst, strict=False)]
                 return x
         p = x.prov[0]
         ok = p >= 0
@@ -252,11 +252,11 @@ class ChannelGraphBuilder:
         if signs is not None:
             values = [
                 v if sg == 1 else ChannelValue(v.prov, Slots(v.slots.ptr, v.slots.node, v.slots.coef * sg))
-                for v, sg in zip(values, signs)
+                for v, sg in zip(values, signs, strict=False)
             ]
         provs = torch.broadcast_tensors(*[v.prov for v in values])
         cur, slots = provs[0][0], values[0].slots
-        for v, p in zip(values[1:], provs[1:]):
+        for v, p in zip(values[1:], provs[1:], strict=False):
             kb = len(v.slots) + 1
             uniq, inv = torch.unique((cur + 1) * kb + (p[0] + 1), return_inverse=True)
             a, b = uniq // kb - 1, uniq % kb - 1
@@ -392,7 +392,7 @@ class ChannelGraphBuilder:
             raise UnsupportedOpError(f"einsum {equation!r}: write the output subscripts explicitly and without "
                                      "'...'")
         values = []
-        for sub, operand in zip(lhs.split(","), operands):
+        for sub, operand in zip(lhs.split(","), operands, strict=False):
             if operand is None:
                 continue
             contracted = [i for i, c in enumerate(sub) if c not in out]

@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
 from emergence.adapters._channels import ChannelGraphBuilder, ChannelValue, LayerRecord, Slots
 from emergence.adapters._window import Window, gather_windows
-
 from emergence.errors import UnsupportedOpError
 
 #: Largest edge list :meth:`NeuronGraphBuilder.materialize` builds.

@@ -7,9 +7,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from emergence.adapters._channels import ChannelGraphBuilder
 
 from emergence.activity import Activity, LayerInfo, ModelGraph, check_aggregation
+from emergence.adapters._channels import ChannelGraphBuilder
 from emergence.errors import InputShapeError, NonFiniteError, UnsupportedOpError, check_choice
 from emergence.graph import graph as make_graph
 
@@ -89,7 +89,7 @@ def check_input_shape(declared: tuple[int | None, ...] | None, inputs_shape: tup
     if declared is None:
         return
     got = tuple(inputs_shape[1:])
-    if len(got) != len(declared) or any(d is not None and d != g for d, g in zip(declared, got)):
+    if len(got) != len(declared) or any(d is not None and d != g for d, g in zip(declared, got, strict=False)):
         want = tuple("?" if d is None else d for d in declared)
         raise InputShapeError(
             f"the model rejects inputs of shape {tuple(inputs_shape)}: it takes samples of shape {want}"

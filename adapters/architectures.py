@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from emergence.adapters.atomic import atomic_path
 from torch import nn
 
+from emergence.adapters.atomic import atomic_path
 from emergence.errors import ConfigError, FileFormatError, first_line
 
 __all__ = ["ARCHITECTURES", "ArchSpec", "build", "mlp", "cnn", "vgg", "save_model", "load_model_file", "FORMAT_TAG"]

@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from emergence.adapters.bounded import check_npz
 
+from emergence.adapters.bounded import check_npz
 from emergence.errors import ConfigError, FileFormatError, InputShapeError, NonFiniteError
 
-__all__ = ["DATASETS", "Dataset", "InputSpec", "data_dir", "load_dataset", "register_dataset", "load_npz", "probe_inputs",
+__all__ = ["DATASETS", "Dataset", "InputSpec", "data_dir", "load_dataset", "register_dataset", "load_npz",
+           "probe_inputs",
            "labeled_batch", "load_cifar10"]
 
 Loader = Callable[[str], tuple[torch.Tensor, torch.Tensor]]
@@ -330,7 +331,7 @@ def _from_data(
     if isinstance(x, tuple):
         shapes = list(input_shape) if input_shape is not None and not isinstance(input_shape[0], int) else \
             [None] * len(x)
-        x = tuple(_fit(t[:samples], s, what) for t, s in zip(x, shapes))
+        x = tuple(_fit(t[:samples], s, what) for t, s in zip(x, shapes, strict=False))
     else:
         x = _fit(x[:samples], input_shape, what)
     if not all(bool(torch.isfinite(t).all()) for t in (x if isinstance(x, tuple) else (x,))):

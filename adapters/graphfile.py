@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch_geometric.data import Data
+
 from emergence.adapters._graphml_check import check_graphml
 from emergence.adapters.atomic import atomic_path
 from emergence.adapters.igraph_graph import from_igraph, to_igraph
-from torch_geometric.data import Data
-
 from emergence.errors import FileFormatError, GraphError, first_line
 from emergence.validate import validate
 

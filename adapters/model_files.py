@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
 
 from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
+from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.errors import EmergenceError, FileFormatError, InputShapeError, UntrustedPickleError, first_line
 
 __all__ = ["LoadedModel", "check_terminates", "load_model", "model_graph"]
@@ -66,7 +66,7 @@ def _torch_logs_silenced() -> Iterator[None]:
     try:
         yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=False):
             lg.setLevel(level)
 
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from emergence.adapters._probe import check_granularity
-from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
 
 from emergence.activity import DEFAULT_OUTPUTS, DEFAULT_THRESHOLD, ModelGraph, check_aggregation, check_outputs
+from emergence.adapters._probe import check_granularity
+from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.device import resolve_device
 from emergence.errors import ConfigError
 from emergence.result import EmergenceResult
@@ -214,7 +214,7 @@ def measure_model(
         g.active = masks[0]
         mg = dataclasses.replace(mg, graph=g)
     result, *others = mg.count(masks, weighted=weighted, device=device)  # one pass for all
-    return ModelMeasurement(result, layer_table(mg, result), list(zip(ts[1:], others)), mg,
+    return ModelMeasurement(result, layer_table(mg, result), list(zip(ts[1:], others, strict=False)), mg,
                             float(threshold), aggregation, mg.activity.samples, outputs, mg.hidden_log10(result))
 
 
@@ -287,10 +287,10 @@ class ModelProbe:
         rng = torch.get_rng_state()
         state = {k: v.detach() for k, v in model.state_dict().items()}
         mg = self._exported(self.probe, threshold=self.thresholds[0], state=state, rewalk=self.weighted)
-        self.layers = [l.name for l in mg.layers]
+        self.layers = [lay.name for lay in mg.layers]
         n_layers = len(mg.layers)
         layer = mg.graph.layer
-        units = torch.tensor([l.units for l in mg.layers], dtype=torch.float64)
+        units = torch.tensor([lay.units for lay in mg.layers], dtype=torch.float64)
         log10 = torch.full((len(self.thresholds),), math.nan, dtype=torch.float64)
         rel, hidden = log10.clone(), log10.clone()
         count = torch.zeros(len(self.thresholds), n_layers, dtype=torch.int64)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from emergence.adapters.igraph_graph import parse_flags
 from torch_geometric.data import Data
 
+from emergence.adapters.igraph_graph import parse_flags
 from emergence.errors import GraphError
 from emergence.graph import graph as make_graph
 from emergence.validate import validate

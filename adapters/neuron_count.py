@@ -24,10 +24,10 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from emergence.adapters._neurons import MATERIALIZE_LIMIT, NeuronGraphBuilder, TapeOp
 from torch_geometric.data import Data
 
 from emergence.activity import Activity, LayerInfo, ModelGraph
+from emergence.adapters._neurons import MATERIALIZE_LIMIT, NeuronGraphBuilder, TapeOp
 from emergence.errors import GraphError
 from emergence.graph import graph as make_graph
 from emergence.result import EmergenceResult

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
 from emergence.adapters._probe import (
     ActivityRecorder,
     as_batch,
@@ -32,8 +34,6 @@ from emergence.adapters._probe import (
 )
 from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.adapters.onnx_ops import SUPPORTED_ONNX_OPS, _Walker
-
-from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
 from emergence.errors import FileFormatError, InputShapeError, TimeLimitError, UnsupportedOpError, first_line
 
 __all__ = ["from_onnx", "load_onnx", "SUPPORTED_ONNX_OPS"]
@@ -192,8 +192,9 @@ def _refuse_huge_constants(model: Any) -> None:
 
     onnxruntime would allocate it (or fail trying) in the shape run, before folding could refuse it.
     """
-    from emergence.adapters.onnx_ops import _check_fold_size
     from onnx import numpy_helper
+
+    from emergence.adapters.onnx_ops import _check_fold_size
 
     const = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if t.name and _small(t)}
     for node in model.graph.node:
@@ -227,7 +228,7 @@ def _feeds(inputs: list[Any], xs: tuple[torch.Tensor, ...]) -> dict[str, np.ndar
         raise InputShapeError(f"the model takes {len(inputs)} inputs ({', '.join(i.name for i in inputs)}), "
                               f"got {len(xs)}")
     return {i.name: x.detach().cpu().numpy().astype(_NUMPY.get(i.type.tensor_type.elem_type, np.float32))
-            for i, x in zip(inputs, xs)}
+            for i, x in zip(inputs, xs, strict=False)}
 
 
 def from_onnx(
@@ -291,20 +292,21 @@ def from_onnx(
                           feeds[inp.name].shape)
     batch = fixed or 1  # shapes and provenance at the model's own batch size (1 when it is dynamic)
     first = next(padded_chunks(tuple(torch.from_numpy(v) for v in feeds.values()), batch, fixed=True))[0]
-    probe = {name: t.numpy() for name, t in zip(feeds, first)}
+    probe = {name: t.numpy() for name, t in zip(feeds, first, strict=False)}
     names = [o for n in model.graph.node for o in n.output if o]
     session = _session(model, names)
     shapes = {name: tuple(v.shape) for name, v in probe.items()}
-    shapes.update({n: tuple(np.asarray(v).shape) for n, v in zip(names, _run(session, probe, names, deadline))})
+    outs = _run(session, probe, names, deadline)
+    shapes.update({n: tuple(np.asarray(v).shape) for n, v in zip(names, outs, strict=False)})
     walker.run(shapes, batch=batch)
     step = fixed or 256
     recorder = ActivityRecorder(walker.b, walker.act)
     wanted = sorted(recorder.wanted - set(feeds))
     session = _session(model, wanted)
     for piece, keep in padded_chunks(tuple(torch.from_numpy(v) for v in feeds.values()), step, fixed=bool(fixed)):
-        chunk = {name: t.numpy() for name, t in zip(feeds, piece)}
+        chunk = {name: t.numpy() for name, t in zip(feeds, piece, strict=False)}
         recorder.start_chunk(keep)
-        for name, value in zip(wanted, _run(session, chunk, wanted, deadline)):
+        for name, value in zip(wanted, _run(session, chunk, wanted, deadline), strict=False):
             recorder.record(name, torch.from_numpy(np.asarray(value)))
         for name in set(feeds) & recorder.wanted:
             recorder.record(name, torch.from_numpy(chunk[name]))

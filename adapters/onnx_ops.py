@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from emergence.adapters._channels import ChannelGraphBuilder, ChannelValue, Slots
 from emergence.adapters._neurons import NeuronGraphBuilder
 from emergence.adapters._window import Window
-
 from emergence.errors import UnsupportedOpError
 
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -66,7 +66,7 @@ def _window(node: Any, kernel: list[int], in_sizes: Sequence[int], out_sizes: Se
     auto = auto.decode() if isinstance(auto, bytes) else auto
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         total = [max((o - 1) * s + d * (k - 1) + 1 - i, 0)
-                 for o, s, d, k, i in zip(out_sizes, strides, dil, kernel, in_sizes)]
+                 for o, s, d, k, i in zip(out_sizes, strides, dil, kernel, in_sizes, strict=False)]
         pad = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
     elif auto == "VALID":
         pad = [0] * n
@@ -88,7 +88,8 @@ def _check_fold_size(node: Any, const: dict[str, np.ndarray]) -> None:
             shape = np.asarray(vals[-1], dtype=np.int64).ravel().tolist()
             base = [] if node.op_type == "ConstantOfShape" else list(np.shape(vals[0]))
             n = max(len(shape), len(base))
-            dims = [max(a, b) for a, b in zip([1] * (n - len(base)) + base, [1] * (n - len(shape)) + shape)]
+            padded = [1] * (n - len(base)) + base, [1] * (n - len(shape)) + shape
+            dims = [max(a, b) for a, b in zip(*padded, strict=False)]
             size = int(np.prod(dims, dtype=object)) if dims else 1
         elif node.op_type == "Tile":
             size = int(np.size(vals[0])) * int(np.prod(np.asarray(vals[1], dtype=object).ravel()))
@@ -151,7 +152,7 @@ class _Walker:
         except Exception as exc:  # the reference evaluator raises many types
             raise UnsupportedOpError(f"could not fold constant op {node.op_type!r} (node {node.name!r}): {exc}") \
                 from None
-        for name, value in zip(node.output, outs):
+        for name, value in zip(node.output, outs, strict=False):
             if name:
                 self.const[name] = np.asarray(value)
                 if any(n in self.data for n in node.input):
@@ -194,7 +195,7 @@ class _Walker:
                     "are listed in the README's 'Ops covered' section (emergence.adapters.SUPPORTED_ONNX_OPS)"
                 )
             outs = handler(node)
-            for name, value in zip(node.output, outs if isinstance(outs, list) else [outs]):
+            for name, value in zip(node.output, outs if isinstance(outs, list) else [outs], strict=False):
                 if name and value is not None:
                     self.env[name] = value
 
@@ -228,7 +229,8 @@ class _Walker:
     def _value(self, node: Any, i: int = 0) -> ChannelValue:
         name = node.input[i]
         if name not in self.env:
-            raise UnsupportedOpError(f"{node.op_type} (node {node.name!r}): input {name!r} is neither data nor constant")
+            raise UnsupportedOpError(f"{node.op_type} (node {node.name!r}): input {name!r} is neither data nor "
+                                     "constant")
         return self.env[name]
 
     def _continue_chain(self, node: Any, *srcs: str) -> None:

@@ -22,8 +22,8 @@ import zipfile
 from typing import Any
 
 import torch
-from emergence.adapters.bounded import DEFAULT_LIMITS, ReadLimits, check_elements, check_zip, load_weights
 
+from emergence.adapters.bounded import DEFAULT_LIMITS, ReadLimits, check_elements, check_zip, load_weights
 from emergence.errors import FileFormatError, UntrustedPickleError, first_line
 
 __all__ = ["read_pt2"]
@@ -63,10 +63,9 @@ def _check_expr(expr: Any, where: str) -> None:
             raise FileFormatError(f"{where}: shape expression {expr[:60]!r} has {expr[pos]!r}, which torch never "
                                   "writes; refused (sympy would evaluate it as Python)")
         tok = m.group()
-        if tok[0].isalpha() or tok[0] == "_":
-            if tok not in _SYMPY_NAMES and not _SYMBOL.fullmatch(tok):
-                raise FileFormatError(f"{where}: shape expression {expr[:60]!r} names {tok!r}, which is neither a "
-                                      "shape symbol nor a sympy function torch writes; refused")
+        if (tok[0].isalpha() or tok[0] == "_") and tok not in _SYMPY_NAMES and not _SYMBOL.fullmatch(tok):
+            raise FileFormatError(f"{where}: shape expression {expr[:60]!r} names {tok!r}, which is neither a "
+                                  "shape symbol nor a sympy function torch writes; refused")
         pos = m.end()
 
 
@@ -82,10 +81,10 @@ def _check_program_json(obj: Any, label: str) -> None:
                 elif k == "range_constraints" and isinstance(v, dict):
                     for name in v:
                         _check_expr(name, label)
-                elif k == "target" and isinstance(v, str) and "inputs" in item:
-                    if not _TARGET.fullmatch(v) or "__" in v:
-                        raise FileFormatError(f"{label}: a node calls {v[:80]!r}, which is not a torch operator; "
-                                              "refused (only torch.ops, operator and math functions may run)")
+                elif (k == "target" and isinstance(v, str) and "inputs" in item
+                      and (not _TARGET.fullmatch(v) or "__" in v)):
+                    raise FileFormatError(f"{label}: a node calls {v[:80]!r}, which is not a torch operator; "
+                                          "refused (only torch.ops, operator and math functions may run)")
                 if isinstance(v, (dict, list)):
                     stack.append(v)
         elif isinstance(item, list):
@@ -224,7 +223,7 @@ def _payloads(arc: _Archive, folder: str, config: Any, prefix_ok: tuple[str, ...
         storage = flat[path]
         if len(sizes) != len(strides) or any(s < 0 for s in strides) or not isinstance(offset, int) or offset < 0:
             raise FileFormatError(f"{where}: malformed strides or offset")
-        last = offset + sum((n - 1) * s for n, s in zip(sizes, strides)) if numel else 0
+        last = offset + sum((n - 1) * s for n, s in zip(sizes, strides, strict=False)) if numel else 0
         if numel and last >= storage.numel():
             raise FileFormatError(f"{where}: declares a view past the end of its {storage.numel()} stored elements; "
                                   "the file is damaged")

@@ -15,6 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import fx
+
+from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
 from emergence.adapters._probe import (
     ActivityRecorder,
     as_batch,
@@ -27,9 +30,6 @@ from emergence.adapters._probe import (
 )
 from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.adapters.torch_ops import SUPPORTED_TORCH_OPS, _Walker
-from torch import fx
-
-from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
 from emergence.errors import InputShapeError, UnsupportedOpError, first_line
 
 __all__ = ["from_torch", "from_exported", "export_module", "ExportedProbe", "SUPPORTED_TORCH_OPS"]
@@ -187,7 +187,7 @@ def _run_exported(ep: Any, inputs: torch.Tensor, recorder: ActivityRecorder, dev
     if len(xs) != len(users):
         raise InputShapeError(f"the model takes {len(users)} inputs, got {len(xs)}")
     placeholders = {n.name: n for n in gm.graph.nodes if n.op == "placeholder"}
-    for name, x in zip(users, xs):
+    for name, x in zip(users, xs, strict=False):
         check_input_shape(tuple(s if isinstance(s, int) else None for s in placeholders[name].meta["val"].shape[1:]),
                           tuple(x.shape))
     batch = placeholders[users[0]].meta["val"].shape[0]

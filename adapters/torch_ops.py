@@ -19,11 +19,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import fx
+
 from emergence.adapters._channels import ChannelGraphBuilder, ChannelValue
 from emergence.adapters._neurons import NeuronGraphBuilder
 from emergence.adapters._window import Window
-from torch import fx
-
 from emergence.errors import UnsupportedOpError
 
 __all__ = ['SUPPORTED_TORCH_OPS']
@@ -110,8 +110,8 @@ def _conv_window(node: fx.Node, w: torch.Tensor, stride: Any, padding: Any, dila
     if isinstance(padding, str):
         if padding == "valid":
             padding = [0]
-        elif all((d * (k - 1)) % 2 == 0 for k, d in zip(kernel, dil)):
-            padding = [d * (k - 1) // 2 for k, d in zip(kernel, dil)]
+        elif all((d * (k - 1)) % 2 == 0 for k, d in zip(kernel, dil, strict=False)):
+            padding = [d * (k - 1) // 2 for k, d in zip(kernel, dil, strict=False)]
         else:
             raise UnsupportedOpError(f"convolution (node {node.name!r}): padding='same' with an even kernel pads "
                                      "unevenly; pad explicitly")
@@ -126,7 +126,7 @@ def _pool_window(op: str, args: tuple, kwargs: dict) -> Window:
         names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode")
     else:
         names = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
-    a = {**dict(zip(names, args)), **kwargs}
+    a = {**dict(zip(names, args, strict=False)), **kwargs}
     kernel = _ints(a["kernel_size"])
     n = int(op[-2]) if op[-2].isdigit() else (int(op[-1]) if op[-1].isdigit() else len(kernel))
     if op == "max_pool2d_with_indices":
@@ -267,7 +267,8 @@ class _Walker:
         args = fx.node.map_arg(node.args, lambda n: self.env[n.name])
         kwargs = fx.node.map_arg(node.kwargs, lambda n: self.env[n.name])
         if op == "sym_size":
-            self.env[node.name] = args[0].prov.shape[args[1]] if isinstance(args[0], ChannelValue) else node.target(*args)
+            self.env[node.name] = (args[0].prov.shape[args[1]] if isinstance(args[0], ChannelValue)
+                                   else node.target(*args))
             return
         from_data = any(n.name in self.data for n in node.all_input_nodes)
         if op == "embedding" and from_data and node.args[1].name in self.data and isinstance(args[0], torch.Tensor):
@@ -321,7 +322,7 @@ class _Walker:
         names = ("input", "weight", "bias", "stride", "padding", "dilation", "transposed", "output_padding", "groups")
         if op != "convolution":
             names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
-        a = {**dict(zip(names, args)), **kwargs}
+        a = {**dict(zip(names, args, strict=False)), **kwargs}
         if a.get("transposed"):
             raise UnsupportedOpError(f"transposed convolution (node {node.name!r}) is not supported")
         groups = int(a.get("groups", 1))

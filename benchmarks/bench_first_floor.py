@@ -190,10 +190,10 @@ def bench(e: int, repeat: int) -> dict:
     best: dict[str, float] = {}
     for _ in range(repeat):
         t_sort, (ptr, d) = _timed(lambda: csr(s32, d32, n, 10))
-        t_kahn, order = _timed(lambda: kahn(ptr, d, n))
-        t_rel, (ptr2, d2) = _timed(lambda: csr(*relabel(s32, d32, order), n, 10))
+        t_kahn, order = _timed(lambda ptr=ptr, d=d: kahn(ptr, d, n))
+        t_rel, (ptr2, d2) = _timed(lambda order=order: csr(*relabel(s32, d32, order), n, 10))
         active_pos = act[order]
-        t_count, total = _timed(lambda: count(ptr2, d2, active_pos))
+        t_count, total = _timed(lambda ptr2=ptr2, d2=d2, active_pos=active_pos: count(ptr2, d2, active_pos))
         for k, v in dict(sort=t_sort, kahn=t_kahn, relabel=t_rel, count=t_count).items():
             best[k] = min(best.get(k, float("inf")), v)
     row.update({f"{k}_s": v for k, v in best.items()})
@@ -227,7 +227,7 @@ def main() -> None:
         rows.append(r)
         sp_ = r["spmv_s"]
 
-        def x(key: str) -> str:
+        def x(key: str, r: dict = r, sp_: float = sp_) -> str:
             return f"{r[key] * 1e3:.0f} ms ({r[key] / sp_:.1f}×)" if key in r else "—"
 
         phases = [k for k in ("sort_s", "kahn_s", "relabel_s", "count_s") if k in r]

@@ -38,6 +38,7 @@ def one(key: str, size: int, device: str, threads: int, repeats: int) -> dict:
 
     sys.path.insert(0, str(ROOT / "tests"))
     import model_zoo
+
     from emergence.adapters.model_files import model_graph
 
     torch.set_num_threads(threads)

@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(workers: int, quick: bool, folder: Path) -> float:
-    cmd = [sys.executable, "-m", "emergence.cli", "reproduce", "--out", str(folder), "--workers", str(workers), "--quiet"]
+    cmd = [sys.executable, "-m", "emergence.cli", "reproduce", "--out", str(folder), "--workers", str(workers),
+           "--quiet"]
     if quick:
         cmd.append("--quick")
     start = time.perf_counter()

@@ -60,11 +60,11 @@ def main() -> None:
     adjusted = false_discovery_control([r[3] for r in rows])
     print("| epoch | sparsities by mean log10 E, channel (high → low) | neuron | Kendall τ over runs | p | p (BH) |")
     print("|---:|---|---|---:|---:|---:|")
-    for (ep, order, tau, pv), adj in zip(rows, adjusted):
+    for (ep, order, tau, pv), adj in zip(rows, adjusted, strict=True):
         print(f"| {ep} | {order[0]} | {order[1]} | {tau:.2f} | {pv:.2g} | {adj:.2g} |")
     if a.figure:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-        for ax, (g, d) in zip(axes, ds.items()):
+        for ax, (g, d) in zip(axes, ds.items(), strict=True):
             for s in sp:
                 y = d.emergence_log10.sel(sparsity=s)
                 ax.errorbar(d.epoch.values, y.mean("seed"), yerr=y.std("seed", ddof=1), marker="o", capsize=3,

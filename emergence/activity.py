@@ -275,7 +275,8 @@ class ModelGraph:
         --------
         >>> import torch
         >>> from emergence.graph import graph
-        >>> g = graph(torch.tensor([[0, 1], [1, 2]]), 3, torch.tensor([False, False, True]), layer=torch.tensor([0, 1, 2]))
+        >>> g = graph(torch.tensor([[0, 1], [1, 2]]), 3, torch.tensor([False, False, True]),
+        ...           layer=torch.tensor([0, 1, 2]))
         >>> layers = [LayerInfo("input", "input", 1, 0), LayerInfo("h", "Linear", 1, 1), LayerInfo("o", "Linear", 1, 2)]
         >>> mg = ModelGraph(g, layers, None, 0.05)
         >>> round(mg.hidden_log10(mg.count(g.active.unsqueeze(0))[0]), 6)

@@ -285,7 +285,7 @@ def measure_masks(
         if layer_sums is not None:
             ids, sums = layer_sums
             layer_log10 = {int(i): (s / _LN10 if math.isfinite(s) else None)
-                           for i, s in zip(ids.tolist(), sums[:, t].tolist())}
+                           for i, s in zip(ids.tolist(), sums[:, t].tolist(), strict=False)}
         out.append(EmergenceResult.from_log10(totals[t] / _LN10, node_log10[:, t].contiguous(),
                                               layer_log10=layer_log10, num_active=int(m.sum()), **common))
     return out
@@ -325,12 +325,12 @@ def layered(widths: Sequence[int], active_counts: Sequence[int]) -> int:
     """
     if len(widths) != len(active_counts):
         raise ConfigError(f"got {len(widths)} widths but {len(active_counts)} active counts")
-    for i, (n, a) in enumerate(zip(widths, active_counts)):
+    for i, (n, a) in enumerate(zip(widths, active_counts, strict=False)):
         if int(n) != n or int(a) != a or n < 0 or not 0 <= a <= n:
             raise ConfigError(f"layer {i}: need integers 0 <= active <= width, got width {n}, active {a}")
     total, p_next = 0, 1
-    for l in range(len(widths) - 2, -1, -1):
-        a_next = int(active_counts[l + 1])
-        total += (int(widths[l]) - int(active_counts[l])) * a_next * p_next
+    for k in range(len(widths) - 2, -1, -1):
+        a_next = int(active_counts[k + 1])
+        total += (int(widths[k]) - int(active_counts[k])) * a_next * p_next
         p_next = 1 + a_next * p_next
     return total

@@ -109,7 +109,7 @@ class EmergenceResult:
             ids, inv = np.unique(layer.cpu().numpy(), return_inverse=True)
             sums = np.zeros(ids.size, dtype=object)
             np.add.at(sums, inv, node_counts)
-            layer_log10 = {int(i): _log10_int(int(s)) for i, s in zip(ids, sums)}
+            layer_log10 = {int(i): _log10_int(int(s)) for i, s in zip(ids, sums, strict=False)}
         m = common["num_edges"]
         try:
             relative = total / m if m else 0.0

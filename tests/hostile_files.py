@@ -302,7 +302,8 @@ def onnx_huge_constant(dst: Path, op: str = "ConstantOfShape") -> Path:
         inits = [helper.make_tensor("shape", T.INT64, [2], [10**6, 10**6])]
     elif op == "Expand":
         nodes = [helper.make_node("Expand", ["one", "shape"], ["big"]), helper.make_node("Add", ["x", "big"], ["y"])]
-        inits = [helper.make_tensor("shape", T.INT64, [2], [10**6, 10**6]), helper.make_tensor("one", T.FLOAT, [1], [1.0])]
+        inits = [helper.make_tensor("shape", T.INT64, [2], [10**6, 10**6]),
+                 helper.make_tensor("one", T.FLOAT, [1], [1.0])]
     elif op == "Tile":
         nodes = [helper.make_node("Tile", ["one", "reps"], ["big"]), helper.make_node("Add", ["x", "big"], ["y"])]
         inits = [helper.make_tensor("reps", T.INT64, [2], [10**6, 10**6]),

@@ -4,12 +4,12 @@ import igraph as ig
 import networkx as nx
 import pytest
 import torch
-from emergence.adapters import from_igraph, from_networkx, read_graph, to_igraph, to_networkx, write_graph
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import emergence
 from emergence import FileFormatError, GraphError
+from emergence.adapters import from_igraph, from_networkx, read_graph, to_igraph, to_networkx, write_graph
 from emergence.testing.strategies import dags
 
 weights = st.floats(-5, 5, allow_nan=False, width=32).filter(lambda w: w != 0)
@@ -18,7 +18,8 @@ weights = st.floats(-5, 5, allow_nan=False, width=32).filter(lambda w: w != 0)
 def _edges(g):
     w = getattr(g, "edge_weight", None)
     ws = w.double().tolist() if w is not None and g.num_edges else [None] * g.num_edges
-    return sorted(zip(g.edge_index[0].tolist(), g.edge_index[1].tolist(), ws), key=lambda t: (t[0], t[1], t[2] or 0))
+    rows = zip(g.edge_index[0].tolist(), g.edge_index[1].tolist(), ws, strict=True)
+    return sorted(rows, key=lambda t: (t[0], t[1], t[2] or 0))
 
 
 def _same(a, b):

@@ -82,8 +82,9 @@ def test_broken_file_is_one_line(files, args, phrase):
 def test_external_data_inside_the_folder_is_read(files):
     """The guard refuses only what leaves the folder: data beside the model loads."""
     import onnx
-    from emergence.adapters.onnx_model import load_onnx
     from onnx import numpy_helper
+
+    from emergence.adapters.onnx_model import load_onnx
 
     model = onnx.load(str(files / "missing.onnx"), load_external_data=False)
     (files / "weights.bin").write_bytes(np.arange(8, dtype=np.float32).tobytes())

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from emergence.adapters._probe import GRANULARITIES
-from emergence.adapters.architectures import ARCHITECTURES
-from emergence.adapters.graphfile import FORMATS
-from emergence.adapters.init import INITS
 from typer.testing import CliRunner
 
 from emergence import cli
 from emergence.activity import AGGREGATIONS, OUTPUTS
+from emergence.adapters._probe import GRANULARITIES
+from emergence.adapters.architectures import ARCHITECTURES
+from emergence.adapters.graphfile import FORMATS
+from emergence.adapters.init import INITS
 from emergence.experiments.prune import PRUNE_SCOPES, PRUNE_STRUCTURES, PRUNE_WHEN
 from emergence.experiments.train import OPTIMIZERS
 from emergence.measure import METHODS
@@ -31,8 +31,8 @@ def test_graph_formats_are_readable_formats():
 
 
 @pytest.mark.parametrize("command, shown", [
-    ("sweep", ["channel|neuron", "mlp|cnn|vgg", "init|after|iterative", "sgd|adam", "layerwise|global", "mean|absmean|frac",
-               "exclude|logits|softmax", "default|emergence"]),
+    ("sweep", ["channel|neuron", "mlp|cnn|vgg", "init|after|iterative", "sgd|adam", "layerwise|global",
+               "mean|absmean|frac", "exclude|logits|softmax", "default|emergence"]),
     ("measure", ["mean|absmean|frac", "channel|neuron", "exclude|logits|softmax"]),
     ("graph", ["auto|exact|log", "graphml|gml"]),
 ])
@@ -52,3 +52,18 @@ def test_usage_errors_are_one_line_and_exit_1(args, phrase):
     out = CliRunner().invoke(cli.app, args)
     assert out.exit_code == 1, out.output
     assert phrase in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_version_and_flags_render_as_flags():
+    out = CliRunner().invoke(cli.app, ["--version"])
+    assert out.exit_code == 0 and out.output.startswith("emergence ")
+    text = CliRunner().invoke(cli.app, ["measure", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"}).output
+    flags = [line for line in text.splitlines() if "--json" in line or "--weighted" in line or "--trust-pickle" in line]
+    assert flags and not any("<bool>" in line or "--no-" in line for line in flags), flags
+    assert "MODEL" in text
+
+
+def test_sweep_help_is_grouped():
+    text = CliRunner().invoke(cli.app, ["sweep", "--help"], env={"COLUMNS": "100", "NO_COLOR": "1"}).output
+    for panel in ("Model and data", "Training", "Pruning", "Measurement", "Landscape", "Grid, cluster and store"):
+        assert f"─ {panel} " in text, panel

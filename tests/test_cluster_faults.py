@@ -94,8 +94,8 @@ def test_scheduler_killed_mid_sweep_leaves_cells_pending_and_a_rerun_completes(n
     status = _status(out)
     assert (status == STATUS["failed"]).sum() == 0  # an infrastructure fault is never the cell's failure
     assert (status == STATUS["done"]).sum() >= 1 and (status == STATUS["pending"]).sum() >= 1
-    r = subprocess.run([sys.executable, "-m", "emergence.cli", *_args(npz, out)], cwd=ROOT, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run([sys.executable, "-m", "emergence.cli", *_args(npz, out)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=600)
     assert r.returncode == 0, r.stderr  # a plain rerun, no --retry-failed
     with xr.open_zarr(out) as ds:
         assert (ds["cell_runs"].values == 1).all()  # every cell computed once: the interrupted ones were not written
@@ -112,8 +112,9 @@ def test_a_bad_scheduler_file_is_one_sentence_at_once(npz, tmp_path, content, ph
     if content is not None:
         sf.write_text(content)
     start = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "emergence.cli", *_args(npz, tmp_path / "r.zarr", "--scheduler", str(sf))],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    args = _args(npz, tmp_path / "r.zarr", "--scheduler", str(sf))
+    r = subprocess.run([sys.executable, "-m", "emergence.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert phrase in r.stderr
     assert time.monotonic() - start < 35  # within the timeout of an unreachable address
@@ -131,7 +132,8 @@ def test_report_uses_done_cells_only_and_says_so(npz, tmp_path):
     p.wait()
     done = int((_status(out) == STATUS["done"]).sum())
     assert 1 <= done < 6
-    r = subprocess.run([sys.executable, "-m", "emergence.cli", "report", str(out)], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "emergence.cli", "report", str(out)], cwd=ROOT, capture_output=True,
+                       text=True)
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip() == f"note: the report uses the {done} done cells of 6; {6 - done} pending and 0 failed " \
                                "are left out"

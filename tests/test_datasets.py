@@ -5,9 +5,9 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from emergence.adapters.datasets import load_dataset, probe_inputs
 
 from emergence import FileFormatError
+from emergence.adapters.datasets import load_dataset, probe_inputs
 
 
 @pytest.mark.parametrize("name, train, test", [("mnist", 8000, 2000), ("fashion-mnist", 16000, 4000)])
@@ -15,7 +15,7 @@ def test_bundled_datasets(name, train, test):
     d = load_dataset(name)
     assert d.x_train.shape == (train, 1, 28, 28) and d.x_test.shape == (test, 1, 28, 28)
     assert d.x_train.dtype == torch.float32 and d.y_train.dtype == torch.int64
-    assert 0 <= float(d.x_train.min()) and float(d.x_train.max()) <= 1 and float(d.x_train.max()) > 0.9
+    assert float(d.x_train.min()) >= 0 and float(d.x_train.max()) <= 1 and float(d.x_train.max()) > 0.9
     assert d.num_classes == 10 and d.input_shape == (1, 28, 28)
     counts_train = torch.bincount(d.y_train, minlength=10)
     counts_test = torch.bincount(d.y_test, minlength=10)

@@ -98,7 +98,8 @@ def test_imports_point_down(path: Path):
 
 def test_the_rule_test_catches_a_violation(tmp_path: Path):
     fake = tmp_path / "x.py"
-    fake.write_text("import os\nfrom emergence.adapters.graphfile import read_graph\ndef f():\n    import emergence.experiments.sweep\n")
+    fake.write_text("import os\nfrom emergence.adapters.graphfile import read_graph\n"
+                    "def f():\n    import emergence.experiments.sweep\n")
     found = [t for t, _, _ in _imports(fake)]
     assert [_layer(t) for t in found] == ["external", "adapters", "experiments"]
 

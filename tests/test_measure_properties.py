@@ -140,7 +140,7 @@ def test_many_masks_in_one_pass_equal_one_at_a_time(g, data):
     masks = torch.tensor(rows, dtype=torch.bool).reshape(len(rows), g.num_nodes)
     for method, weighted in (("exact", False), ("log", False), ("log", True)):
         batch = emergence.measure_masks(g, masks, method=method, weighted=weighted)
-        for m, r in zip(masks, batch):
+        for m, r in zip(masks, batch, strict=True):
             g.active = m
             one = emergence.measure(g, method=method, weighted=weighted)
             assert _close(r.log10, one.log10, 1e-12) and r.num_active == one.num_active

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from emergence.adapters import from_onnx, from_torch
-from emergence.adapters.model_files import load_model, model_graph
 from model_zoo import ZOO, build
 
 import emergence
+from emergence.adapters import from_onnx, from_torch
+from emergence.adapters.model_files import load_model, model_graph
 
 FORMATS = ["module", "pt2", "onnx-dynamo", "onnx-torchscript", "torchscript"]
 
@@ -61,7 +61,7 @@ def test_every_format_gives_the_same_graph(saved):
     for fmt in FORMATS[1:]:
         mg = model_graph(files[fmt], x)
         assert mg.graph.num_nodes == ref.graph.num_nodes, (name, fmt)
-        assert [l.units for l in mg.layers] == [l.units for l in ref.layers], (name, fmt)
+        assert [lay.units for lay in mg.layers] == [lay.units for lay in ref.layers], (name, fmt)
         e, w = _edges(mg.graph)
         assert torch.equal(e, ref_e), (name, fmt)
         assert torch.allclose(w, ref_w, rtol=1e-4, atol=1e-6), (name, fmt)
@@ -87,9 +87,9 @@ def test_zero_batch_norm_scale_removes_incoming_edges(tmp_path):
 def test_residual_and_concat_connect_all_producers():
     model, shape = build("rescnn")
     mg = from_torch(model, torch.rand(8, *shape))
-    names = [l.name for l in mg.layers]
+    names = [lay.name for lay in mg.layers]
     assert names == ["input", "stem", "c1", "dw", "grouped", "point", "fc"]
-    layer = {l.name: l for l in mg.layers}
+    layer = {lay.name: lay for lay in mg.layers}
     src, dst = mg.graph.edge_index
     into_point = src[(dst >= layer["point"].offset) & (dst < layer["point"].offset + 4)]
     from_layers = {mg.layers[int(mg.graph.layer[s])].name for s in into_point}

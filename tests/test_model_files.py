@@ -7,9 +7,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from emergence.adapters.architectures import ArchSpec, save_model
-from emergence.adapters.architectures import build as build_arch
-from emergence.adapters.model_files import load_model, model_graph
 from model_zoo import build
 
 import emergence
@@ -20,6 +17,9 @@ from emergence import (
     UnsupportedOpError,
     UntrustedPickleError,
 )
+from emergence.adapters.architectures import ArchSpec, save_model
+from emergence.adapters.architectures import build as build_arch
+from emergence.adapters.model_files import load_model, model_graph
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from emergence.adapters.model_files import model_graph
-from emergence.adapters.model_measure import measure_model
-from emergence.adapters.neuron_count import NeuronModelGraph
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from emergence import layered, measure
+from emergence.adapters.model_files import model_graph
+from emergence.adapters.model_measure import measure_model
+from emergence.adapters.neuron_count import NeuronModelGraph
 from emergence.errors import UnsupportedOpError
 from emergence.graph import graph
 from emergence.testing.strategies import conv_nets
@@ -79,7 +79,7 @@ def twin_graph(net: torch.nn.Module, shape: tuple[int, ...], weighted: bool) -> 
         eye = torch.eye(flat.numel(), dtype=torch.float64)
         grads = torch.autograd.grad(flat, leaves, grad_outputs=eye, is_grads_batched=True, allow_unused=True,
                                     retain_graph=True)
-        for off, g in zip(offsets, grads):
+        for off, g in zip(offsets, grads, strict=True):
             if g is None:
                 continue
             j = g.reshape(flat.numel(), -1)
@@ -90,7 +90,7 @@ def twin_graph(net: torch.nn.Module, shape: tuple[int, ...], weighted: bool) -> 
         return leaf(tuple(pre.shape))
 
     cur = leaf(shape)
-    for stage, conv, norm, res in zip(net.stages, net.convs, net.norms, net.res):
+    for stage, conv, norm, res in zip(net.stages, net.convs, net.norms, net.res, strict=True):
         k = _kernel(conv.weight, _bn_scale(norm), weighted)
         cur = record(F.conv2d(cur, k, None, conv.stride, conv.padding, conv.dilation, conv.groups))
         if stage["residual"]:
@@ -182,7 +182,7 @@ def test_one_by_one_convs_are_copies_of_the_channel_graph_closed_form():
     """Dense 1x1 convs: the neuron graph is H*W copies of a layered net, so E = H*W * layered(widths, active)."""
     torch.manual_seed(0)
     widths = [3, 5, 4, 2]
-    net = torch.nn.Sequential(*[torch.nn.Conv2d(a, b, 1) for a, b in zip(widths, widths[1:])]).eval()
+    net = torch.nn.Sequential(*[torch.nn.Conv2d(a, b, 1) for a, b in zip(widths, widths[1:], strict=False)]).eval()
     mg = model_graph(net, torch.randn(2, 3, 4, 5), granularity="neuron")
     hw = 20
     gen = torch.Generator().manual_seed(1)

@@ -8,10 +8,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from emergence.adapters.onnx_model import from_onnx, load_onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import emergence
+from emergence.adapters.onnx_model import from_onnx, load_onnx
 
 RNG = np.random.default_rng(0)
 W1 = RNG.normal(size=(6, 4)).astype(np.float32)
@@ -48,7 +48,8 @@ OPS = {
          [_int64("ax", [1])])),
     "ReduceSum": (
         (11, [helper.make_node("Unsqueeze", ["r"], ["u"], axes=[2]),
-              helper.make_node("ReduceSum", ["u"], ["s"], axes=[2], keepdims=0), helper.make_node("Relu", ["s"], ["m"])],
+              helper.make_node("ReduceSum", ["u"], ["s"], axes=[2], keepdims=0),
+              helper.make_node("Relu", ["s"], ["m"])],
          []),
         (13, [helper.make_node("Unsqueeze", ["r", "ax"], ["u"]),
               helper.make_node("ReduceSum", ["u", "ax"], ["s"], keepdims=0), helper.make_node("Relu", ["s"], ["m"])],
@@ -99,7 +100,7 @@ def test_attribute_and_input_forms_give_the_same_graph(name):
     np.testing.assert_allclose(_outputs(old, x), _outputs(new, x), rtol=1e-6)
     (a, ea), (b, eb) = _graph(old), _graph(new)
     assert torch.equal(ea, eb) and torch.equal(a.graph.active, b.graph.active)
-    assert [l.units for l in a.layers] == [4, 6, 3]
+    assert [lay.units for lay in a.layers] == [4, 6, 3]
     assert emergence.measure(a.graph).value == emergence.measure(b.graph).value > 0
 
 
@@ -124,7 +125,7 @@ def _cnn(opset: int) -> onnx.ModelProto:
              helper.make_node("Softmax", ["z"], ["y"], axis=1)]
     inits = [numpy_helper.from_array(conv, "C"), numpy_helper.from_array(fc, "F"),
              numpy_helper.from_array(np.zeros(4, np.float32), "Fb"),
-             *(numpy_helper.from_array(a, n) for a, n in zip(bn, ("s", "b", "mu", "var")))]
+             *(numpy_helper.from_array(a, n) for a, n in zip(bn, ("s", "b", "mu", "var"), strict=True))]
     if not old:
         inits.append(_int64("ax", [0]))
     graph = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 6, 6])],
@@ -147,5 +148,5 @@ def test_a_model_of_each_opset_is_measured(opset):
     ref = from_onnx(_cnn(17), torch.from_numpy(x))
     assert torch.equal(mg.graph.edge_index, ref.graph.edge_index)
     assert torch.equal(mg.graph.active, ref.graph.active)
-    assert [l.units for l in mg.layers] == [1, 3, 4]
+    assert [lay.units for lay in mg.layers] == [1, 3, 4]
     assert int(mg.graph.num_edges) == 2 + 3 * 4  # channel 1 has no incoming edge

@@ -8,10 +8,10 @@ import warnings
 
 import pytest
 import torch
-from emergence.adapters.model_files import model_graph
 from model_zoo import build
 
 import emergence
+from emergence.adapters.model_files import model_graph
 
 BLOCKS = ["se", "convnext", "splitattn", "vit", "mixer"]
 
@@ -63,7 +63,7 @@ def test_exports_agree_with_pt2(block, opset, exporter):
     mg = model_graph(path, probe)
     e, w = _sorted_edges(mg.graph)
     ref_e, ref_w = _sorted_edges(ref.graph)
-    assert [l.units for l in mg.layers] == [l.units for l in ref.layers], (name, exporter, opset)
+    assert [lay.units for lay in mg.layers] == [lay.units for lay in ref.layers], (name, exporter, opset)
     assert torch.equal(e, ref_e), (name, exporter, opset)
     assert torch.allclose(w, ref_w, rtol=1e-4, atol=1e-6), (name, exporter, opset)
     assert torch.allclose(mg.activity.mean, ref.activity.mean, atol=1e-5), (name, exporter, opset)

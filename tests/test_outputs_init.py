@@ -5,11 +5,11 @@ import sys
 
 import pytest
 import torch
+from torch import nn
+
 from emergence.adapters.architectures import ArchSpec, build
 from emergence.adapters.init import emergence_init, weight_layers
 from emergence.adapters.model_measure import measure_model
-from torch import nn
-
 from emergence.errors import ConfigError
 from emergence.graph import graph
 from emergence.measure import measure
@@ -77,7 +77,7 @@ def test_emergence_init_scales_by_distance_from_the_middle():
         before = [m.weight.detach().clone() for m in weight_layers(net)]
         bias = [m.bias.detach().clone() for m in weight_layers(net)]
         emergence_init(net, 3.0)
-        for m, w, b, k in zip(weight_layers(net), before, bias, powers):
+        for m, w, b, k in zip(weight_layers(net), before, bias, powers, strict=True):
             torch.testing.assert_close(m.weight.detach(), w * 3.0 ** k)
             torch.testing.assert_close(m.bias.detach(), b)  # biases untouched
     with pytest.raises(ConfigError, match="alpha must be a finite number > 0"):
@@ -92,7 +92,7 @@ def test_build_records_the_init_and_alpha_one_is_the_default():
     one = build(ArchSpec("mlp", (1, 4, 4), 3, {"widths": [6, 5], "init": "emergence", "init_alpha": 1.0}))
     torch.manual_seed(4)
     two = build(ArchSpec("mlp", (1, 4, 4), 3, {"widths": [6, 5], "init": "emergence", "init_alpha": 2.0}))
-    for a, b, c in zip(default.state_dict().values(), one.state_dict().values(), two.state_dict().values()):
+    for a, b in zip(default.state_dict().values(), one.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     w = [m.weight for m in weight_layers(two)]
     w0 = [m.weight for m in weight_layers(default)]
@@ -108,8 +108,8 @@ def test_build_records_the_init_and_alpha_one_is_the_default():
     (["--outputs", "probs"], "'probs' is not one of"),
 ])
 def test_cli_init_and_outputs_errors_are_one_line(tmp_path, args, phrase):
-    r = subprocess.run([sys.executable, "-m", "emergence.cli", "sweep", "--out", str(tmp_path / "s.zarr"), "--epochs", "1",
-                        "--seeds", "1", *args], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "emergence.cli", "sweep", "--out", str(tmp_path / "s.zarr"), "--epochs",
+                        "1", "--seeds", "1", *args], capture_output=True, text=True)
     assert r.returncode == 1 and phrase in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 

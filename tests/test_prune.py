@@ -34,7 +34,7 @@ def test_unstructured_sparsity_is_exact(scope, target):
     expected = round(target * total) if scope == "global" else sum(round(target * n) for n in sizes)
     assert sparsity(net) == pytest.approx(expected / total, abs=1e-12)
     if scope == "layerwise":
-        for name, p in prunable(net):
+        for _, p in prunable(net):
             assert float((p == 0).float().mean()) == pytest.approx(round(target * p.numel()) / p.numel())
 
 
@@ -63,7 +63,7 @@ def test_structured_pruning_removes_whole_units_and_keeps_the_output_layer():
     net = _net()
     masks = magnitude_masks(net, 0.5, structure="structured", scope="layerwise")
     apply_masks(net, masks)
-    for name, p in list(prunable(net))[:-1]:
+    for _, p in list(prunable(net))[:-1]:
         rows = (p.reshape(p.shape[0], -1) == 0).all(1)
         assert 0 < int(rows.sum()) < p.shape[0]
         assert bool(((p.reshape(p.shape[0], -1) == 0).all(1) | (p.reshape(p.shape[0], -1) != 0).all(1)).all())
@@ -104,7 +104,7 @@ def test_iterative_levels_end_exactly_at_the_target():
     for target, frac in ((0.5, 0.2), (0.9, 0.2), (0.2, 0.2), (0.99, 0.5)):
         levels = iterative_levels(target, frac)
         assert levels[-1] == pytest.approx(target)
-        assert all(b > a for a, b in zip(levels, levels[1:]))
+        assert all(b > a for a, b in zip(levels, levels[1:], strict=False))
         rate = 1 - (1 - levels[0])
         assert rate <= frac + 1e-12
     assert iterative_levels(0.0, 0.2) == []

@@ -45,7 +45,8 @@ def _args(npz, out, *extra, epochs=2, seeds=2, sparsity="0,0.5", widths="[16]"):
 
 
 def _cli(args, **kw):
-    return subprocess.run([sys.executable, "-m", "emergence.cli", *args], cwd=ROOT, capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "emergence.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          **kw)
 
 
 def _results(path):

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from emergence.adapters.datasets import Dataset
 from emergence.adapters.model_measure import ModelProbe
-
 from emergence.experiments.prune import PruneConfig
 from emergence.experiments.sweep import SweepConfig, run_sweep
 from emergence.experiments.train import TrainConfig, train
@@ -66,7 +66,7 @@ def test_measuring_does_not_change_training():
         probe = ModelProbe(model, data.x_train[:16], [0.05]) if probing else None
         modes = []
 
-        def hook(epoch, model=model, probe=probe):
+        def hook(epoch, model=model, probe=probe, modes=modes):
             if probe is not None:
                 probe(model)
             modes.append(model.training)

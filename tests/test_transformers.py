@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from emergence.adapters.model_files import model_graph
 from model_zoo import TOKEN_ZOO, build_tokens
 from torch import nn
 
 import emergence
+from emergence.adapters.model_files import model_graph
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +40,7 @@ class OneHead(nn.Module):
 def test_one_head_attention_edges_by_hand():
     torch.manual_seed(0)
     mg = model_graph(OneHead().eval(), torch.rand(16, 2, 3))
-    assert [(l.name, l.units) for l in mg.layers] == [("input", 3), ("q", 3), ("k", 3), ("v", 3), ("o", 3)]
+    assert [(lay.name, lay.units) for lay in mg.layers] == [("input", 3), ("q", 3), ("k", 3), ("v", 3), ("o", 3)]
     x, q, k, v, o = (list(range(3 * i, 3 * i + 3)) for i in range(5))
     expect = {(a, b) for b in q + k + v for a in x} - {(x[2], q[1])}
     # o = softmax(q k^T) v: entry (token, f) depends on every q and k feature (S contracts the features,
@@ -72,7 +72,7 @@ def _formats(model, example, folder: Path, dynamic: bool = True) -> dict[str, ob
 def _same(a, b):
     ea = a.graph.edge_index[:, torch.argsort(a.graph.edge_index[0] * a.graph.num_nodes + a.graph.edge_index[1])]
     eb = b.graph.edge_index[:, torch.argsort(b.graph.edge_index[0] * b.graph.num_nodes + b.graph.edge_index[1])]
-    assert [l.units for l in a.layers] == [l.units for l in b.layers]
+    assert [lay.units for lay in a.layers] == [lay.units for lay in b.layers]
     assert torch.equal(ea, eb)
     assert torch.equal(a.graph.active, b.graph.active)
     assert emergence.measure(a.graph).value == emergence.measure(b.graph).value
@@ -89,7 +89,7 @@ def test_token_models_agree_across_formats(name, tmp_path):
     ref = model_graph(files["module"], probe)
     assert ref.layers[0].kind == "Embedding" and ref.layers[0].units == 12  # the table's features are inputs
     assert emergence.measure(ref.graph).value > 0
-    for fmt, f in files.items():
+    for f in files.values():
         _same(model_graph(f, probe), ref)
 
 

@@ -170,7 +170,7 @@ def _cached_dataset(name: str) -> Dataset:
 def _cell_settings(cfg: SweepConfig, index: tuple[int, ...]) -> tuple[SweepConfig, float, int]:
     """The single-cell config (grid applied), the target sparsity and the seed of cell ``index``."""
     coords = cfg.cell_coords
-    point = {d: coords[d][i] for d, i in zip(cfg.cell_dims[:-2], index[:-2])}
+    point = {d: coords[d][i] for d, i in zip(cfg.cell_dims[:-2], index[:-2], strict=False)}
     train_cfg, prune_cfg, arch_params = apply_point(cfg.train, cfg.prune, cfg.arch_params, point)
     one = copy.copy(cfg)
     for k, v in dict(train=train_cfg, prune=prune_cfg, arch_params=arch_params, grid=()).items():

@@ -137,7 +137,7 @@ def verdict(effect: float, p_adjusted: float, sign: int, alpha: float = 0.05) ->
 def adjust_all(tests: list[ClaimTest], method: str = "holm") -> list[ClaimTest]:
     """The tests with ``p_adjusted`` set, all adjusted together."""
     adj = adjust([t.estimate.p for t in tests], method)
-    return [replace(t, p_adjusted=float(a)) for t, a in zip(tests, adj)]
+    return [replace(t, p_adjusted=float(a)) for t, a in zip(tests, adj, strict=False)]
 
 
 def epochs_to_fraction(acc: np.ndarray, fraction: float = 0.95) -> np.ndarray:

@@ -89,7 +89,7 @@ def facets(ds: Any, keep: Sequence[str] = ()) -> list[tuple[str, Any]]:
         return [("", ds)]
     out = []
     for values in itertools.product(*(ds[d].values for d in dims)):
-        point = dict(zip(dims, values))
+        point = dict(zip(dims, values, strict=False))
         out.append((" ".join(f"{d}={_fmt(v)}" for d, v in point.items()), ds.sel(point)))
     return out
 

@@ -27,12 +27,14 @@ def _band(ax: Any, x: np.ndarray, runs: np.ndarray, label: str, color: Any) -> N
 
 
 def _corr_text(c: dict[str, float], pearson: bool = True) -> str:
+    """A pooled correlation as description only: the points are repeated measures of a few runs, so no
+    p-value is shown (the report tests each claim with one value per run)."""
     if not np.isfinite(c["spearman"]):
-        return f"correlation undefined (a constant), n = {c['n']}"
-    text = f"Spearman ρ = {c['spearman']:+.3f} (p = {c['spearman_p']:.2g})"
+        return f"correlation undefined (a constant), {c['n']} points"
+    text = f"pooled Spearman ρ = {c['spearman']:+.2f}"
     if pearson:
-        text += f"\nPearson r = {c['pearson']:+.3f} (p = {c['pearson_p']:.2g})"
-    return text + f", n = {c['n']}"
+        text += f", Pearson r = {c['pearson']:+.2f}"
+    return text + f" over {c['n']} points (descriptive; run-level tests in the report)"
 
 
 def save_figure(fig: Any, path: Path) -> Path:
@@ -87,7 +89,7 @@ def _size_figure(ds: Any, folder: Path, threshold: float) -> Path:
                 runs = da.transpose("width", "seed").values
                 ax.errorbar(w, np.nanmean(runs, 1), yerr=np.nanstd(runs, 1, ddof=1) if runs.shape[1] > 1 else None,
                             marker="o", capsize=3, label=name)
-    for ax, ylabel in zip(axes, (f"log10 E (final epoch, τ={tau:g})", "final test accuracy")):
+    for ax, ylabel in zip(axes, (f"log10 E (final epoch, τ={tau:g})", "final test accuracy"), strict=False):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("width multiplier")
         ax.set_ylabel(ylabel)
@@ -178,12 +180,10 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
     for i, s in enumerate(ds.sparsity.values):
         ax.scatter(elog[i, :, :-1].ravel(), gain[i].ravel(), s=12, color=colors[i], label=f"sparsity {s:g}")
     c = correlate(elog[..., :-1], gain)
-    ax.text(0.02, 0.97, _corr_text(c), transform=ax.transAxes, va="top", fontsize=8,
-            bbox=dict(facecolor="white", alpha=0.8))
-    ax.set_xlabel(f"log10 emergence at epoch t (τ={tau:g})")
+    ax.set_xlabel(f"log10 emergence at epoch t (τ={tau:g})\n{_corr_text(c)}", fontsize=8)  # below, never on data
     ax.set_ylabel("test accuracy gain from t to t+1")
     ax.set_title(f"{name}: accuracy change vs emergence", fontsize=9)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     paths.append(save_figure(fig, folder / "gain_vs_emergence.png"))
     plt.close(fig)
 
@@ -192,9 +192,14 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
     for i, s in enumerate(ds.sparsity.values):
         for e, style in ((0, "--"), (int(epochs[-1]), "-")):
             runs = ds.emergence_log10.isel(sparsity=i).sel(epoch=e).values  # [seed, threshold]
-            ax.errorbar(th, np.nanmean(runs, 0), yerr=np.nanstd(runs, 0), color=colors[i], ls=style, marker="o",
-                        ms=3, label=f"sparsity {s:g}, epoch {e}")
-    ax.set_xscale("log")
+            ax.errorbar(th, np.nanmean(runs, 0), yerr=np.nanstd(runs, 0), color=colors[i], ls=style,
+                        marker="o" if e == 0 else "s", ms=3,
+                        label=f"sparsity {s:g}, {'epoch 0 (dashed)' if e == 0 else f'epoch {e} (solid)'}")
+    positive = th[th > 0]
+    if positive.size and (th <= 0).any():  # a log axis would drop τ = 0: linear near 0, logarithmic above
+        ax.set_xscale("symlog", linthresh=float(positive.min()))
+    elif positive.size == th.size:
+        ax.set_xscale("log")
     ax.set_xlabel("activity threshold τ")
     ax.set_ylabel("log10 emergence")
     ax.set_title(f"{name}: threshold sensitivity", fontsize=9)
@@ -225,15 +230,14 @@ def _landscape_figure(plt: Any, ds: Any, tau: float, colors: Any, folder: Path, 
     elog = ds.emergence_log10.sel(threshold=tau).values
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, var, label in zip(axes, ("slice_minima", "slice_roughness", "hessian_top"),
-                              ("local minima on a 1-D slice", "slice roughness (TV / range)", "top Hessian eigenvalue")):
+                              ("local minima on a 1-D slice", "slice roughness (TV / range)", "top Hessian eigenvalue"),
+                              strict=False):
         v = ds[var].values
         for i, s in enumerate(ds.sparsity.values):
             ok = np.isfinite(v[i])
             ax.scatter(elog[i][ok], v[i][ok], s=14, color=colors[i], label=f"sparsity {s:g}")
         c = correlate(elog[np.isfinite(v)], v[np.isfinite(v)])
-        ax.text(0.02, 0.97, _corr_text(c, pearson=False), transform=ax.transAxes, va="top", fontsize=8,
-                bbox=dict(facecolor="white", alpha=0.8))
-        ax.set_xlabel(f"log10 emergence (τ={tau:g})")
+        ax.set_xlabel(f"log10 emergence (τ={tau:g})\n{_corr_text(c, pearson=False)}", fontsize=7)
         ax.set_ylabel(label)
     axes[0].legend(fontsize=7, loc="lower right")
     fig.suptitle(f"{name}: emergence vs loss-landscape ruggedness", fontsize=10)

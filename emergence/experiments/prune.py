@@ -169,7 +169,7 @@ def magnitude_masks(
             scores = torch.cat([params[n].detach().abs().flatten().cpu() for n in names])
             alive = torch.cat([keep[n].flatten().cpu() for n in names])
             cut = _smallest(scores, alive, need)
-            for n, piece in zip(names, torch.split(cut, [params[n].numel() for n in names])):
+            for n, piece in zip(names, torch.split(cut, [params[n].numel() for n in names]), strict=False):
                 keep[n] &= ~piece.reshape(params[n].shape).to(keep[n].device)
         return keep
     names = list(params)[:-1]  # the output layer's units are the classes
@@ -180,16 +180,16 @@ def magnitude_masks(
         units = [params[n].shape[0] for n in group]
         per_unit = [params[n][0].numel() for n in group]
         alive = torch.cat([keep[n].reshape(keep[n].shape[0], -1).any(1).cpu() for n in group])
-        total = sum(u * k for u, k in zip(units, per_unit))
+        total = sum(u * k for u, k in zip(units, per_unit, strict=False))
         # units differ in size across layers: prune by the share of weights, unit by unit
-        size = torch.cat([torch.full((u,), k) for u, k in zip(units, per_unit)])
+        size = torch.cat([torch.full((u,), k) for u, k in zip(units, per_unit, strict=False)])
         need = target * total - float((size * (~alive)).sum())
         scores = torch.cat([_unit_scores(params[n]).cpu() for n in group])
         order = torch.argsort(torch.where(alive, scores, torch.full_like(scores, math.inf)), stable=True)
         count = int((torch.cumsum(size[order], 0) <= need + 1e-9).sum()) if need > 0 else 0
         cut = torch.zeros_like(alive)
         cut[order[:count]] = True
-        for n, piece in zip(group, torch.split(cut, units)):
+        for n, piece in zip(group, torch.split(cut, units), strict=False):
             keep[n][piece.to(keep[n].device)] = False
     return keep
 

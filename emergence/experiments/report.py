@@ -257,9 +257,11 @@ def _findings(rep: SweepReport, acc: np.ndarray, to95: np.ndarray, one: int, sp:
                             f"p = {t.row()['p']}, Holm-adjusted p = {t.row()['p adj.']} — {t.verdict}.")
     rep.findings.append(
         "Accuracy after epoch 1, by sparsity: " + ", ".join(f"{float(s):g}: {a:.3f}" for s, a in
-                                                            zip(sp, acc[:, :, one].mean(1)))
-        + "; epochs to 95% of final: " + ", ".join(f"{float(s):g}: {v:.1f}" for s, v in zip(sp, to95.mean(1)))
-        + "; final accuracy: " + ", ".join(f"{float(s):g}: {a:.3f}" for s, a in zip(sp, acc[:, :, -1].mean(1)))
+                                                            zip(sp, acc[:, :, one].mean(1), strict=False))
+        + "; epochs to 95% of final: "
+        + ", ".join(f"{float(s):g}: {v:.1f}" for s, v in zip(sp, to95.mean(1), strict=False))
+        + "; final accuracy: "
+        + ", ".join(f"{float(s):g}: {a:.3f}" for s, a in zip(sp, acc[:, :, -1].mean(1), strict=False))
         + "."
     )
 

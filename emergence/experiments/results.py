@@ -95,7 +95,7 @@ def empty_results(
         "threshold": np.asarray(thresholds, dtype=np.float64),
         "layer": np.asarray(layers, dtype=str),
     }
-    s, r, e, t, l = (len(coords[k]) for k in ("sparsity", "seed", "epoch", "threshold", "layer"))
+    s, r, e, t, nl = (len(coords[k]) for k in ("sparsity", "seed", "epoch", "threshold", "layer"))
 
     def nan(*shape: int) -> np.ndarray:
         return np.full((*gs, *shape), np.nan)
@@ -109,9 +109,9 @@ def empty_results(
         "emergence_log10": ((*base, "threshold"), nan(s, r, e, t)),
         "relative_emergence_log10": ((*base, "threshold"), nan(s, r, e, t)),
         "emergence_hidden_log10": ((*base, "threshold"), nan(s, r, e, t)),
-        "active_count": ((*base, "threshold", "layer"), nan(s, r, e, t, l)),
-        "active_fraction": ((*base, "threshold", "layer"), nan(s, r, e, t, l)),
-        "emergence_share": ((*base, "threshold", "layer"), nan(s, r, e, t, l)),
+        "active_count": ((*base, "threshold", "layer"), nan(s, r, e, t, nl)),
+        "active_fraction": ((*base, "threshold", "layer"), nan(s, r, e, t, nl)),
+        "emergence_share": ((*base, "threshold", "layer"), nan(s, r, e, t, nl)),
         "actual_sparsity": ((*g, "sparsity", "seed"), nan(s, r)),
         "n_params": ((*g, "sparsity", "seed"), np.full((*gs, s, r), -1, dtype=np.int64)),
         "n_edges": ((*g, "sparsity", "seed"), np.full((*gs, s, r), -1, dtype=np.int64)),
@@ -250,7 +250,7 @@ def _check_integrity(ds: Any, name: str) -> None:
     dims = tuple(ds["status"].dims)
     bad = damaged_cells(ds, dims)
     if bad:
-        first = " ".join(f"{d}={ds[d].values[i]}" for d, i in zip(dims, bad[0]))
+        first = " ".join(f"{d}={ds[d].values[i]}" for d, i in zip(dims, bad[0], strict=False))
         raise FileFormatError(f"{name!r}: {len(bad)} done cells no longer match the checksum written with them "
                               f"(first: {first}), so their data was changed or lost; run the sweep command again to "
                               "compute them anew")
@@ -284,7 +284,7 @@ def recorded_threshold(ds: Any, threshold: float) -> float:
     >>> recorded_threshold(ds, 0.3)
     Traceback (most recent call last):
     ...
-    emergence.errors.ConfigError: threshold 0.3 was not recorded (these results hold 0.01, 0.05); pass one of those with --threshold
+    emergence.errors.ConfigError: threshold 0.3 was not recorded (these results hold 0.01, 0.05); pass one of ...
     """
     import numpy as np
 

@@ -132,7 +132,7 @@ def init_report(sweeps: Sequence[tuple[str, Any]], threshold: float = 0.05) -> s
         return ""
     adj = adjust([e.p for *_, e in diffs])
     drows = []
-    for (name, a, k, e), pa in zip(diffs, adj):
+    for (name, a, k, e), pa in zip(diffs, adj, strict=False):
         drows.append({"dataset": name, "alpha": f"{a:g}", "quantity": k, "alpha minus default [95% CI]": e.ci(),
                       "n": e.n, "p": format_p(e.p), "p adj. (Holm)": format_p(pa),
                       "significant": "yes" if math.isfinite(pa) and pa < 0.05 else "no"})

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -228,10 +229,8 @@ def _on_dask(cfg: SweepConfig, todo: list[tuple[int, ...]], workers: int, schedu
                 lost.append(exc)  # KilledWorker, a lost scheduler, a cancelled future: the cell stays pending
                 continue
             yield result
-            try:
+            with contextlib.suppress(Exception):  # the scheduler went away; the next results say so
                 emit("running", count=sum(len(v) for v in client.processing().values()))
-            except Exception:  # noqa: BLE001 -- the scheduler went away; the next results say so
-                pass
         if lost:
             raise ClusterError(f"the Dask cluster failed under {len(lost)} cells ({_fault(lost[0])})")
     finally:

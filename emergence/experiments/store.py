@@ -84,7 +84,7 @@ def damaged_cells(ds: Any, cell_dims: tuple[str, ...]) -> list[tuple[int, ...]]:
     done = ds["status"].transpose(*cell_dims).values == STATUS["done"]
     recorded = ds["cell_checksum"].transpose(*cell_dims).values
     bad = done & (cell_checksums(ds, cell_dims) != recorded)
-    return [tuple(int(i) for i in idx) for idx in zip(*np.nonzero(bad))]
+    return [tuple(int(i) for i in idx) for idx in zip(*np.nonzero(bad), strict=False)]
 
 
 def cell_checksums(ds: Any, cell_dims: tuple[str, ...]) -> np.ndarray:

@@ -142,7 +142,7 @@ class SweepConfig:
         """Every combination of the grid axes' values (one empty point when there is no grid)."""
         keys = [k for k, _ in self.grid]
         for values in itertools.product(*(v for _, v in self.grid)):
-            yield dict(zip(keys, values))
+            yield dict(zip(keys, values, strict=False))
 
     def indices(self) -> Iterator[tuple[int, ...]]:
         """Positions of every cell along :attr:`cell_dims`, in row-major order."""
@@ -152,7 +152,7 @@ class SweepConfig:
         """A cell's coordinates as text, e.g. ``width=2 sparsity=0.5 seed=1``."""
         coords = self.cell_coords
         return " ".join(f"{d}={coords[d][i]:g}" if isinstance(coords[d][i], float) else f"{d}={coords[d][i]}"
-                        for d, i in zip(self.cell_dims, index))
+                        for d, i in zip(self.cell_dims, index, strict=False))
 
 def sweep_attrs(cfg: SweepConfig, data: Dataset) -> dict[str, Any]:
     """The attributes every results Dataset of ``cfg`` carries (config, versions, dataset, architecture)."""

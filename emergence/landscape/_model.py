@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,10 +25,8 @@ def _mask_list(params: list[tuple[str, nn.Parameter]], masks: dict[str, torch.Te
 
 
 def _set_mode(model: nn.Module, training: bool) -> None:
-    try:
+    with contextlib.suppress(NotImplementedError):  # modules unlifted from torch.export have their mode baked in
         model.train(training)
-    except NotImplementedError:  # modules unlifted from torch.export have their mode baked in
-        pass
 
 
 @contextmanager

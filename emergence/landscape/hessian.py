@@ -41,12 +41,12 @@ class _HVP:
         self.grads = torch.autograd.grad(loss, [p for _, p in self.params], create_graph=True)
 
     def project(self, v: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [t if m is None else t * m for t, m in zip(v, self.masks)]
+        return [t if m is None else t * m for t, m in zip(v, self.masks, strict=False)]
 
     def __call__(self, v: list[torch.Tensor]) -> list[torch.Tensor]:
-        dot = sum((g * t).sum() for g, t in zip(self.grads, v))
+        dot = sum((g * t).sum() for g, t in zip(self.grads, v, strict=False))
         hv = torch.autograd.grad(dot, [p for _, p in self.params], retain_graph=True, allow_unused=True)
-        hv = [torch.zeros_like(p) if h is None else h.detach() for h, (_, p) in zip(hv, self.params)]
+        hv = [torch.zeros_like(p) if h is None else h.detach() for h, (_, p) in zip(hv, self.params, strict=False)]
         return self.project(hv)
 
     def randn(self, gen: torch.Generator) -> list[torch.Tensor]:
@@ -54,7 +54,7 @@ class _HVP:
 
 
 def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
-    return sum((u * w).sum() for u, w in zip(a, b))
+    return sum((u * w).sum() for u, w in zip(a, b, strict=False))
 
 
 def _normalize(v: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -121,7 +121,7 @@ def hessian_eigenvalues(
                 hv = hvp(v)
                 for lam, u in found:  # deflation
                     c = float(_dot(u, v))
-                    hv = [h - lam * c * w for h, w in zip(hv, u)]
+                    hv = [h - lam * c * w for h, w in zip(hv, u, strict=False)]
                 new = float(_dot(hv, v))
                 v = _normalize(hv)
                 if math.isfinite(est) and abs(new - est) <= tol * max(abs(new), 1e-12):

@@ -90,7 +90,7 @@ def _losses_along(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.T
             for idx in np.ndindex(*out.shape):
                 for n, p in params.items():
                     p.copy_(base[n])
-                    for d, g, i in zip(dirs, grid, idx):
+                    for d, g, i in zip(dirs, grid, idx, strict=False):
                         p.add_(d[n], alpha=float(g[i]))
                 out[idx] = float(_loss(model, loss_fn, x, y))
     finally:
@@ -190,7 +190,8 @@ def ruggedness(losses: Any) -> dict[str, float]:
 
     Examples
     --------
-    >>> ruggedness(np.array([4.0, 1.0, 0.0, 1.0, 4.0]))["minima"], ruggedness(np.array([4.0, 1.0, 0.0, 1.0, 4.0]))["roughness"]
+    >>> bowl = ruggedness(np.array([4.0, 1.0, 0.0, 1.0, 4.0]))
+    >>> bowl["minima"], bowl["roughness"]
     (1.0, 2.0)
     >>> ruggedness(np.array([3.0, 1.0, 2.0, 0.5, 2.0, 1.0, 3.0]))["minima"]
     3.0

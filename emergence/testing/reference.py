@@ -41,7 +41,7 @@ def brute_force_emergence(graph: Data, *, weighted: bool = False) -> float | int
     w = getattr(graph, "edge_weight", None)
     weights = [1.0] * graph.edge_index.shape[1] if w is None else w.tolist()
     succ: list[list[tuple[int, float]]] = [[] for _ in range(n)]
-    for (s, t), wt in zip(graph.edge_index.t().tolist(), weights):
+    for (s, t), wt in zip(graph.edge_index.t().tolist(), weights, strict=False):
         if wt != 0:
             succ[s].append((t, abs(wt) if weighted else 1))
 

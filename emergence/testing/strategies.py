@@ -54,7 +54,8 @@ def dags(
     if weights is not None:
         extra["edge_weight"] = torch.tensor([draw(weights) for _ in edges], dtype=torch.float64)
     if layers > 0:
-        extra["layer"] = torch.tensor(draw(st.lists(st.integers(0, layers - 1), min_size=n, max_size=n)), dtype=torch.long)
+        ids = draw(st.lists(st.integers(0, layers - 1), min_size=n, max_size=n))
+        extra["layer"] = torch.tensor(ids, dtype=torch.long)
     ei = torch.tensor(edges, dtype=torch.long).reshape(-1, 2).t()
     return graph(ei, n, active, **extra)
 
@@ -97,7 +98,7 @@ class _ConvNet(torch.nn.Module):
         self.head = torch.nn.Linear(flat, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for st_, conv, norm, res in zip(self.stages, self.convs, self.norms, self.res):
+        for st_, conv, norm, res in zip(self.stages, self.convs, self.norms, self.res, strict=False):
             x = torch.relu(norm(conv(x)))
             if st_["residual"]:
                 x = torch.relu(res(x)) + x
