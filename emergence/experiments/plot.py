@@ -34,7 +34,7 @@ def _corr_text(c: dict[str, float], pearson: bool = True) -> str:
     text = f"pooled Spearman ρ = {c['spearman']:+.2f}"
     if pearson:
         text += f", Pearson r = {c['pearson']:+.2f}"
-    return text + f" over {c['n']} points (descriptive; run-level tests in the report)"
+    return text + f" over {c['n']} points\n(descriptive; run-level tests in the report)"
 
 
 def save_figure(fig: Any, path: Path) -> Path:
@@ -203,7 +203,7 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
     ax.set_xlabel("activity threshold τ")
     ax.set_ylabel("log10 emergence")
     ax.set_title(f"{name}: threshold sensitivity", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the axes, never on a curve
     paths.append(save_figure(fig, folder / "threshold_sensitivity.png"))
     plt.close(fig)
 
@@ -239,7 +239,7 @@ def _landscape_figure(plt: Any, ds: Any, tau: float, colors: Any, folder: Path, 
         c = correlate(elog[np.isfinite(v)], v[np.isfinite(v)])
         ax.set_xlabel(f"log10 emergence (τ={tau:g})\n{_corr_text(c, pearson=False)}", fontsize=7)
         ax.set_ylabel(label)
-    axes[0].legend(fontsize=7, loc="lower right")
+    axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))  # beside the data, not on it
     fig.suptitle(f"{name}: emergence vs loss-landscape ruggedness", fontsize=10)
     path = save_figure(fig, folder / "emergence_vs_landscape.png")
     plt.close(fig)
