@@ -236,8 +236,9 @@ def measure_cmd(
     model: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file: .pt2, .onnx, TorchScript .pt/.jit, a "
                                                                 "state_dict or .safetensors of a built-in "
                                                                 "architecture, or a trusted pickle.")],
-    data: Annotated[Optional[str], typer.Option(help="Probe inputs: a bundled dataset name, an .npz file "
-                                                     "(array x, optional y), or 'random'.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Probe inputs (required): a bundled dataset name, an .npz "
+                                                     "file (array x, optional y), or 'random' for a seeded random "
+                                                     "batch shaped like the model's inputs.")] = None,
     samples: Annotated[int, typer.Option(help="Probe batch size.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the random batch.")] = 0,
     threshold: Annotated[float, typer.Option(help="A unit is active when its statistic exceeds this.")] = 0.05,
