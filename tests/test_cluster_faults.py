@@ -24,16 +24,6 @@ from emergence.experiments.store import BOOKKEEPING, STATUS
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def npz(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    g = np.random.default_rng(1)
-    x = g.random((600, 12, 12))
-    y = (x[:, :6].mean((1, 2)) > 0.5).astype(int) + 2 * (x[:, :, :6].mean((1, 2)) > 0.5).astype(int)
-    np.savez(d / "tiny.npz", x=(x * 255).round().astype(np.uint8), y=y)
-    return d / "tiny.npz"
-
-
 def _args(npz, out, *extra, epochs=6, seeds=3):
     return ["sweep", "--dataset", str(npz), "--arch-params", '{"widths": [64]}', "--sparsity", "0,0.5",
             "--seeds", str(seeds), "--epochs", str(epochs), "--probe-samples", "32", "--thresholds", "0.05",

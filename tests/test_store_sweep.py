@@ -27,17 +27,6 @@ from emergence.experiments.train import TrainConfig
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def npz(tmp_path_factory):
-    """A small real dataset file (12x12 images, 4 classes) so cells take a fraction of a second."""
-    d = tmp_path_factory.mktemp("data")
-    g = np.random.default_rng(0)
-    x = g.random((600, 12, 12))
-    y = (x[:, :6].mean((1, 2)) > 0.5).astype(int) + 2 * (x[:, :, :6].mean((1, 2)) > 0.5).astype(int)
-    np.savez(d / "tiny.npz", x=(x * 255).round().astype(np.uint8), y=y)
-    return d / "tiny.npz"
-
-
 def _args(npz, out, *extra, epochs=2, seeds=2, sparsity="0,0.5", widths="[16]"):
     return ["sweep", "--dataset", str(npz), "--arch-params", f'{{"widths": {widths}}}', "--sparsity", sparsity,
             "--seeds", str(seeds), "--epochs", str(epochs), "--probe-samples", "32", "--thresholds", "0.02,0.05",
