@@ -12,22 +12,28 @@ Built only on the core (:mod:`emergence`); the experiment layer and the CLI buil
   counted by transposed convolutions -- :mod:`emergence.adapters.neuron_count`;
 * data and built-in models -- :mod:`emergence.adapters.datasets` (bundled data, ``.npz``, CIFAR-10,
   probe batches), :mod:`emergence.adapters.architectures` (MLP / CNN / VGG and their weight files);
-* :mod:`emergence.adapters.atomic` -- files written atomically.
+* :mod:`emergence.adapters.atomic` -- files written atomically;
+* :mod:`emergence.adapters.pyg_graph` -- ``torch_geometric.data.Data`` to and from the toolkit's graph.
 
 Each format comes as a pair (``from_x`` / ``to_x``, ``read_x`` / ``write_x``) where the
 format can be written; models are read only. Optional packages are imported inside
 the functions that need them.
 """
 
-from emergence.adapters._probe import GRANULARITIES, check_granularity
-from emergence.adapters.graphfile import FORMATS, read_graph, read_node_list, write_graph
-from emergence.adapters.igraph_graph import from_igraph, to_igraph
-from emergence.adapters.model_files import LoadedModel, load_model, model_graph
-from emergence.adapters.model_measure import ModelMeasurement, ModelProbe, measure_model
-from emergence.adapters.networkx_graph import from_networkx, to_networkx
-from emergence.adapters.neuron_count import ImplicitCounter, NeuronModelGraph
-from emergence.adapters.onnx_model import SUPPORTED_ONNX_OPS, from_onnx
-from emergence.adapters.torch_model import SUPPORTED_TORCH_OPS, from_exported, from_torch
+#: Public names and the module defining each; imported on first use (PEP 562), so that reading a
+#: graph file does not import onnx, onnxruntime or the model walkers.
+_LAZY = {
+    "GRANULARITIES": "_probe", "check_granularity": "_probe",
+    "FORMATS": "graphfile", "read_graph": "graphfile", "read_node_list": "graphfile", "write_graph": "graphfile",
+    "from_igraph": "igraph_graph", "to_igraph": "igraph_graph",
+    "from_networkx": "networkx_graph", "to_networkx": "networkx_graph",
+    "from_pyg": "pyg_graph", "to_pyg": "pyg_graph",
+    "LoadedModel": "model_files", "load_model": "model_files", "model_graph": "model_files",
+    "ModelMeasurement": "model_measure", "ModelProbe": "model_measure", "measure_model": "model_measure",
+    "ImplicitCounter": "neuron_count", "NeuronModelGraph": "neuron_count",
+    "SUPPORTED_ONNX_OPS": "onnx_model", "from_onnx": "onnx_model",
+    "SUPPORTED_TORCH_OPS": "torch_model", "from_exported": "torch_model", "from_torch": "torch_model",
+}
 
 __all__ = [
     "FORMATS",
@@ -44,6 +50,7 @@ __all__ = [
     "from_igraph",
     "from_networkx",
     "from_onnx",
+    "from_pyg",
     "from_torch",
     "load_model",
     "measure_model",
@@ -52,5 +59,20 @@ __all__ = [
     "read_node_list",
     "to_igraph",
     "to_networkx",
+    "to_pyg",
     "write_graph",
 ]
+
+
+def __getattr__(name: str):  # PEP 562: resolved on first access, then cached in the package
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"emergence.adapters.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'emergence.adapters' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch_geometric.data import Data
 
 from emergence.adapters._graphml_check import check_graphml
 from emergence.adapters.atomic import atomic_path
 from emergence.adapters.igraph_graph import from_igraph, to_igraph
 from emergence.errors import FileFormatError, GraphError, first_line
+from emergence.graphdata import Graph
 from emergence.validate import validate
 
 __all__ = ["FORMATS", "read_graph", "read_node_list", "write_graph"]
@@ -76,7 +76,7 @@ def read_graph(
     weight_attr: str | None = "weight",
     layer_attr: str | None = "layer",
     active: Iterable[Any] | None = None,
-) -> Data:
+) -> Graph:
     """Read a directed graph file into the toolkit's graph.
 
     Parameters
@@ -91,7 +91,7 @@ def read_graph(
 
     Returns
     -------
-    torch_geometric.data.Data
+    emergence.Graph
 
     Raises
     ------
@@ -152,7 +152,7 @@ def _quiet_parser() -> Iterator[None]:
             os.close(saved)
 
 
-def _read_torch(p: Path) -> Data:
+def _read_torch(p: Path) -> Graph:
     """A graph saved by :func:`write_graph` as ``.pt`` (a plain dict, loaded without unpickling code)."""
     from emergence.adapters.bounded import load_weights
 
@@ -165,7 +165,7 @@ def _read_torch(p: Path) -> Data:
                               f"{first_line(exc)}") from None
     if not isinstance(d, dict) or "edge_index" not in d:
         raise FileFormatError(f"{p.name!r} is not a graph saved by emergence (no edge_index)")
-    return validate(Data.from_dict(d))
+    return validate(Graph.from_dict(d))
 
 
 def read_node_list(path: str | os.PathLike[str]) -> list[str]:
@@ -204,7 +204,7 @@ def read_node_list(path: str | os.PathLike[str]) -> list[str]:
 
 
 def write_graph(
-    graph: Data,
+    graph: Graph,
     path: str | os.PathLike[str],
     *,
     format: str | None = None,
@@ -216,14 +216,14 @@ def write_graph(
 
     Parameters
     ----------
-    graph : torch_geometric.data.Data
+    graph : emergence.Graph
         The graph.
     path : str or path-like
         Destination; its ending picks the format unless ``format`` is given.
     format : str, optional
         One of graphml, gml, edgelist, ncol, lgl, pajek, dot, leda, or torch (the
-        torch-geometric ``Data`` as a plain dict in a ``.pt`` file, loadable with
-        ``torch.load(path, weights_only=True)`` and ``Data.from_dict``).
+        graph as a plain dict in a ``.pt`` file, loadable with
+        ``torch.load(path, weights_only=True)`` and ``Graph.from_dict``).
     active_attr, weight_attr, layer_attr : str
         Attribute names, as in :func:`to_igraph`.
 

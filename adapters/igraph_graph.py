@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-from torch_geometric.data import Data
 
 from emergence.errors import GraphError
 from emergence.graph import graph as make_graph
+from emergence.graphdata import Graph
 from emergence.validate import node_count, validate
 
 __all__ = ["from_igraph", "parse_flags", "to_igraph"]
@@ -127,7 +127,7 @@ def from_igraph(
     weight_attr: str | None = "weight",
     layer_attr: str | None = "layer",
     active: Iterable[Any] | None = None,
-) -> Data:
+) -> Graph:
     """Convert a directed ``igraph.Graph`` into the toolkit's graph.
 
     Parameters
@@ -145,7 +145,7 @@ def from_igraph(
 
     Returns
     -------
-    torch_geometric.data.Data
+    emergence.Graph
         With ``names`` from the ``name`` (or GraphML ``id``, or ``label``) attribute.
 
     Raises
@@ -184,13 +184,13 @@ def from_igraph(
 
 
 def to_igraph(
-    graph: Data, *, active_attr: str = "active", weight_attr: str = "weight", layer_attr: str = "layer"
+    graph: Graph, *, active_attr: str = "active", weight_attr: str = "weight", layer_attr: str = "layer"
 ) -> Any:
     """Convert the toolkit's graph into a directed ``igraph.Graph`` with its attributes.
 
     Parameters
     ----------
-    graph : torch_geometric.data.Data
+    graph : emergence.Graph
         The graph.
     active_attr, weight_attr, layer_attr : str
         Attribute names to write the mask, the weights and the layer ids under.

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch_geometric.data import Data
 
 from emergence.adapters.igraph_graph import parse_flags
 from emergence.errors import GraphError
 from emergence.graph import graph as make_graph
+from emergence.graphdata import Graph
 from emergence.validate import validate
 
 __all__ = ["from_networkx", "to_networkx"]
@@ -21,7 +21,7 @@ def from_networkx(
     active_attr: str = "active",
     weight_attr: str | None = "weight",
     layer_attr: str | None = "layer",
-) -> Data:
+) -> Graph:
     """Convert a ``networkx.DiGraph`` into the toolkit's graph.
 
     Nodes are numbered in ``g.nodes`` order and named ``str(node)``.
@@ -39,7 +39,7 @@ def from_networkx(
 
     Returns
     -------
-    torch_geometric.data.Data
+    emergence.Graph
 
     Raises
     ------
@@ -72,7 +72,7 @@ def from_networkx(
     return make_graph(ei, len(nodes), mask, names=[str(v) for v in nodes], **extra)
 
 
-def to_networkx(graph: Data, *, active_attr: str = "active", weight_attr: str = "weight") -> Any:
+def to_networkx(graph: Graph, *, active_attr: str = "active", weight_attr: str = "weight") -> Any:
     """Convert the toolkit's graph into a ``networkx.MultiDiGraph`` (parallel edges are kept).
 
     Nodes are the integers ``0..N-1`` with attributes ``name``, ``active_attr`` and
@@ -80,7 +80,7 @@ def to_networkx(graph: Data, *, active_attr: str = "active", weight_attr: str = 
 
     Parameters
     ----------
-    graph : torch_geometric.data.Data
+    graph : emergence.Graph
         The graph.
     active_attr, weight_attr : str
         Attribute names to write.

@@ -24,12 +24,12 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch_geometric.data import Data
 
 from emergence.activity import Activity, LayerInfo, ModelGraph
 from emergence.adapters._neurons import MATERIALIZE_LIMIT, NeuronGraphBuilder, TapeOp
 from emergence.errors import GraphError
 from emergence.graph import graph as make_graph
+from emergence.graphdata import Graph
 from emergence.result import EmergenceResult
 
 __all__ = ["ImplicitCounter", "NeuronModelGraph", "assemble_neurons"]
@@ -348,7 +348,7 @@ def assemble_neurons(builder: NeuronGraphBuilder, activity: Activity, threshold:
     """The :class:`NeuronModelGraph` of a walked model with its measured activity."""
     units = torch.tensor([r.units for r in builder.layers])
     layer = torch.repeat_interleave(torch.arange(len(builder.layers)), units)
-    g = Data(num_nodes=builder.num_nodes)
+    g = Graph(num_nodes=builder.num_nodes)
     g.layer = layer
     g.active = activity.mask(threshold)
     g.activity = activity.statistic(threshold).float()

@@ -1,6 +1,6 @@
 """emergence: count the paths from inactive to active neurons in networks and graphs.
 
-A network is a directed acyclic graph (a :class:`torch_geometric.data.Data` with an
+A network is a directed acyclic graph (an :class:`emergence.Graph` with an
 ``active`` mask); its emergence is the number of paths that leave an inactive node
 and run on through active ones (AlShinaifi et al., arXiv:2409.01568, 2024).
 
@@ -48,6 +48,7 @@ from emergence.errors import (
     UntrustedPickleError,
 )
 from emergence.graph import from_adjacency, from_edges, from_layers, graph
+from emergence.graphdata import Graph
 from emergence.levels import Levels, topological_levels
 from emergence.measure import EXACT_EDGE_LIMIT, layered, measure, measure_masks
 from emergence.result import EmergenceResult, NodeContribution
@@ -79,6 +80,7 @@ __all__ = [
     "EXACT_EDGE_LIMIT",
     "EmergenceError",
     "EmergenceResult",
+    "Graph",
     "FileFormatError",
     "GraphError",
     "InputShapeError",

@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from torch_geometric.data import Data
 
 from emergence.errors import ConfigError, check_choice
+from emergence.graphdata import Graph
 from emergence.measure import measure_masks
 from emergence.result import EmergenceResult
 
@@ -205,7 +205,7 @@ class ModelGraph:
 
     Attributes
     ----------
-    graph : torch_geometric.data.Data
+    graph : emergence.Graph
         ``edge_index``, ``edge_weight`` (total absolute effective weight of the
         connection), ``layer`` (index into ``layers``), ``names``, ``activity`` (the
         statistic) and ``active`` at ``threshold``.
@@ -216,7 +216,7 @@ class ModelGraph:
         Where the model came from (a file name or a class name).
     """
 
-    graph: Data
+    graph: Graph
     layers: list[LayerInfo]
     activity: Activity
     threshold: float
@@ -245,7 +245,7 @@ class ModelGraph:
         """The graph with its edge list (here: itself)."""
         return self
 
-    def at(self, threshold: float) -> Data:
+    def at(self, threshold: float) -> Graph:
         """The graph with ``active`` (and ``activity``) at another threshold; the structure is shared.
 
         Sharing ``edge_index`` keeps the topological levels cached across thresholds.

@@ -1,6 +1,6 @@
 """The graph type of the toolkit and its validation.
 
-A network is a :class:`torch_geometric.data.Data` with
+A network is a :class:`~emergence.Graph` with
 
 * ``edge_index`` -- ``LongTensor [2, E]``, edge ``e`` runs ``edge_index[0, e] -> edge_index[1, e]``;
 * ``num_nodes`` -- stored explicitly, so isolated nodes never vanish;
@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch_geometric.data import Data
 
 from emergence.errors import GraphError
+from emergence.graphdata import Graph
 from emergence.validate import validate
 
 __all__ = [
@@ -79,7 +79,7 @@ def graph(
     edge_weight: ArrayLike | None = None,
     layer: ArrayLike | None = None,
     names: Sequence[str] | None = None,
-) -> Data:
+) -> Graph:
     """Build and validate a graph from an ``edge_index`` array.
 
     Parameters
@@ -99,7 +99,7 @@ def graph(
 
     Returns
     -------
-    torch_geometric.data.Data
+    emergence.Graph
         The validated graph.
 
     Raises
@@ -118,7 +118,7 @@ def graph(
         ei = ei.reshape(2, 0)
     if ei.dtype.is_floating_point or ei.dtype == torch.bool:
         raise GraphError(f"edge_index must hold integers, got dtype {ei.dtype}")
-    data = Data(edge_index=ei.long(), num_nodes=int(num_nodes))
+    data = Graph(edge_index=ei.long(), num_nodes=int(num_nodes))
     data.active = _as_mask(active, int(num_nodes))
     if edge_weight is not None:
         data.edge_weight = _as_tensor(edge_weight, "edge_weight")
@@ -141,7 +141,7 @@ def from_edges(
     weights: ArrayLike | None = None,
     layer: ArrayLike | None = None,
     names: Sequence[str] | None = None,
-) -> Data:
+) -> Graph:
     """Build a graph from a list of ``(source, target)`` pairs.
 
     Parameters
@@ -155,7 +155,7 @@ def from_edges(
 
     Returns
     -------
-    torch_geometric.data.Data
+    emergence.Graph
 
     Raises
     ------
@@ -178,7 +178,7 @@ def from_edges(
 
 def from_adjacency(
     adjacency: ArrayLike, active: ArrayLike, *, names: Sequence[str] | None = None
-) -> Data:
+) -> Graph:
     """Build a graph from a square adjacency matrix, ``A[i, j] != 0`` meaning an edge i -> j.
 
     Parameters
@@ -192,7 +192,7 @@ def from_adjacency(
 
     Returns
     -------
-    torch_geometric.data.Data
+    emergence.Graph
         A graph with ``edge_weight`` set to the nonzero entries.
 
     Raises
@@ -233,7 +233,7 @@ def from_layers(
     active: Sequence[ArrayLike],
     *,
     layer_names: Sequence[str] | None = None,
-) -> Data:
+) -> Graph:
     """Build the graph of a layered network from its weight matrices.
 
     Layer 0 is the input; ``weights[l]`` has shape ``[n_{l+1}, n_l]`` (PyTorch's
@@ -251,7 +251,7 @@ def from_layers(
 
     Returns
     -------
-    torch_geometric.data.Data
+    emergence.Graph
         The graph, with ``layer`` set to the layer index of every node.
 
     Raises

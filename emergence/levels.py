@@ -21,9 +21,9 @@ import weakref
 from dataclasses import dataclass, field
 
 import torch
-from torch_geometric.data import Data
 
 from emergence.errors import NotADAGError
+from emergence.graphdata import Graph
 from emergence.validate import check_edge_index, node_label
 
 __all__ = ["Levels", "topological_levels"]
@@ -122,7 +122,7 @@ def _store(t: torch.Tensor, entry: _CacheEntry) -> None:
     _CACHE[key] = (weakref.ref(t, lambda _ref: _CACHE.pop(key, None)), entry)
 
 
-def _raise_cycle(src: torch.Tensor, dst: torch.Tensor, indeg: torch.Tensor, g: Data | None) -> None:
+def _raise_cycle(src: torch.Tensor, dst: torch.Tensor, indeg: torch.Tensor, g: Graph | None) -> None:
     """Find a node on a cycle among the nodes Kahn's algorithm could not remove, and raise."""
     left = indeg > 0  # every such node still has a predecessor that is left
     on = left[src] & left[dst]
@@ -163,7 +163,7 @@ def _sort_by_source(
     return perm, dst[perm].to(it)
 
 
-def _compute(src: torch.Tensor, dst: torch.Tensor, n: int, g: Data | None) -> Levels:
+def _compute(src: torch.Tensor, dst: torch.Tensor, n: int, g: Graph | None) -> Levels:
     e = src.numel()
     it = torch.int32 if max(n, e) < 2**31 - 1 else torch.long  # half the bytes to touch and read
     perm, dst_s = _sort_by_source(src, dst, n, it)
@@ -219,7 +219,7 @@ def topological_levels(
     num_nodes: int,
     keep: torch.Tensor | None = None,
     *,
-    graph: Data | None = None,
+    graph: Graph | None = None,
 ) -> Levels:
     """Group the nodes and edges of a DAG by depth, reusing a cached result when possible.
 
@@ -231,7 +231,7 @@ def topological_levels(
         N.
     keep : torch.Tensor, optional
         ``[E]`` bool; only these edges are structural (used to leave out zero-weight edges).
-    graph : torch_geometric.data.Data, optional
+    graph : emergence.Graph, optional
         The graph the edges belong to, used only to name nodes in error messages.
 
     Returns

@@ -30,10 +30,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch_geometric.data import Data
 
 from emergence.device import resolve_device
 from emergence.errors import ConfigError, GraphError
+from emergence.graphdata import Graph
 from emergence.levels import Levels, topological_levels
 from emergence.result import EmergenceResult
 from emergence.validate import node_count, validate_attributes
@@ -145,7 +145,7 @@ def _group_logsumexp(values: torch.Tensor, groups: torch.Tensor) -> tuple[torch.
 
 
 def measure(
-    graph: Data,
+    graph: Graph,
     *,
     weighted: bool = False,
     method: Method = "auto",
@@ -155,7 +155,7 @@ def measure(
 
     Parameters
     ----------
-    graph : torch_geometric.data.Data
+    graph : emergence.Graph
         A DAG with ``edge_index``, ``active`` and a stored ``num_nodes``; optional
         ``edge_weight``, ``layer`` and ``names`` (see :mod:`emergence.graph`).
     weighted : bool, default False
@@ -205,7 +205,7 @@ def measure(
 
 
 def measure_masks(
-    graph: Data,
+    graph: Graph,
     masks: torch.Tensor | None,
     *,
     weighted: bool = False,
@@ -219,7 +219,7 @@ def measure_masks(
 
     Parameters
     ----------
-    graph : torch_geometric.data.Data
+    graph : emergence.Graph
         The graph (its own ``active`` is ignored).
     masks : torch.Tensor
         ``[T, N]`` bool, one activity mask per row.

@@ -8,19 +8,19 @@ a :class:`~emergence.errors.GraphError` naming the bad value and the fix.
 from __future__ import annotations
 
 import torch
-from torch_geometric.data import Data
 
 from emergence.errors import GraphError
+from emergence.graphdata import Graph, is_graph
 
 __all__ = ["check_edge_index", "node_count", "node_label", "validate", "validate_attributes"]
 
 
-def node_count(g: Data) -> int:
+def node_count(g: Graph) -> int:
     """Return the number of nodes of a graph without guessing from ``edge_index``.
 
     Parameters
     ----------
-    g : torch_geometric.data.Data
+    g : emergence.Graph
         A graph with a stored ``num_nodes`` or an ``active`` mask.
 
     Returns
@@ -38,17 +38,27 @@ def node_count(g: Data) -> int:
     >>> node_count(graph([[0], [1]], 5, [0, 1, 0, 0, 0]))
     5
     """
-    if not isinstance(g, Data):
-        raise GraphError(f"expected a torch_geometric.data.Data graph, got {type(g).__name__}")
-    if "num_nodes" in g._store:
-        return int(g._store["num_nodes"])
+    if not is_graph(g):
+        raise GraphError(f"expected an emergence.Graph (or a torch_geometric Data), got {type(g).__name__}; "
+                         "build one with emergence.graph(...) or emergence.from_edges(...)")
+    stored = _stored_num_nodes(g)
+    if stored is not None:
+        return int(stored)
     active = getattr(g, "active", None)
     if isinstance(active, torch.Tensor):
         return int(active.numel())
     raise GraphError("graph stores neither num_nodes nor an active mask; set g.num_nodes = N")
 
 
-def node_label(g: Data | None, i: int) -> str:
+def _stored_num_nodes(g: Graph) -> int | None:
+    """The node count set on the graph, never one guessed from ``edge_index`` (torch_geometric guesses)."""
+    if isinstance(g, Graph):
+        return g.__dict__.get("_num_nodes")
+    store = getattr(g, "_store", None)  # a torch_geometric Data keeps its attributes in a store
+    return store["num_nodes"] if store is not None and "num_nodes" in store else None
+
+
+def node_label(g: Graph | None, i: int) -> str:
     """Label node ``i`` for messages: its index, and its name when the graph has names."""
     names = getattr(g, "names", None)
     if isinstance(names, (list, tuple)) and 0 <= i < len(names):
@@ -94,7 +104,7 @@ def check_edge_index(ei: torch.Tensor, n: int) -> None:
             )
 
 
-def validate_attributes(g: Data, n: int) -> None:
+def validate_attributes(g: Graph, n: int) -> None:
     """Check the node and edge attributes of a graph with ``n`` nodes (not ``edge_index`` ranges).
 
     This is the part of :func:`validate` that must run on every measurement (masks
@@ -103,7 +113,7 @@ def validate_attributes(g: Data, n: int) -> None:
 
     Parameters
     ----------
-    g : torch_geometric.data.Data
+    g : emergence.Graph
         The graph.
     n : int
         Its number of nodes.
@@ -158,7 +168,7 @@ def validate_attributes(g: Data, n: int) -> None:
         raise GraphError(f"names must be a list of {n} strings, got {type(names).__name__} of length {size}")
 
 
-def validate(g: Data) -> Data:
+def validate(g: Graph) -> Graph:
     """Check that a graph satisfies the toolkit's contract, and return it.
 
     Checks shapes and dtypes of ``edge_index``, ``active``, ``edge_weight``,
@@ -168,12 +178,12 @@ def validate(g: Data) -> Data:
 
     Parameters
     ----------
-    g : torch_geometric.data.Data
+    g : emergence.Graph
         The graph to check.
 
     Returns
     -------
-    torch_geometric.data.Data
+    emergence.Graph
         ``g`` itself.
 
     Raises

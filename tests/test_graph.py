@@ -73,7 +73,7 @@ def test_validate_catches_edits_after_construction():
     g.active = torch.tensor([1, 0])
     with pytest.raises(GraphError, match="active must be a bool tensor"):
         emergence.measure(g)
-    with pytest.raises(GraphError, match="expected a torch_geometric.data.Data"):
+    with pytest.raises(GraphError, match="expected an emergence.Graph"):
         emergence.measure({"edge_index": None})
 
 
@@ -135,3 +135,58 @@ def test_layered_checks_its_arguments():
         emergence.layered([1, 2], [1])
     with pytest.raises(emergence.ConfigError, match="layer 1"):
         emergence.layered([1, 2], [1, 3])
+
+
+# --- the graph type: emergence.Graph, and torch_geometric's Data read unchanged ---------------------
+
+def test_a_torch_geometric_data_is_measured_like_a_graph():
+    from torch_geometric.data import Data
+
+    g = emergence.from_edges([(0, 1), (1, 2), (0, 2), (3, 2)], 4, [False, True, True, False])
+    d = Data(edge_index=g.edge_index, num_nodes=4, active=g.active)
+    assert emergence.measure(d).value == emergence.measure(g).value == 4
+    assert emergence.measure(d, method="log").log10 == pytest.approx(emergence.measure(g, method="log").log10)
+
+
+def test_a_data_without_num_nodes_is_not_guessed_from_edges():
+    from torch_geometric.data import Data
+
+    d = Data(edge_index=torch.tensor([[0], [1]]))
+    with pytest.raises(GraphError, match="neither num_nodes nor an active mask"):
+        emergence.validate(d)
+
+
+def test_pyg_round_trip_keeps_every_attribute():
+    from emergence.adapters import from_pyg, to_pyg
+
+    g = emergence.graph([[0, 1], [1, 2]], 3, [False, True, True], edge_weight=[0.5, 2.0], layer=[0, 1, 2],
+                        names=["a", "b", "c"])
+    back = from_pyg(to_pyg(g))
+    assert isinstance(back, emergence.Graph)
+    assert sorted(back.keys()) == sorted(["num_nodes", "edge_index", "active", "edge_weight", "layer", "names"])
+    for key in ("edge_index", "active", "edge_weight", "layer"):
+        assert torch.equal(getattr(back, key), getattr(g, key)), key
+    assert back.names == g.names and back.num_nodes == 3
+    with pytest.raises(GraphError, match="from_pyg expects a torch_geometric.data.Data"):
+        from_pyg(g)
+
+
+def test_graph_attribute_names_that_would_hide_its_methods_are_refused():
+    with pytest.raises(GraphError, match="'keys' cannot be a graph attribute"):
+        emergence.Graph(num_nodes=2, keys=[1, 2])
+    g = emergence.Graph(num_nodes=2)
+    with pytest.raises(GraphError, match="'_store' cannot be a graph attribute"):
+        g._store = {}
+
+
+def test_graph_dict_round_trip_and_device_copy():
+    g = emergence.graph([[0], [1]], 2, [False, True], names=["x", "y"])
+    h = emergence.Graph.from_dict(g.to_dict())
+    assert h.keys() == g.keys() and torch.equal(h.edge_index, g.edge_index) and h.names == ["x", "y"]
+    moved = g.to("cpu")
+    assert moved is not g and torch.equal(moved.active, g.active)
+    c = g.clone()
+    c.active[0] = True
+    assert not bool(g.active[0])
+    assert emergence.Graph(active=torch.ones(3, dtype=torch.bool)).num_nodes == 3
+    assert emergence.Graph().num_nodes is None and emergence.Graph().num_edges == 0

@@ -106,18 +106,41 @@ def test_the_rule_test_catches_a_violation(tmp_path: Path):
 
 def test_import_emergence_is_light():
     code = ("import sys, emergence\n"
-            "heavy = [m for m in ('matplotlib', 'xarray', 'onnx', 'onnxruntime', 'emergence.adapters') "
+            "heavy = [m for m in ('matplotlib', 'xarray', 'onnx', 'onnxruntime', 'emergence.adapters', "
+            "'torch_geometric', 'torch._dynamo') "
             "if m in sys.modules]\n"
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "", f"import emergence imported {out.stdout.strip()}"
 
 
+def test_reading_a_graph_file_imports_no_model_code():
+    """The ``graph`` command's imports: no model walkers, ONNX, torch_geometric, xarray or matplotlib."""
+    code = ("import sys\n"
+            "from emergence.cli import app\n"
+            f"sys.argv = ['emergence', 'graph', {str(ROOT / 'data' / 'example.graphml')!r}, '--json']\n"
+            "try:\n    app()\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('matplotlib', 'xarray', 'onnx', 'onnxruntime', 'torch_geometric', 'torch._dynamo', "
+            "'emergence.adapters.model_files', 'emergence.experiments.results') if m in sys.modules]\n"
+            "print(','.join(heavy), file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert '"emergence"' in out.stdout, out.stderr
+    assert out.stderr.strip() == "", f"emergence graph imported {out.stderr.strip()}"
+
+
+def test_matplotlib_still_imports_after_the_graph_command():
+    code = ("import sys\nfrom emergence import cli\ncli._igraph_without_drawing()\n"
+            "import igraph, matplotlib.pyplot\nprint('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "ok", out.stderr
+
+
 def test_public_api_is_stable():
     import emergence
 
     for name in ("measure", "measure_model", "layered", "graph", "from_edges", "from_adjacency", "from_layers",
-                 "measure_masks", "EmergenceError", "GraphError", "ModelMeasurement", "validate", "node_count"):
+                 "measure_masks", "Graph", "EmergenceError", "GraphError", "ModelMeasurement", "validate",
+                 "node_count"):
         assert hasattr(emergence, name), name
     assert "measure_model" in dir(emergence)
     with pytest.raises(AttributeError):

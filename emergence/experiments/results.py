@@ -49,7 +49,7 @@ REQUIRED_VARIABLES = (
 #: Loss-landscape variables (sparsity, seed, epoch), NaN at epochs not probed (see :mod:`emergence.landscape`).
 LANDSCAPE_VARIABLES = ("hessian_top", "hessian_trace", "hessian_trace_stderr", "slice_minima", "slice_roughness",
                        "slice_curvature", "slice_gap")
-_PACKAGES = ("emergence", "torch", "torch-geometric", "numpy", "scipy", "xarray", "netCDF4", "onnx", "onnxruntime")
+_PACKAGES = ("emergence", "torch", "numpy", "scipy", "xarray", "netCDF4", "onnx", "onnxruntime")
 
 
 def package_versions() -> dict[str, str]:

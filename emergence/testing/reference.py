@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 
-from torch_geometric.data import Data
-
+from emergence.graphdata import Graph
 from emergence.validate import node_count
 
 __all__ = ["brute_force_emergence"]
 
 
-def brute_force_emergence(graph: Data, *, weighted: bool = False) -> float | int:
+def brute_force_emergence(graph: Graph, *, weighted: bool = False) -> float | int:
     """Count emergent paths by depth-first enumeration (exponential time: tiny graphs only).
 
     Every edge ``x -> s`` with ``x`` inactive and ``s`` active starts the paths
@@ -20,7 +19,7 @@ def brute_force_emergence(graph: Data, *, weighted: bool = False) -> float | int
 
     Parameters
     ----------
-    graph : torch_geometric.data.Data
+    graph : emergence.Graph
         A small DAG with ``edge_index``, ``active`` and optional ``edge_weight``.
     weighted : bool, default False
         Weight each path by the product of its edges' ``|w|``.

@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 from hypothesis import strategies as st
-from torch_geometric.data import Data
 
 from emergence.graph import from_layers, graph
+from emergence.graphdata import Graph
 
 __all__ = ["conv_nets", "dags", "layered_nets"]
 
@@ -22,7 +22,7 @@ def dags(
     weights: st.SearchStrategy[float] | None = None,
     layers: int = 0,
     relabel: bool = True,
-) -> Data:
+) -> Graph:
     """Random DAGs with a random active mask.
 
     Edges are drawn among pairs ``i < j`` of a hidden order, so every draw is acyclic;
@@ -42,7 +42,7 @@ def dags(
 
     Returns
     -------
-    strategy of torch_geometric.data.Data
+    strategy of emergence.Graph
     """
     n = draw(st.integers(min_nodes, max_nodes))
     pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
@@ -63,7 +63,7 @@ def dags(
 @st.composite
 def layered_nets(
     draw: st.DrawFn, *, max_layers: int = 5, max_width: int = 5
-) -> tuple[Data, list[int], list[int]]:
+) -> tuple[Graph, list[int], list[int]]:
     """Fully connected layered networks with random activity.
 
     Returns
