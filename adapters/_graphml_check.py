@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import xml.parsers.expat
 from pathlib import Path
+from typing import Any, NoReturn
 
 from emergence.errors import FileFormatError, GraphError
 
@@ -48,9 +49,9 @@ def check_graphml(path: Path, active_attr: str | None, max_elements: int = MAX_G
     nodes: list[str] = []
     ends: set[str] = set()
     with_attr: list[str] = []
-    state = {"node": None, "key": None, "count": 0}
+    state: dict[str, Any] = {"node": None, "key": None, "count": 0}
 
-    def refuse_decl(*_args) -> None:
+    def refuse_decl(*_args: Any) -> NoReturn:
         raise _Refused("declares a DOCTYPE or entities, which GraphML never needs (entity expansion and external "
                        "entities are how XML files attack a reader); refused")
 

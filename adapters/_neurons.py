@@ -149,6 +149,8 @@ class NeuronGraphBuilder(ChannelGraphBuilder):
             dst = dst_all.unsqueeze(-1).expand_as(entry)
         else:
             win = op.window
+            if win is None:
+                raise UnsupportedOpError(f"layer {rec.name!r}: a {op.kind} operation without a window")
             idx = [win.taps(d, op.in_shape[1 + d], op.out_shape[1 + d]) for d in range(len(op.in_shape) - 1)]
             cw = gather_windows(entries_prov, idx)  # [Cin, *O, *K]
             cout, per_in = op.weight.shape[0], op.weight.shape[1]

@@ -96,7 +96,7 @@ def cnn(
     return nn.Sequential(*layers)
 
 
-_VGG_CONFIGS = {
+_VGG_CONFIGS: dict[int, list[int | str]] = {
     11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
@@ -132,7 +132,7 @@ def vgg(
                 layers.append(nn.MaxPool2d(2))
                 size //= 2
             continue
-        out = max(4, round(int(item) * width))
+        out = max(4, round(int(item) * width))  # an int: "M" was handled above
         layers += [nn.Conv2d(c, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU()]
         c = out
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, hidden), nn.ReLU(), nn.Dropout(0.5),

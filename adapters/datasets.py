@@ -111,6 +111,9 @@ def _npz_dataset(path: Path, name: str) -> Dataset:
     x, y = load_npz(path)
     if y is None:
         raise FileFormatError(f"{path.name!r} has no labels 'y'; a dataset for training needs them")
+    if isinstance(x, tuple):
+        raise FileFormatError(f"{path.name!r} holds several inputs (x0, x1, ...); a dataset for training takes "
+                              "one array 'x'")
     with np.load(path, allow_pickle=False) as z:
         split = z["is_test"].astype(bool) if "is_test" in z.files else _stratified_test_mask(y.numpy())
     if split.shape != (x.shape[0],) or y.shape != (x.shape[0],):
@@ -209,7 +212,7 @@ def _as_inputs(x: np.ndarray) -> torch.Tensor:
     return _as_float_images(x)
 
 
-def load_npz(path: str | os.PathLike[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+def load_npz(path: str | os.PathLike[str]) -> tuple[torch.Tensor | tuple[torch.Tensor, ...], torch.Tensor | None]:
     """Read inputs ``x`` (and optional labels ``y``) from an ``.npz`` file without unpickling.
 
     ``uint8`` inputs are scaled to ``[0, 1]``; 3-D ``uint8`` arrays ``[N, H, W]`` get a channel axis;
@@ -313,9 +316,11 @@ def _fit(x: torch.Tensor, shape: Sequence[int] | None, what: str) -> torch.Tenso
 
 
 def _from_data(
-    key: str, samples: int, input_shape: Sequence[int] | None, *, labels: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+    key: str, samples: int, input_shape: Sequence[Any] | None, *, labels: bool
+) -> tuple[Any, torch.Tensor | None]:
     """The first ``samples`` training examples of a bundled dataset or an ``.npz`` (labels if asked)."""
+    x: torch.Tensor | tuple[torch.Tensor, ...]
+    y: torch.Tensor | None
     if key in DATASETS:
         x, y = DATASETS[key]("train")
         what = f"dataset {key!r}"

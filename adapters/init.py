@@ -76,7 +76,7 @@ def weight_layers(model: nn.Module) -> list[nn.Module]:
     ['Linear', 'Linear']
     """
     return [m for m in model.modules()
-            if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() >= 2]
+            if isinstance(w := getattr(m, "weight", None), torch.Tensor) and w.dim() >= 2]
 
 
 @torch.no_grad()
@@ -120,5 +120,5 @@ def emergence_init(model: nn.Module, alpha: float) -> nn.Module:
         raise ConfigError(f"{type(model).__name__} has no linear or conv layers to rescale")
     middle = (len(layers) - 1) / 2
     for i, m in enumerate(layers):
-        m.weight.mul_(float(alpha) ** (i - middle))
+        getattr(m, "weight").mul_(float(alpha) ** (i - middle))  # noqa: B009 -- a Module attribute, not a method
     return model

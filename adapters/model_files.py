@@ -357,7 +357,7 @@ def model_graph(
         if isinstance(model, torch.jit.ScriptModule):
             kind = "torchscript"
         model = LoadedModel(kind, model, None, type(model).__name__)
-    opts = dict(threshold=threshold, aggregation=aggregation, granularity=granularity)
+    opts: dict[str, Any] = dict(threshold=threshold, aggregation=aggregation, granularity=granularity)
     deadline = Deadline(timeout, f"the forward pass of {model.source!r}")
     if model.kind == "module":
         g = from_torch(model.obj, inputs, device=device, **opts)

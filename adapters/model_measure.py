@@ -299,7 +299,7 @@ class ModelProbe:
         for i, r in enumerate(mg.count(masks, weighted=self.weighted, device=self.device)):
             count[i] = torch.bincount(layer[masks[i]], minlength=n_layers)
             if r.log10 is not None:
-                log10[i], rel[i] = r.log10, r.log10_relative
+                log10[i], rel[i] = r.log10, math.nan if r.log10_relative is None else r.log10_relative
                 h = mg.hidden_log10(r)
                 hidden[i] = math.nan if h is None else h
                 for j, v in r.layer_shares().items():

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from emergence.activity import Activity, LayerInfo, ModelGraph
 from emergence.adapters._neurons import MATERIALIZE_LIMIT, NeuronGraphBuilder, TapeOp
-from emergence.errors import GraphError
+from emergence.errors import ConfigError, GraphError, UnsupportedOpError
 from emergence.graph import graph as make_graph
 from emergence.graphdata import Graph
 from emergence.result import EmergenceResult
@@ -86,7 +86,7 @@ class ImplicitCounter:
         self._offsets = torch.tensor([o for o, _ in self.layers])
         self._targets: dict[int, list[_Target]] = {}
         self._tables: dict[tuple[int, int, int], list[_Target]] = {}
-        self._kernels: dict[tuple[int, bool], torch.Tensor] = {}
+        self._kernels: dict[tuple[int, bool, bool], torch.Tensor] = {}
         #: routes (edges with multiplicity) into each layer, and in all
         self.layer_edges = {lid: int(self._routes(op)) for lid, op in self.tape.items()}
         self.num_edges = sum(self.layer_edges.values())
@@ -116,7 +116,7 @@ class ImplicitCounter:
             same = self._tables.setdefault((lid, prov.numel(), n.numel()), [])
             n, e, c = n.to(self.device), e.to(self.device), c.to(self.device)
             for t in same:
-                if torch.equal(t.local, n) and torch.equal(t.entry, e) and torch.equal(t.coef, c):
+                if all(a is not None and torch.equal(a, b) for a, b in ((t.local, n), (t.entry, e), (t.coef, c))):
                     targets.append(t)
                     break
             else:
@@ -147,6 +147,8 @@ class ImplicitCounter:
         if op.kind == "linear":
             return (m @ self._kernel(op, weighted)).reshape(-1)
         win = op.window
+        if win is None:
+            raise UnsupportedOpError(f"a {op.kind} operation of layer {op.layer} without a window")
         nsp = len(op.out_shape) - 1
         kernel = self._kernel(op, weighted)
         k = kernel.shape[2:]
@@ -307,20 +309,33 @@ class NeuronModelGraph(ModelGraph):
 
     granularity: ClassVar[str] = "neuron"
 
+    def _counter(self) -> ImplicitCounter:
+        if self.counter is None:
+            raise ConfigError("this NeuronModelGraph has no counter; make it with "
+                              "from_torch(..., granularity='neuron')")
+        return self.counter
+
+    def _builder(self) -> NeuronGraphBuilder:
+        if self.builder is None:
+            raise ConfigError("this NeuronModelGraph has no builder; make it with "
+                              "from_torch(..., granularity='neuron')")
+        return self.builder
+
     @property
     def num_edges(self) -> int:
         """Routes of the neuron graph (edges with multiplicity), never built."""
-        return self.counter.num_edges
+        return self._counter().num_edges
 
     def layer_edges(self) -> torch.Tensor:
         """``[L]`` routes into each layer."""
-        return torch.tensor([self.counter.layer_edges.get(i, 0) for i in range(len(self.layers))])
+        return torch.tensor([self._counter().layer_edges.get(i, 0) for i in range(len(self.layers))])
 
     def count(self, masks: torch.Tensor, *, weighted: bool = False,
               device: str | torch.device | None = None) -> list[EmergenceResult]:
         """One implicit sweep per row of ``masks``, on the counter's device (``device`` is the one the
         graph was built for)."""
-        return [self.counter.count(m, weighted=weighted) for m in masks]
+        counter = self._counter()
+        return [counter.count(m, weighted=weighted) for m in masks]
 
     def explicit(self) -> ModelGraph:
         """:meth:`materialize` with its default limit."""
@@ -335,9 +350,10 @@ class NeuronModelGraph(ModelGraph):
         UnsupportedOpError
             Above ``limit`` routes.
         """
-        edge_index, weight = self.builder.materialize(limit)
-        names = [f"{r.name}:{u}" for r in self.builder.layers for u in range(r.units)]
-        g = make_graph(edge_index, self.builder.num_nodes, self.graph.active, edge_weight=weight,
+        builder = self._builder()
+        edge_index, weight = builder.materialize(limit)
+        names = [f"{r.name}:{u}" for r in builder.layers for u in range(r.units)]
+        g = make_graph(edge_index, builder.num_nodes, self.graph.active, edge_weight=weight,
                        layer=self.graph.layer, names=names)
         g.activity = self.graph.activity
         return ModelGraph(g, self.layers, self.activity, self.threshold, self.source)

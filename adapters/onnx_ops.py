@@ -86,13 +86,13 @@ def _check_fold_size(node: Any, const: dict[str, np.ndarray]) -> None:
     try:
         if node.op_type in ("ConstantOfShape", "Expand") and vals[-1] is not None:
             shape = np.asarray(vals[-1], dtype=np.int64).ravel().tolist()
-            base = [] if node.op_type == "ConstantOfShape" else list(np.shape(vals[0]))
+            base = [] if node.op_type == "ConstantOfShape" else list(np.shape(vals[0]))  # type: ignore[arg-type]
             n = max(len(shape), len(base))
             padded = [1] * (n - len(base)) + base, [1] * (n - len(shape)) + shape
             dims = [max(a, b) for a, b in zip(*padded, strict=False)]
             size = int(np.prod(dims, dtype=object)) if dims else 1
         elif node.op_type == "Tile":
-            size = int(np.size(vals[0])) * int(np.prod(np.asarray(vals[1], dtype=object).ravel()))
+            size = int(np.size(vals[0])) * int(np.prod(np.asarray(vals[1], dtype=object).ravel()))  # type: ignore[arg-type]
         elif node.op_type == "Range":
             start, limit, delta = (float(np.asarray(v).ravel()[0]) for v in vals[:3])
             size = max(math.ceil((limit - start) / delta), 0) if delta else None
@@ -165,7 +165,7 @@ class _Walker:
 
         feeds = {n: self.const[n] for n in node.input if n and n in self.const}
         feeds.update(prov_inputs)
-        return ReferenceEvaluator(node, opsets=self.opsets).run(None, feeds)
+        return list(ReferenceEvaluator(node, opsets=self.opsets).run(None, feeds))
 
     # -- walk -------------------------------------------------------------------------
     def run(self, shapes: dict[str, tuple[int, ...]], batch: int) -> None:
@@ -202,7 +202,7 @@ class _Walker:
     def _first_layer_kind(self) -> str:
         frontier, seen = {self.input.name}, set()
         while frontier:
-            nxt = set()
+            nxt: set[str] = set()
             for node in self.graph.node:
                 if node.name in seen or not frontier.intersection(node.input):
                     continue
@@ -236,8 +236,8 @@ class _Walker:
     def _continue_chain(self, node: Any, *srcs: str) -> None:
         """As the PyTorch walker: an elementwise function of one layer's chain extends that chain."""
         layers = {self.tail.get(s) for s in srcs}
-        if len(layers) == 1 and None not in layers and self.b.layers[next(iter(layers))].kind != "input":
-            layer = layers.pop()
+        layer = next(iter(layers)) if len(layers) == 1 else None
+        if layer is not None and self.b.layers[layer].kind != "input":
             self.tail[node.output[0]] = layer
             self.act[layer] = node.output[0]
 
@@ -412,7 +412,7 @@ class _Walker:
                 return self._expanded(self.env[src], node)
         if len(data) == 1 and any(n in self.data for n in names):  # a data-dependent mask: selects only
             self._unary(node, names[data[0]])
-            return self._expanded(values[data[0]], node)
+            return self._expanded(self.env[names[data[0]]], node)
         if len(data) > 1:
             self._continue_chain(node, *(names[i] for i in data))
             roots = {self.root.get(names[i], names[i]) for i in data}
@@ -420,13 +420,13 @@ class _Walker:
             if same:  # x * sigmoid(x), x + 0.04 x^3: still elementwise on x
                 self.root[node.output[0]] = next(iter(roots))
             if op in ("Mul", "Div") or same and len(data) == len(names):
-                return self.b.merge([values[i] for i in data], combine="max")
+                return self.b.merge([self.env[names[i]] for i in data], combine="max")
             signs = [1.0, -1.0] if op == "Sub" else None
             if len(data) != len(names):  # Sum of data and constants: constants are biases
-                values, signs = [values[i] for i in data], None
-            return self.b.merge(values, signs=signs)
+                signs = None
+            return self.b.merge([self.env[names[i]] for i in data], signs=signs)
         i = data[0]
-        x = values[i]
+        x = self.env[names[i]]
         const = [self.const[n] for j, n in enumerate(names) if j != i]
         self._unary(node, names[i])
         if op in ("Add", "Sub", "Sum"):

@@ -35,7 +35,8 @@ from emergence.errors import InputShapeError, UnsupportedOpError, first_line
 __all__ = ["from_torch", "from_exported", "export_module", "ExportedProbe", "SUPPORTED_TORCH_OPS"]
 
 
-def export_module(model: torch.nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+def export_module(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]
+                  ) -> torch.export.ExportedProgram:
     """Export ``model`` in eval mode with a dynamic batch dimension.
 
     Raises
@@ -92,7 +93,7 @@ class ExportedProbe:
         self._walker: _Walker | None = None
         self._base: ModelGraph | None = None
 
-    def __call__(self, inputs: torch.Tensor, *, threshold: float = DEFAULT_THRESHOLD,
+    def __call__(self, inputs: torch.Tensor | tuple[torch.Tensor, ...], *, threshold: float = DEFAULT_THRESHOLD,
                  state: dict[str, torch.Tensor] | None = None, rewalk: bool = False) -> ModelGraph:
         if self._walker is None or rewalk:
             self._walker = _Walker(self.ep, state, self.granularity)
@@ -117,7 +118,7 @@ def _as_input(x: Any) -> Any:
 
 def from_exported(
     ep: torch.export.ExportedProgram,
-    inputs: torch.Tensor,
+    inputs: torch.Tensor | tuple[torch.Tensor, ...],
     *,
     threshold: float = DEFAULT_THRESHOLD,
     aggregation: str = "mean",
@@ -166,12 +167,12 @@ def from_exported(
                          granularity=granularity, timeout=timeout)(inputs, threshold=threshold)
 
 
-def _run_exported(ep: Any, inputs: torch.Tensor, recorder: ActivityRecorder, device: Any,
+def _run_exported(ep: Any, inputs: torch.Tensor | tuple[torch.Tensor, ...], recorder: ActivityRecorder, device: Any,
                   state: dict[str, torch.Tensor] | None = None, deadline: Deadline | None = None) -> None:
     dev = torch.device(device) if device is not None else torch.device("cpu")
     sig = ep.graph_signature
     state = state or {}
-    consts = []
+    consts: list[torch.Tensor | None] = []
     for spec in sig.input_specs:
         if spec.kind.name == "USER_INPUT":
             consts.append(None)
@@ -259,8 +260,8 @@ def from_torch(
     """
     xs = tuple(_as_input(x) for x in as_batch(inputs))
     ep = export_module(model, tuple(x[:2] for x in xs))
-    inputs = xs[0] if len(xs) == 1 else xs
+    batch = xs[0] if len(xs) == 1 else xs
     return from_exported(
-        ep, inputs, threshold=threshold, aggregation=aggregation, device=device,
+        ep, batch, threshold=threshold, aggregation=aggregation, device=device,
         source=type(model).__name__, granularity=granularity,
     )

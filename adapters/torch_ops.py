@@ -66,11 +66,27 @@ SUPPORTED_TORCH_OPS = sorted(
 )
 
 
+def _src(node: fx.Node, i: int) -> fx.Node:
+    """Argument ``i`` of ``node`` as the node that computed it (handlers ask this only of data arguments)."""
+    arg = node.args[i]
+    if not isinstance(arg, fx.Node):
+        raise UnsupportedOpError(f"{_opname(node)} (node {node.name!r}): argument {i} is the constant {arg!r}, "
+                                 "where a tensor computed by the model was expected")
+    return arg
+
+
+def _target(node: fx.Node) -> Callable[..., Any]:
+    """The function a ``call_function`` node calls."""
+    if not callable(node.target):
+        raise UnsupportedOpError(f"node {node.name!r} calls {node.target!r}, which is not a function")
+    return node.target
+
+
 def _opname(node: fx.Node) -> str:
     t = node.target
     if t is operator.getitem:
         return "getitem"
-    return getattr(t, "_opname", None) or getattr(t, "__name__", str(t))
+    return str(getattr(t, "_opname", None) or getattr(t, "__name__", t))
 
 
 def _layer_name(node: fx.Node) -> str:
@@ -122,6 +138,7 @@ def _pool_window(op: str, args: tuple, kwargs: dict) -> Window:
     """The window of a pool from its ATen arguments (adaptive pools: windows from the sizes)."""
     if op.startswith("adaptive") or op.startswith("_adaptive"):
         return Window(adaptive=True)
+    names: tuple[str, ...]
     if op.startswith("max_pool"):
         names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode")
     else:
@@ -228,8 +245,8 @@ class _Walker:
         chain, so does ``node``, and the layer's activity is read at the latest node of its chain. So a
         decomposed activation (x * sigmoid(x), the erf form of GELU) ends the chain after the whole formula."""
         layers = {self.tail.get(s.name) for s in srcs}
-        if len(layers) == 1 and None not in layers and self.b.layers[next(iter(layers))].kind != "input":
-            layer = layers.pop()
+        layer = next(iter(layers)) if len(layers) == 1 else None
+        if layer is not None and self.b.layers[layer].kind != "input":
             self.tail[node.name] = layer
             self.act[layer] = node.name
 
@@ -268,14 +285,15 @@ class _Walker:
         kwargs = fx.node.map_arg(node.kwargs, lambda n: self.env[n.name])
         if op == "sym_size":
             self.env[node.name] = (args[0].prov.shape[args[1]] if isinstance(args[0], ChannelValue)
-                                   else node.target(*args))
+                                   else _target(node)(*args))
             return
         from_data = any(n.name in self.data for n in node.all_input_nodes)
-        if op == "embedding" and from_data and node.args[1].name in self.data and isinstance(args[0], torch.Tensor):
+        ids = node.args[1] if op == "embedding" else None
+        if from_data and isinstance(ids, fx.Node) and ids.name in self.data and isinstance(args[0], torch.Tensor):
             self.env[node.name] = self._embedding(node, args)
             return
         if not _has_value(args) and not _has_value(kwargs):  # constant folding with real tensors
-            self.env[node.name] = node.target(*args, **kwargs)
+            self.env[node.name] = _target(node)(*args, **kwargs)
             if from_data:
                 self.data.add(node.name)
             return
@@ -319,7 +337,8 @@ class _Walker:
 
     def _conv(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
         x, w = args[0], args[1]
-        names = ("input", "weight", "bias", "stride", "padding", "dilation", "transposed", "output_padding", "groups")
+        names: tuple[str, ...] = ("input", "weight", "bias", "stride", "padding", "dilation", "transposed",
+                                  "output_padding", "groups")
         if op != "convolution":
             names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
         a = {**dict(zip(names, args, strict=False)), **kwargs}
@@ -343,12 +362,12 @@ class _Walker:
         if weight is not None:
             scale = scale * weight.double()
         shape = [1, -1] + [1] * (x.prov.dim() - 2)
-        value = self.b.scale(x, scale.reshape(shape), exclusive=len(node.args[0].users) == 1)
-        self._unary(node, node.args[0])
+        value = self.b.scale(x, scale.reshape(shape), exclusive=len(_src(node, 0).users) == 1)
+        self._unary(node, _src(node, 0))
         return value if op == "batch_norm" else (value, None, None)
 
     def _elementwise(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
-        self._unary(node, node.args[0])
+        self._unary(node, _src(node, 0))
         x = args[0]
         keep = op in ("dropout", "clone", "contiguous", "alias", "detach", "_to_copy", "to", "lift_fresh_copy")
         value = x if keep else x.derive(x.prov)
@@ -371,12 +390,12 @@ class _Walker:
             keepdim = bool(args[2] if len(args) > 2 and not isinstance(args[2], torch.dtype) else
                            kwargs.get("keepdim", False))
         if op in ("mean", "var", "std") and keepdim:  # perhaps a normalisation statistic (see _normalising)
-            self.stat[node.name] = self._root(node.args[0])
+            self.stat[node.name] = self._root(_src(node, 0))
         return self.b.reduce(x, dims, keepdim=keepdim)
 
     def _softmax(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
         dim = int(args[1] if len(args) > 1 else kwargs.get("dim", -1)) % args[0].prov.dim()
-        self._unary(node, node.args[0])
+        self._unary(node, _src(node, 0))
         return self.b.spread(args[0], dim)
 
     def _attention(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
@@ -399,10 +418,10 @@ class _Walker:
                 raise UnsupportedOpError(f"where (node {node.name!r}) selects between constants by data")
             if len(vals) == 2:
                 return self.b.merge(vals)
-            src = node.args[1] if isinstance(args[1], ChannelValue) else node.args[2]
+            src = _src(node, 1 if isinstance(args[1], ChannelValue) else 2)
             self._continue_chain(node, src)
             return vals[0].derive(vals[0].prov.expand(_out_shape(node, vals[0].prov.shape[0])).clone())
-        self._unary(node, node.args[0])
+        self._unary(node, _src(node, 0))
         return args[0].derive(args[0].prov)
 
     def _einsum(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
@@ -413,7 +432,7 @@ class _Walker:
 
     def _shape(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
         x = args[0]
-        out = node.target(x.prov, *args[1:], **kwargs)
+        out = _target(node)(x.prov, *args[1:], **kwargs)
         if isinstance(out, (list, tuple)):
             return type(out)(x.derive(o) for o in out)
         return x.derive(out)
@@ -434,7 +453,7 @@ class _Walker:
     def _add(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
         a, b = args[0], args[1]
         if isinstance(a, ChannelValue) and isinstance(b, ChannelValue):
-            src = self._normalising(node, node.args[0], node.args[1])
+            src = self._normalising(node, _src(node, 0), _src(node, 1))
             if src is not None:  # x - mean(x): normalisation, elementwise on x
                 x = a if src is node.args[0] else b
                 self._unary(node, src)
@@ -442,28 +461,28 @@ class _Walker:
             alpha = float(kwargs.get("alpha", 1.0))
             sign = -alpha if op.startswith("sub") else alpha
             signs = [sign, 1.0] if op == "rsub" else [1.0, sign]
-            self._continue_chain(node, node.args[0], node.args[1])
-            if self._root(node.args[0]) == self._root(node.args[1]):  # x + 0.04 x^3 (tanh GELU): elementwise on x
-                self.root[node.name] = self._root(node.args[0])
+            self._continue_chain(node, _src(node, 0), _src(node, 1))
+            if self._root(_src(node, 0)) == self._root(_src(node, 1)):  # x + 0.04 x^3 (tanh GELU): elementwise on x
+                self.root[node.name] = self._root(_src(node, 0))
                 return self.b.merge([a, b], combine="max")
             return self.b.merge([a, b], signs=signs)
         x = a if isinstance(a, ChannelValue) else b  # a constant (bias): elementwise
-        self._unary(node, node.args[0] if isinstance(a, ChannelValue) else node.args[1])
+        self._unary(node, _src(node, 0 if isinstance(a, ChannelValue) else 1))
         return x
 
     def _mul(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
         a, b = args[0], args[1]
         if isinstance(a, ChannelValue) and isinstance(b, ChannelValue):
-            src = self._normalising(node, node.args[0], node.args[1])
+            src = self._normalising(node, _src(node, 0), _src(node, 1))
             if src is not None:  # x * rsqrt(var(x) + eps): normalisation, elementwise on x
                 x = a if src is node.args[0] else b
                 self._unary(node, src)
                 return x.derive(x.prov.expand(_out_shape(node, x.prov.shape[0])).clone())
-            self._continue_chain(node, node.args[0], node.args[1])
-            if self._root(node.args[0]) == self._root(node.args[1]):  # x * sigmoid(x): still elementwise on x
-                self.root[node.name] = self._root(node.args[0])
+            self._continue_chain(node, _src(node, 0), _src(node, 1))
+            if self._root(_src(node, 0)) == self._root(_src(node, 1)):  # x * sigmoid(x): still elementwise on x
+                self.root[node.name] = self._root(_src(node, 0))
             return self.b.merge([a, b], combine="max")
-        src = node.args[0] if isinstance(a, ChannelValue) else node.args[1]
+        src = _src(node, 0 if isinstance(a, ChannelValue) else 1)
         other = node.args[1] if isinstance(a, ChannelValue) else node.args[0]
         if isinstance(other, fx.Node) and other.name in self.data:  # a data-dependent mask: selects, adds nothing
             self._continue_chain(node, src)
@@ -500,5 +519,5 @@ class _Walker:
         seq, i = args
         if isinstance(seq, ChannelValue):  # indexing a tensor
             return seq.derive(seq.prov[i])
-        self._unary(node, node.args[0])
+        self._unary(node, _src(node, 0))
         return seq[i]

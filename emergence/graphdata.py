@@ -58,6 +58,13 @@ class Graph:
     (3, 2)
     """
 
+    # The attributes the toolkit reads (set per instance; a graph may lack any but edge_index).
+    edge_index: torch.Tensor
+    active: torch.Tensor
+    edge_weight: torch.Tensor
+    layer: torch.Tensor
+    names: list[str]
+
     def __init__(self, edge_index: torch.Tensor | None = None, num_nodes: int | None = None, **attrs: Any) -> None:
         if edge_index is not None:
             self.edge_index = edge_index
@@ -71,6 +78,9 @@ class Graph:
             raise GraphError(f"{key!r} cannot be a graph attribute (it names a method of Graph or is private); "
                              "choose another name")
         super().__setattr__(key, value)
+
+    def __getattr__(self, key: str) -> Any:  # only called for attributes that are not set
+        raise AttributeError(f"the graph has no attribute {key!r} (it has {', '.join(self.keys()) or 'none'})")
 
     @property
     def num_nodes(self) -> int | None:
@@ -114,16 +124,21 @@ class Graph:
     @classmethod
     def from_dict(cls, mapping: dict[str, Any]) -> Graph:
         """A graph from a dict of attributes (the inverse of :meth:`to_dict`)."""
-        return cls(**mapping)
+        graph = cls()
+        for key, value in mapping.items():
+            setattr(graph, key, value)
+        return graph
 
     def to(self, device: torch.device | str) -> Graph:
         """A copy with every tensor attribute on ``device``."""
-        return Graph(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self})
+        return Graph.from_dict({k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self})
 
     def clone(self) -> Graph:
         """A deep copy of the tensors (lists are copied too)."""
-        return Graph(**{k: (v.clone() if isinstance(v, torch.Tensor) else (list(v) if isinstance(v, list) else v))
-                        for k, v in self})
+        def copy(v: Any) -> Any:
+            return v.clone() if isinstance(v, torch.Tensor) else (list(v) if isinstance(v, list) else v)
+
+        return Graph.from_dict({k: copy(v) for k, v in self})
 
     def __repr__(self) -> str:
         def short(v: Any) -> str:

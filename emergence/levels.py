@@ -260,7 +260,7 @@ def topological_levels(
         and entry.version == edge_index._version
         and entry.num_nodes == num_nodes
         and (entry.keep is None) == (keep is None)
-        and (keep is None or torch.equal(entry.keep, keep.cpu()))
+        and (keep is None or (entry.keep is not None and torch.equal(entry.keep, keep.cpu())))
     ):
         return entry.levels
     check_edge_index(edge_index, num_nodes)

@@ -273,7 +273,7 @@ def measure_masks(
         ]
     lvd = lv.to(dev)
     logw = None
-    if weighted:
+    if weighted and w is not None:  # (weighted without weights was refused above)
         logw = w.to(dev, torch.float64).index_select(0, lvd.edge_order).abs_().log_()
     node_log = _log_counts(lvd, masks.to(dev).t(), logw)  # [N, T]
     totals = torch.logsumexp(node_log, 0).tolist() if n else [-math.inf] * masks.shape[0]

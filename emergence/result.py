@@ -17,7 +17,7 @@ __all__ = ["EmergenceResult", "NodeContribution"]
 class NodeContribution(NamedTuple):
     """One inactive node's emergent paths: ``log10`` of their count and their ``share`` of E."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the node's index, shadowing tuple.index (public name kept)
     name: str
     log10: float
     share: float
@@ -225,7 +225,7 @@ class EmergenceResult:
         value: int | float | None = self.value
         relative: float | None = _finite_or_none(float(self.relative))
         if not self.exact:  # a log-space count: print the digits it carries, not float noise
-            value, relative = _significant(float(value)), _significant(relative)
+            value, relative = _significant(None if value is None else float(value)), _significant(relative)
         out: dict[str, Any] = {
             "emergence": value,
             "log10_emergence": self.log10,

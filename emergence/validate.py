@@ -201,6 +201,6 @@ def validate(g: Graph) -> Graph:
     n = node_count(g)
     if n < 0:
         raise GraphError(f"num_nodes must be >= 0, got {n}")
-    check_edge_index(getattr(g, "edge_index", None), n)
+    check_edge_index(getattr(g, "edge_index", None), n)  # type: ignore[arg-type]  # checked there
     validate_attributes(g, n)
     return g

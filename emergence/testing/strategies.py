@@ -142,8 +142,9 @@ def conv_nets(draw: st.DrawFn, *, max_stages: int = 3) -> tuple[torch.nn.Module,
                 stage.update(pk=pk, ps=ps, pp=pp)
                 out = (out + 2 * pp - pk) // ps + 1
         if stage["pool"] == "adaptive":
-            stage["pout"] = draw(st.integers(1, max(1, out)))
-            out = stage["pout"]
+            pout = draw(st.integers(1, max(1, out)))
+            stage["pout"] = pout
+            out = pout
         stages.append(stage)
         size, c = out, cout
     if not stages:
@@ -158,7 +159,8 @@ def conv_nets(draw: st.DrawFn, *, max_stages: int = 3) -> tuple[torch.nn.Module,
             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
                 m.weight.mul_(torch.rand(m.weight.shape, generator=gen) > 0.3)  # zeroed entries
             elif isinstance(m, torch.nn.BatchNorm2d):
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                if m.running_var is not None:  # always: the stages track running statistics
+                    m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
                 m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
                 if draw(st.booleans()):
                     m.weight[0] = 0.0  # a slimmed channel: no incoming edges
