@@ -540,8 +540,9 @@ def report(
     with _errors():
         if markdown is not None:
             write_text(markdown, "\n".join(to_markdown(rep) for rep in reps))
+    console = Console()
     for rep in reps:
-        Console().print(report_tables(rep))
+        console.print(report_tables(rep, width=console.width))
 
 
 @app.command("landscape")

@@ -75,7 +75,7 @@ def result_table(result: EmergenceResult, *, title: str = "Emergence", top: int 
             tn.add_row(str(c.index), c.name, f"{c.log10:.4f}", f"{c.share:.2%}")
         parts.append(tn)
     if result.layer_log10:
-        tl = Table(title="Emergent paths by the layer they start in", title_justify="left")
+        tl = Table(title="Emergent paths by start layer", title_justify="left")
         tl.add_column("layer", justify="right")
         tl.add_column("log10 paths", justify="right")
         tl.add_column("share of E", justify="right")
@@ -137,10 +137,17 @@ def model_table(m: Any, *, title: str = "") -> Group:
     return Group(*parts)
 
 
-def report_tables(rep: Any) -> Group:
-    """A :class:`~emergence.experiments.report.SweepReport` as rich tables followed by its findings."""
+def report_tables(rep: Any, *, width: int | None = None) -> Group:
+    """A :class:`~emergence.experiments.report.SweepReport` as rich tables followed by its findings.
+
+    A table wider than ``width`` columns is drawn vertically, one block of ``column  value`` lines per
+    row, so that no number or interval is ever broken across lines (a terminal of 80 columns reads all).
+    """
+    from rich.console import Console
+    from rich.measure import Measurement
     from rich.text import Text
 
+    wide = Console(width=100_000)  # measures the width a table needs without wrapping anything
     parts: list[Any] = []
     sections = [(f"{rep.title} — by sparsity (mean ± SD [95% CI] over runs, τ={rep.threshold:g})", rep.per_sparsity),
                 ("Emergence at epoch t vs test-accuracy gain from t to t+1", rep.correlations),
@@ -150,13 +157,30 @@ def report_tables(rep: Any) -> Group:
             continue
         t = Table(title=title, title_justify="left")
         for k in rows[0]:
-            t.add_column(k.strip(), justify="left" if k in ("group",) else "right", overflow="fold")
+            t.add_column(k.strip(), justify="left" if k in ("group",) else "right", no_wrap=True)
         for r in rows:
             t.add_row(*(str(v) for v in r.values()))
+        if width is not None and Measurement.get(wide, wide.options, t).maximum > width:
+            t = _vertical(title, rows)
         parts.append(t)
     parts.append(Text("Findings:", style="bold"))
     parts += [Text(f"• {f}") for f in rep.findings]
     return Group(*parts)
+
+
+def _vertical(title: str, rows: list[dict[str, Any]]) -> Table:
+    """Rows as blocks: the first column's value as a heading, then one ``column  value`` line per cell."""
+    t = Table(title=title, title_justify="left", show_header=False)
+    t.add_column(no_wrap=True)
+    t.add_column(justify="right")  # wraps at spaces only when a value (a claim's statement) is long
+    keys = list(rows[0])
+    for i, r in enumerate(rows):
+        if i:
+            t.add_section()
+        t.add_row(f"[bold]{keys[0].strip()} {r[keys[0]]}[/bold]", "")
+        for k in keys[1:]:
+            t.add_row(f"  {k.strip()}", str(r[k]))
+    return t
 
 
 class SweepProgress:
