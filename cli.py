@@ -180,11 +180,21 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    debug: Annotated[bool, _flag("--debug", "Show the Python traceback of an unexpected error.")] = False,
+    debug: Annotated[bool, _flag("--debug", "Show the Python traceback of an error, with the errors that caused it.")] = False,
     version: Annotated[bool, _flag("--version", "Print the version and exit.", callback=_show_version,
                                    is_eager=True)] = False,
 ) -> None:
     """Measure emergence (paths from inactive to active nodes) in neural networks and directed graphs."""
+
+
+def _debug() -> bool:
+    """Whether ``emergence --debug ...`` was given (read from the running command's root context)."""
+    try:
+        from typer._click.globals import get_current_context  # typer >= 0.20 vendors click
+    except ImportError:  # pragma: no cover - older typer on plain click
+        from click import get_current_context
+    ctx = get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().params.get("debug"))
 
 
 @contextmanager
@@ -194,8 +204,12 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except EmergenceError as exc:
+        if _debug():  # the traceback with its chain of causes, then the usual line
+            import traceback
+
+            traceback.print_exception(exc, file=sys.stderr)
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -323,7 +337,7 @@ def _json_object(text: str | None, what: str) -> dict:
     try:
         value = _json.loads(text)
     except ValueError as exc:
-        raise ConfigError(f"{what} must be a JSON object such as '{{\"widths\": [256, 128]}}': {exc}") from None
+        raise ConfigError(f"{what} must be a JSON object such as '{{\"widths\": [256, 128]}}': {exc}") from exc
     if not isinstance(value, dict):
         raise ConfigError(f"{what} must be a JSON object, got {text!r}")
     return value

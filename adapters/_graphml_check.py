@@ -92,9 +92,9 @@ def check_graphml(path: Path, active_attr: str | None, max_elements: int = MAX_G
         with open(path, "rb") as fh:
             parser.ParseFile(fh)
     except _Refused as exc:
-        raise FileFormatError(f"{path.name!r} {exc}") from None
+        raise FileFormatError(f"{path.name!r} {exc}") from exc
     except xml.parsers.expat.ExpatError as exc:
-        raise FileFormatError(f"could not read {path.name!r} as graphml: {exc}") from None
+        raise FileFormatError(f"could not read {path.name!r} as graphml: {exc}") from exc
     declared = set(nodes)
     if len(declared) != len(nodes):
         seen: set[str] = set()

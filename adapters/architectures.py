@@ -172,7 +172,7 @@ class ArchSpec:
             return cls(str(d["name"]), tuple(int(s) for s in d["input_shape"]), int(d["num_classes"]),
                        dict(d.get("params", {})))
         except (ValueError, KeyError, TypeError) as exc:
-            raise FileFormatError(f"the architecture spec is malformed: {exc}") from None
+            raise FileFormatError(f"the architecture spec is malformed: {exc}") from exc
 
 
 def check_arch_params(name: str, params: dict[str, Any]) -> None:
@@ -237,7 +237,7 @@ def build(spec: ArchSpec) -> nn.Module:
                               f"{MAX_PARAMETERS:,} allowed; choose smaller layers")
         model = ARCHITECTURES[spec.name](spec.input_shape, spec.num_classes, **params)
     except TypeError as exc:
-        raise ConfigError(f"architecture {spec.name!r} does not take these parameters: {exc}") from None
+        raise ConfigError(f"architecture {spec.name!r} does not take these parameters: {exc}") from exc
     return emergence_init(model, alpha) if init == "emergence" else model
 
 
@@ -270,7 +270,7 @@ def _from_state(spec: ArchSpec, state: dict[str, torch.Tensor], where: str) -> n
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise FileFormatError(f"{where}: weights do not fit architecture {spec.name!r}: "
-                              f"{first_line(exc)}") from None
+                              f"{first_line(exc)}") from exc
     return model.eval()
 
 
@@ -292,7 +292,7 @@ def load_model_file(path: str | os.PathLike[str]) -> tuple[nn.Module, ArchSpec]:
                 meta = fh.metadata() or {}
             state = load_file(str(p))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise FileFormatError(f"could not read {p.name!r} as safetensors: {exc}") from None
+            raise FileFormatError(f"could not read {p.name!r} as safetensors: {exc}") from exc
         if "arch" not in meta:
             raise FileFormatError(
                 f"{p.name!r} has no architecture metadata; only models saved by emergence can be rebuilt "
@@ -307,7 +307,7 @@ def load_model_file(path: str | os.PathLike[str]) -> tuple[nn.Module, ArchSpec]:
     except FileFormatError:
         raise
     except Exception as exc:  # the weights-only unpickler raises UnpicklingError, RuntimeError ...
-        raise FileFormatError(f"could not read {p.name!r} as a saved state_dict: {exc}") from None
+        raise FileFormatError(f"could not read {p.name!r} as a saved state_dict: {exc}") from exc
     if not isinstance(obj, dict) or "arch" not in obj or "state_dict" not in obj:
         raise FileFormatError(
             f"{p.name!r} is a state_dict without an architecture; emergence rebuilds only its own architectures "

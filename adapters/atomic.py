@@ -32,7 +32,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:
         raise FileFormatError(f"cannot write {str(target)!r}: {exc.strerror or exc} in {str(target.parent)!r}") \
-            from None
+            from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -46,7 +46,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             _fsync_folder(target.parent)
         except OSError as exc:  # a full disk, a file-size limit, a folder gone read-only ...
             raise FileFormatError(f"cannot write {str(target)!r}: {exc.strerror or exc}; nothing was written "
-                                  "there") from None
+                                  "there") from exc
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

@@ -92,7 +92,7 @@ def check_zip(source: str | IO[bytes] | Any, label: str, limits: ReadLimits = DE
         z = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise FileFormatError(f"could not read {label!r}: not a readable zip archive ({exc}); truncated or "
-                              "damaged?") from None
+                              "damaged?") from exc
     try:
         _check_members(z.infolist(), label, limits)
     except FileFormatError:
@@ -224,7 +224,7 @@ def load_weights(source: str | bytes | Any, label: str, limits: ReadLimits = DEF
     except Exception as exc:  # truncated archives, storage errors ...
         from emergence.errors import first_line
 
-        raise FileFormatError(f"could not read {label!r} as a PyTorch file: {first_line(exc)}") from None
+        raise FileFormatError(f"could not read {label!r} as a PyTorch file: {first_line(exc)}") from exc
     check_tensors(obj, label, limits)
     return obj
 
@@ -253,7 +253,7 @@ def check_npz(z: Any, label: str, limits: ReadLimits = DEFAULT_LIMITS) -> None:
                 shape, _, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
                                    else np.lib.format.read_array_header_2_0(fh))
             except (ValueError, OSError, EOFError) as exc:
-                raise FileFormatError(f"{label!r} array {info.filename!r} has a damaged header: {exc}") from None
+                raise FileFormatError(f"{label!r} array {info.filename!r} has a damaged header: {exc}") from exc
         name = info.filename[:-4]
         if dtype.hasobject:
             raise FileFormatError(f"{label!r} array {name!r} holds pickled objects, which are refused (unpickling "

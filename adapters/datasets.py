@@ -159,7 +159,7 @@ def load_cifar10(folder: str | os.PathLike[str]) -> Dataset:
                 xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
                 ys.append(np.asarray(d[b"labels"], dtype=np.int64))
             except (pickle.UnpicklingError, KeyError, TypeError, ValueError, EOFError) as exc:
-                raise FileFormatError(f"{n!r} is not a CIFAR-10 python batch: {exc}") from None
+                raise FileFormatError(f"{n!r} is not a CIFAR-10 python batch: {exc}") from exc
         out[split] = (_as_float_images(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)))
     return Dataset("cifar10", out["train"][0], out["train"][1], out["test"][0], out["test"][1])
 
@@ -253,10 +253,10 @@ def load_npz(path: str | os.PathLike[str]) -> tuple[torch.Tensor | tuple[torch.T
         raise
     except ValueError as exc:
         if "pickle" in str(exc):
-            raise FileFormatError(f"{p.name!r} holds pickled objects, which are refused") from None
-        raise FileFormatError(f"could not read {p.name!r} as an .npz archive: {exc}") from None
+            raise FileFormatError(f"{p.name!r} holds pickled objects, which are refused") from exc
+        raise FileFormatError(f"could not read {p.name!r} as an .npz archive: {exc}") from exc
     except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError ...
-        raise FileFormatError(f"could not read {p.name!r} as an .npz archive: {exc}") from None
+        raise FileFormatError(f"could not read {p.name!r} as an .npz archive: {exc}") from exc
     arrays = x if isinstance(x, tuple) else (x,)
     for a in arrays:
         if not isinstance(a, np.ndarray):

@@ -81,7 +81,7 @@ class Deadline:
             yield opts
         except Exception as exc:
             if "terminate flag" in str(exc):
-                raise self.expired() from None
+                raise self.expired() from exc
             raise
         finally:
             if timer is not None:

@@ -122,7 +122,7 @@ def read_graph(
             g = ig.Graph.Read(str(p), format=fmt)
     except Exception as exc:  # igraph raises InternalError, ValueError, OSError ... for bad files
         detail = first_line(exc).split(" -- ")[0]
-        raise FileFormatError(f"could not read {p.name!r} as {fmt}: {detail}") from None
+        raise FileFormatError(f"could not read {p.name!r} as {fmt}: {detail}") from exc
     if fmt in ("edgelist", "ncol", "lgl", "pajek", "dl") and active is None and active_attr not in g.vs.attributes():
         raise GraphError(
             f"{p.name!r} is a {fmt} file, which carries no node attributes; list the active nodes "
@@ -162,7 +162,7 @@ def _read_torch(p: Path) -> Graph:
         raise
     except Exception as exc:  # weights-only unpickler errors, truncated archives ...
         raise FileFormatError(f"could not read {p.name!r} as a saved graph (plain tensors only): "
-                              f"{first_line(exc)}") from None
+                              f"{first_line(exc)}") from exc
     if not isinstance(d, dict) or "edge_index" not in d:
         raise FileFormatError(f"{p.name!r} is not a graph saved by emergence (no edge_index)")
     return validate(Graph.from_dict(d))
@@ -199,7 +199,7 @@ def read_node_list(path: str | os.PathLike[str]) -> list[str]:
     except FileNotFoundError:
         raise FileFormatError(f"no such file: {str(p)!r}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise FileFormatError(f"could not read {str(p)!r} as a text list of nodes: {exc}") from None
+        raise FileFormatError(f"could not read {str(p)!r} as a text list of nodes: {exc}") from exc
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
@@ -261,5 +261,5 @@ def write_graph(
         try:
             g.write(str(tmp), format=fmt)
         except Exception as exc:  # igraph's errors carry no common type
-            raise FileFormatError(f"could not write {str(p)!r}: {exc}") from None
+            raise FileFormatError(f"could not write {str(p)!r}: {exc}") from exc
     return p

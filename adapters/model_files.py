@@ -152,7 +152,7 @@ def _load_whole_pickle(p: Path, trust_pickle: bool) -> LoadedModel:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as exc:  # any error of the pickled code itself
-        raise FileFormatError(f"could not unpickle {p.name!r}: {exc}") from None
+        raise FileFormatError(f"could not unpickle {p.name!r}: {exc}") from exc
     if not isinstance(obj, torch.nn.Module):
         raise FileFormatError(f"{p.name!r} unpickles to a {type(obj).__name__}, not an nn.Module")
     return LoadedModel("module", obj.eval(), None, p.name)
@@ -201,7 +201,7 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
             raise
         except Exception as exc:  # torch.export.load (trusted files) raises many kinds on a bad archive
             raise FileFormatError(f"could not read {p.name!r} as a torch.export program: "
-                                  f"{first_line(exc)}") from None
+                                  f"{first_line(exc)}") from exc
         return LoadedModel("exported", ep, _exported_input_shape(ep), p.name, _exported_input_specs(ep))
     if suffix == ".safetensors":
         from emergence.adapters.architectures import load_model_file
@@ -213,19 +213,19 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
             with _torch_logs_silenced():
                 return LoadedModel("torchscript", torch.jit.load(str(p), map_location="cpu"), None, p.name)
         except Exception as exc:  # torch.jit.load raises RuntimeError on a bad archive
-            raise FileFormatError(f"could not read {p.name!r} as TorchScript: {first_line(exc)}") from None
+            raise FileFormatError(f"could not read {p.name!r} as TorchScript: {first_line(exc)}") from exc
     from emergence.adapters.bounded import load_weights
 
     try:
         obj = load_weights(str(p), p.name)
     except pickle.UnpicklingError as exc:
         if "weights only load failed" not in str(exc).lower():
-            raise FileFormatError(f"could not read {p.name!r}: {first_line(exc)}") from None
+            raise FileFormatError(f"could not read {p.name!r}: {first_line(exc)}") from exc
         return _load_whole_pickle(p, trust_pickle)  # objects beyond weights: a pickled model
     except EmergenceError:
         raise
     except Exception as exc:  # truncated zip, not a torch file at all ...
-        raise FileFormatError(f"could not read {p.name!r} as a PyTorch file: {first_line(exc)}") from None
+        raise FileFormatError(f"could not read {p.name!r} as a PyTorch file: {first_line(exc)}") from exc
     from emergence.adapters.architectures import ArchSpec, _from_state
 
     if isinstance(obj, dict) and "arch" in obj and "state_dict" in obj:

@@ -91,11 +91,11 @@ def load_onnx(path_or_proto: Any) -> Any:
             raise
         except Exception as exc:  # protobuf DecodeError, OSError, ValueError ...
             raise FileFormatError(f"could not read an ONNX model: {first_line(exc)}") \
-                from None
+                from exc
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx.checker.ValidationError and friends
-        raise FileFormatError(f"not a valid ONNX model: {first_line(exc)}") from None
+        raise FileFormatError(f"not a valid ONNX model: {first_line(exc)}") from exc
     if not model.graph.node:
         raise FileFormatError("the ONNX file holds no operations (truncated or empty?)")
     return _upgraded(model)
@@ -128,7 +128,7 @@ def _upgraded(model: Any) -> Any:
         return version_converter.convert_version(model, _TARGET_OPSET)
     except Exception as exc:  # the converter raises RuntimeError / ConvertError naming the op
         raise UnsupportedOpError(f"could not upgrade the opset-{opset} model to opset {_TARGET_OPSET}: "
-                                 f"{first_line(exc)}") from None
+                                 f"{first_line(exc)}") from exc
 
 
 def _session(model: Any, outputs: list[str]) -> Any:
@@ -158,7 +158,7 @@ def _session(model: Any, outputs: list[str]) -> Any:
     try:
         return ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-        raise UnsupportedOpError(f"onnxruntime cannot run the model: {first_line(exc)}") from None
+        raise UnsupportedOpError(f"onnxruntime cannot run the model: {first_line(exc)}") from exc
 
 
 def _run(session: Any, feeds: dict[str, np.ndarray], names: list[str], deadline: Deadline) -> list[np.ndarray]:
@@ -170,7 +170,7 @@ def _run(session: Any, feeds: dict[str, np.ndarray], names: list[str], deadline:
     except Exception as exc:  # onnxruntime's InvalidArgument / Fail
         msg = first_line(exc)
         shapes = ", ".join(str(tuple(x.shape)) for x in feeds.values())
-        raise InputShapeError(f"the model rejects inputs of shape {shapes}: {msg}") from None
+        raise InputShapeError(f"the model rejects inputs of shape {shapes}: {msg}") from exc
 
 
 #: ONNX ops that hold subgraphs: their iteration counts and branches are data; a graph of units has no loops.

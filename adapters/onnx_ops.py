@@ -151,7 +151,7 @@ class _Walker:
             outs = ReferenceEvaluator(node, opsets=self.opsets).run(None, {n: self.const[n] for n in node.input if n})
         except Exception as exc:  # the reference evaluator raises many types
             raise UnsupportedOpError(f"could not fold constant op {node.op_type!r} (node {node.name!r}): {exc}") \
-                from None
+                from exc
         for name, value in zip(node.output, outs, strict=False):
             if name:
                 self.const[name] = np.asarray(value)
@@ -300,7 +300,7 @@ class _Walker:
         try:
             return self.b.einsum(equation, [self.env.get(n) for n in node.input])
         except UnsupportedOpError as exc:
-            raise UnsupportedOpError(f"{exc} (node {node.name!r})") from None
+            raise UnsupportedOpError(f"{exc} (node {node.name!r})") from exc
 
     def _where(self, node: Any) -> ChannelValue:
         """Masking selects entries but adds no dependency (as in the PyTorch walker)."""

@@ -128,7 +128,7 @@ def _weights_only(data: bytes, label: str, member: str, limits: ReadLimits) -> A
         raise UntrustedPickleError(
             f"{label!r} member {member!r} is a pickle holding {what}, which torch's weights-only loader refuses; "
             "unpickling it would run code: pass --trust-pickle (library: trust_pickle=True) only if you trust "
-            "the file") from None
+            "the file") from exc
 
 
 class _Archive:
@@ -158,13 +158,13 @@ class _Archive:
         try:
             return self.z.read(self.root + member)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            raise FileFormatError(f"{self.label!r} member {member!r} is damaged: {first_line(exc)}") from None
+            raise FileFormatError(f"{self.label!r} member {member!r} is damaged: {first_line(exc)}") from exc
 
     def json(self, member: str) -> Any:
         try:
             return json.loads(self.read(member).decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
-            raise FileFormatError(f"{self.label!r} member {member!r} is not valid JSON: {first_line(exc)}") from None
+            raise FileFormatError(f"{self.label!r} member {member!r} is not valid JSON: {first_line(exc)}") from exc
 
 
 def _sizes(values: list[dict], where: str) -> list[int]:
@@ -212,7 +212,7 @@ def _payloads(arc: _Archive, folder: str, config: Any, prefix_ok: tuple[str, ...
             sizes, strides = _sizes(tm["sizes"], where), _sizes(tm["strides"], where)
             offset = tm["storage_offset"]["as_int"]
         except (KeyError, TypeError, IndexError, ValueError) as exc:
-            raise FileFormatError(f"{where}: malformed tensor_meta ({first_line(exc)})") from None
+            raise FileFormatError(f"{where}: malformed tensor_meta ({first_line(exc)})") from exc
         numel = check_elements(sizes, where, limits)
         if path not in flat:
             data = arc.read(folder + path)
@@ -304,6 +304,6 @@ def read_pt2(path: str, label: str, *, trust_pickle: bool = False,
     except (FileFormatError, UntrustedPickleError):
         raise
     except Exception as exc:  # torch's deserializer raises many kinds on a malformed program
-        raise FileFormatError(f"could not read {label!r} as a torch.export program: {first_line(exc)}") from None
+        raise FileFormatError(f"could not read {label!r} as a torch.export program: {first_line(exc)}") from exc
     _check_targets(ep, repr(label))
     return ep

@@ -61,8 +61,8 @@ def export_module(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Te
             if "shape" in msg.lower() or "size" in msg.lower() or "dimension" in msg.lower():
                 raise InputShapeError(
                     f"the model rejects inputs of shape {', '.join(str(tuple(e.shape)) for e in examples)}: {msg}"
-                ) from None
-            raise UnsupportedOpError(f"torch.export could not capture the model: {msg}") from None
+                ) from exc
+            raise UnsupportedOpError(f"torch.export could not capture the model: {msg}") from exc
     finally:
         model.train(was_training)
 
@@ -214,7 +214,7 @@ def _run_exported(ep: Any, inputs: torch.Tensor | tuple[torch.Tensor, ...], reco
             except (RuntimeError, ValueError, IndexError) as exc:
                 msg = first_line(exc)
                 raise InputShapeError(f"the model rejects inputs of shape "
-                                      f"{', '.join(str(tuple(x.shape)) for x in xs)}: {msg}") from None
+                                      f"{', '.join(str(tuple(x.shape)) for x in xs)}: {msg}") from exc
 
 
 def from_torch(

@@ -428,7 +428,7 @@ class _Walker:
         try:
             return self.b.einsum(str(args[0]), [a if isinstance(a, ChannelValue) else None for a in args[1]])
         except UnsupportedOpError as exc:
-            raise UnsupportedOpError(f"{exc} (node {node.name!r})") from None
+            raise UnsupportedOpError(f"{exc} (node {node.name!r})") from exc
 
     def _shape(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
         x = args[0]

@@ -59,5 +59,5 @@ def resolve_device(device: str | torch.device | None, default: torch.device | No
         torch.empty(0, device=dev)
     except (RuntimeError, AssertionError) as exc:
         raise ConfigError(f"device {str(device)!r} is not usable here ({str(exc).splitlines()[0]}); try 'cpu'") \
-            from None
+            from exc
     return dev

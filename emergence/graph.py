@@ -48,7 +48,7 @@ def _as_tensor(value: ArrayLike, name: str, dtype: torch.dtype | None = None) ->
         try:
             out = torch.as_tensor(np.asarray(value))
         except (TypeError, ValueError) as exc:
-            raise GraphError(f"{name} could not be read as an array: {exc}") from None
+            raise GraphError(f"{name} could not be read as an array: {exc}") from exc
     return out if dtype is None else out.to(dtype)
 
 

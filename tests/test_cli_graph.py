@@ -129,3 +129,18 @@ def test_help_explains_the_options():
     assert r.exit_code == 0, r.output
     for opt in ("--active-attr", "--weight-attr", "--weighted", "--json", "--device"):
         assert opt in r.output, r.output
+
+
+def test_debug_shows_the_error_with_the_error_that_caused_it(tmp_path: Path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.gml"
+    bad.write_text("node 0 1\n")
+    plain = subprocess.run([sys.executable, "-m", "emergence.cli", "graph", str(bad)], capture_output=True, text=True)
+    assert plain.returncode == 1 and plain.stderr.count("\n") == 1 and "Traceback" not in plain.stderr
+    debug = subprocess.run([sys.executable, "-m", "emergence.cli", "--debug", "graph", str(bad)], capture_output=True,
+                           text=True)
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr and "was the direct cause of the following exception" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1] == plain.stderr.strip()

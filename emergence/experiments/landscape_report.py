@@ -88,7 +88,7 @@ def plot_slices(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, out: s
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FileFormatError(f"cannot create {str(folder)!r}: {exc}") from None
+        raise FileFormatError(f"cannot create {str(folder)!r}: {exc}") from exc
     s1 = slice_1d(model, cross_entropy, x, y, steps=steps_1d, span=span, seed=seed)
     s2 = slice_2d(model, cross_entropy, x, y, steps=steps_2d, span=span, seed=seed)
     paths = []

@@ -151,7 +151,7 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FileFormatError(f"cannot create {str(folder)!r}: {exc}") from None
+        raise FileFormatError(f"cannot create {str(folder)!r}: {exc}") from exc
     tau = recorded_threshold(ds, threshold)
     epochs = ds.epoch.values
     colors = plt.cm.viridis(np.linspace(0, 0.9, ds.sizes["sparsity"]))

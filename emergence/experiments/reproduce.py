@@ -159,7 +159,7 @@ def reproduce(out: str | os.PathLike[str], *, quick: bool = False, progress: Pro
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FileFormatError(f"cannot create {str(folder)!r}: {exc}") from None
+        raise FileFormatError(f"cannot create {str(folder)!r}: {exc}") from exc
     done = Reproduction()
     sections = ["# Reproduction of AlShinaifi et al. (2024), MLP experiment", "",
                 "MLP 784-256-128-10 (ReLU), magnitude pruning at initialization (layerwise), plain SGD with a "

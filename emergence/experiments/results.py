@@ -156,7 +156,7 @@ def save_results(ds: Any, path: str | os.PathLike[str]) -> Path:
         except Exception as exc:  # netCDF4/HDF5 raise OSError, RuntimeError ... (a full disk, a size limit)
             hint = " (a full disk or a file-size limit?)" if "HDF error" in str(exc) else ""
             raise FileFormatError(f"could not write {str(p)!r}: {first_line(exc)}{hint}; nothing was written there") \
-                from None
+                from exc
         if not ok:
             raise FileFormatError(f"could not write {str(p)!r}: the file read back differs from what was written; "
                                   "nothing was written there")
@@ -183,14 +183,14 @@ def open_results(path: str | os.PathLike[str]) -> Any:
                 with xr.open_zarr(p) as z:
                     ds = z.load()
         except Exception as exc:  # zarr raises several kinds for a folder that is not a store
-            raise FileFormatError(f"could not read {p.name!r} as a Zarr store: {first_line(exc)}") from None
+            raise FileFormatError(f"could not read {p.name!r} as a Zarr store: {first_line(exc)}") from exc
     elif not p.is_file():
         raise FileFormatError(f"no such file: {str(p)!r}")
     else:
         try:
             ds = xr.load_dataset(p, engine="netcdf4")
         except Exception as exc:  # netCDF4/HDF5 raise OSError, RuntimeError, ValueError ...
-            raise FileFormatError(f"could not read {p.name!r} as NetCDF: {first_line(exc)}") from None
+            raise FileFormatError(f"could not read {p.name!r} as NetCDF: {first_line(exc)}") from exc
     missing = [v for v in REQUIRED_VARIABLES if v not in ds]
     if missing:
         raise FileFormatError(f"{p.name!r} is not a sweep result: it lacks {', '.join(missing)}")
@@ -261,7 +261,7 @@ def config_of(ds: Any) -> dict[str, Any]:
     try:
         return json.loads(ds.attrs["config"])
     except (KeyError, ValueError) as exc:
-        raise FileFormatError(f"the results carry no readable config: {exc}") from None
+        raise FileFormatError(f"the results carry no readable config: {exc}") from exc
 
 
 def recorded_threshold(ds: Any, threshold: float) -> float:

@@ -180,7 +180,7 @@ def _scheduler_address(scheduler: str) -> str:
             from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"the scheduler file {scheduler!r} is not a Dask scheduler file ({first_line(exc)})") \
-            from None
+            from exc
     if not isinstance(info, dict) or not isinstance(info.get("address"), str):
         raise ConfigError(f"the scheduler file {scheduler!r} has no 'address'; is it a Dask scheduler file?")
     return info["address"]
@@ -196,7 +196,7 @@ def _connect(workers: int, scheduler: str | None) -> tuple[Any, Any]:
         try:
             return Client(address, timeout="30s"), None
         except (OSError, TimeoutError, ValueError) as exc:
-            raise ConfigError(f"could not reach the Dask scheduler at {scheduler!r}: {first_line(exc)}") from None
+            raise ConfigError(f"could not reach the Dask scheduler at {scheduler!r}: {first_line(exc)}") from exc
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address=None, silence_logs=logging.ERROR)
     return Client(cluster), cluster
@@ -335,7 +335,7 @@ def run_stored_sweep(
             emit("done")
             raise ClusterError(f"{exc}; {int((status == STATUS['done']).sum())} of {cfg.cells} cells are saved "
                                f"and {int((status == STATUS['pending']).sum())} stay pending: rerun the same command "
-                               "(on a working cluster, or without --scheduler) to resume") from None
+                               "(on a working cluster, or without --scheduler) to resume") from exc
         status = store.status()
         outcome.pending = int((status == STATUS["pending"]).sum())
         outcome.failed = [(cfg.label(idx), store.error(idx)) for idx in cfg.indices()

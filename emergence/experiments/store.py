@@ -153,7 +153,7 @@ class StoreLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise FileFormatError(f"cannot create the lock file {str(self.path)!r}: {exc.strerror}") from None
+            raise FileFormatError(f"cannot create the lock file {str(self.path)!r}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -229,7 +229,7 @@ class SweepStore:
             group = zarr.open_group(p, mode="r+", zarr_format=2)
         except (OSError, ValueError) as exc:
             shutil.rmtree(partial, ignore_errors=True)
-            raise FileFormatError(f"could not create the store {str(p)!r}: {first_line(exc)}") from None
+            raise FileFormatError(f"could not create the store {str(p)!r}: {first_line(exc)}") from exc
         return cls(p, group, cell_dims)
 
     @classmethod
@@ -252,7 +252,7 @@ class SweepStore:
             group["status"]
         except Exception as exc:  # zarr raises several kinds for a folder that is not a store
             raise FileFormatError(f"{str(p)!r} exists but is not a sweep store ({first_line(exc)}); "
-                                  "choose another --out, or --overwrite to replace it") from None
+                                  "choose another --out, or --overwrite to replace it") from exc
         diff = first_difference(stored, json.loads(config_json))
         if diff is not None:
             raise ConfigError(f"{str(p)!r} holds a sweep with another config ({diff}); run the same command to "
@@ -301,7 +301,7 @@ class SweepStore:
                 g["cell_checksum"][at] = self._checksum(at) if result.error is None else 0
             g["status"][at] = STATUS["done"] if result.error is None else STATUS["failed"]
         except OSError as exc:
-            raise FileFormatError(f"could not write to the store {str(self.path)!r}: {exc}") from None
+            raise FileFormatError(f"could not write to the store {str(self.path)!r}: {exc}") from exc
         return seconds
 
     def _names(self) -> list[str]:

@@ -46,4 +46,4 @@ def _loss(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor) -
     except (RuntimeError, ValueError, IndexError) as exc:
         msg = first_line(exc)
         raise InputShapeError(f"the model and loss reject inputs {tuple(x.shape)} / targets {tuple(y.shape)}: "
-                              f"{msg}") from None
+                              f"{msg}") from exc
