@@ -180,7 +180,8 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    debug: Annotated[bool, _flag("--debug", "Show the Python traceback of an error, with the errors that caused it.")] = False,
+    debug: Annotated[bool, _flag("--debug", "Show the Python traceback of an error, with the errors that caused "
+                                            "it.")] = False,
     version: Annotated[bool, _flag("--version", "Print the version and exit.", callback=_show_version,
                                    is_eager=True)] = False,
 ) -> None:
