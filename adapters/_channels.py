@@ -17,7 +17,7 @@ and edges from every node its inputs came from.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -272,10 +272,6 @@ class ChannelGraphBuilder:
         return ChannelValue(cur.expand(provs[0].shape).clone(), slots)
 
     # -- structure ------------------------------------------------------------------
-    def restructure(self, x: ChannelValue, fn: Callable[[torch.Tensor], torch.Tensor]) -> ChannelValue:
-        """Apply a shape operation (view, flatten, permute, slice, pad with -1, ...) to the provenance."""
-        return x.derive(fn(x.prov))
-
     def concat(self, values: Sequence[ChannelValue], dim: int) -> ChannelValue:
         """Concatenate tensors along ``dim`` (slot tables are stacked)."""
         provs, ptrs, nodes, coefs, base, tbase = [], [torch.zeros(1, dtype=torch.long)], [], [], 0, 0

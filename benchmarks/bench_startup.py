@@ -24,7 +24,7 @@ SMALL = ROOT / "data" / "example.graphml"
 CASES = [
     ("floor: python -c 'import torch'", ["-c", "import torch"]),
     ("python -c 'import emergence'", ["-c", "import emergence"]),
-    ("emergence graph example.graphml (18 nodes)", ["-m", "emergence.cli", "graph", str(SMALL)]),
+    ("emergence graph example.graphml (21 nodes)", ["-m", "emergence.cli", "graph", str(SMALL)]),
     ("emergence graph example.graphml --json", ["-m", "emergence.cli", "graph", str(SMALL), "--json"]),
     ("emergence --help", ["-m", "emergence.cli", "--help"]),
     ("emergence --version", ["-m", "emergence.cli", "--version"]),

@@ -101,10 +101,6 @@ class Graph:
         ei = self.__dict__.get("edge_index")
         return int(ei.shape[1]) if isinstance(ei, torch.Tensor) and ei.dim() == 2 else 0
 
-    def has_stored_num_nodes(self) -> bool:
-        """Whether ``num_nodes`` was set (rather than read off ``active``)."""
-        return self.__dict__.get("_num_nodes") is not None
-
     def keys(self) -> list[str]:
         """The names of the attributes that are set, in the order they were set."""
         return [("num_nodes" if k == "_num_nodes" else k) for k, v in self.__dict__.items()

@@ -256,14 +256,6 @@ def _check_integrity(ds: Any, name: str) -> None:
                               "compute them anew")
 
 
-def config_of(ds: Any) -> dict[str, Any]:
-    """The sweep config stored in a results Dataset's attributes."""
-    try:
-        return json.loads(ds.attrs["config"])
-    except (KeyError, ValueError) as exc:
-        raise FileFormatError(f"the results carry no readable config: {exc}") from exc
-
-
 def recorded_threshold(ds: Any, threshold: float) -> float:
     """The recorded threshold equal to ``threshold`` (to float rounding); refused when none is.
 
