@@ -14,10 +14,33 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 
-class _OneLineErrors(TyperGroup):
+class _PlainHelp:
+    """Help that reads as a user types it: ``--help`` without a ``<bool>`` type, arguments shown by their
+    name alone (``PATH``, not ``PATH <path>``), and required arguments in the usage line as ``PATH``
+    rather than ``{PATH}``."""
+
+    def get_params(self, ctx):  # type: ignore[no-untyped-def]
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for p in params:
+            if p.name == "help":
+                p.metavar = ""
+            elif getattr(p, "param_type_name", "") == "argument" and hasattr(p, "display_type_rich"):
+                p.display_type_rich = lambda ctx: None  # the metavar names it already
+        return params
+
+    def collect_usage_pieces(self, ctx):  # type: ignore[no-untyped-def]
+        pieces = super().collect_usage_pieces(ctx)  # type: ignore[misc]
+        return [p[1:-1] if len(p) > 2 and p[0] == "{" and p[-1] == "}" else p for p in pieces]
+
+
+class _Command(_PlainHelp, TyperCommand):
+    """Every command of the app (see :class:`_PlainHelp`)."""
+
+
+class _OneLineErrors(_PlainHelp, TyperGroup):
     """Usage errors (an unknown choice, a missing option) as one line on stderr and exit status 1.
 
     Typer would draw a boxed panel and exit with 2; the toolkit's rule is one sentence and 1.
@@ -213,7 +236,7 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(1) from exc
 
 
-@app.command()
+@app.command(cls=_Command)
 def graph(
     path: Annotated[Path, typer.Argument(metavar="PATH", help="Graph file: GraphML, GML, edge list, NCOL, LGL, "
                                                               "Pajek or DL.")],
@@ -262,7 +285,7 @@ def _floats(text: str | None) -> list[float] | None:
         raise ConfigError(f"--thresholds takes numbers separated by commas, got {text!r}") from None
 
 
-@app.command("measure")
+@app.command("measure", cls=_Command)
 def measure_cmd(
     model: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file: .pt2, .onnx, TorchScript .pt/.jit, a "
                                                                 "state_dict or .safetensors of a built-in "
@@ -344,7 +367,7 @@ def _json_object(text: str | None, what: str) -> dict:
     return value
 
 
-@app.command()
+@app.command(cls=_Command)
 def sweep(
     out: Annotated[Path, typer.Option(help="Where results go: a Zarr store (.zarr), written cell by cell, or "
                                            "NetCDF (.nc), written from the store <out>.zarr at the end. Run "
@@ -500,7 +523,7 @@ def _finish(outcome, cells: int) -> None:
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=_Command)
 def plot(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Results from 'emergence sweep': a .zarr store or a .nc "
                                                             "file.")],
@@ -526,7 +549,7 @@ def plot(
         typer.echo(str(p))
 
 
-@app.command()
+@app.command(cls=_Command)
 def report(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Results from 'emergence sweep': a .zarr store or a .nc "
                                                             "file.")],
@@ -560,7 +583,7 @@ def report(
         console.print(report_tables(rep, width=console.width))
 
 
-@app.command("landscape")
+@app.command("landscape", cls=_Command)
 def landscape_cmd(
     model: Annotated[Path, typer.Argument(metavar="MODEL", help="PyTorch model file: .pt2, TorchScript, a "
                                                                 "state_dict or .safetensors of a built-in "
@@ -578,18 +601,21 @@ def landscape_cmd(
         False,
     timeout: Annotated[float, typer.Option(help="Seconds a TorchScript model's first forward pass may take (run "
                                                 "where it can be stopped).")] = 600.0,
+    quiet: Annotated[bool, _flag("--quiet", "No progress bars (on stderr, one per probe).")] = False,
 ) -> None:
     """Measure the loss landscape of a model: Hessian top eigenvalue and trace, slice minima and roughness."""
     import json as _json
 
+    from emergence.experiments.console import StepBars
     from emergence.experiments.landscape_report import landscape_of
     from emergence.landscape import LandscapeConfig
 
     with _errors():
         cfg = LandscapeConfig(samples=samples, iters=iters, trace_samples=trace_samples, steps=steps, span=span,
                               seed=seed)
-        rep = landscape_of(model, data, samples=samples, config=cfg, plot=plot, trust_pickle=trust_pickle,
-                           timeout=timeout)
+        with StepBars(enabled=not quiet) as bars:
+            rep = landscape_of(model, data, samples=samples, config=cfg, plot=plot, trust_pickle=trust_pickle,
+                               timeout=timeout, progress=bars)
     if json:
         typer.echo(_json.dumps(rep.to_dict(), allow_nan=False))
         return
@@ -610,7 +636,7 @@ def landscape_cmd(
     Console().print(t)
 
 
-@app.command()
+@app.command(cls=_Command)
 def reproduce(
     out: Annotated[Path, typer.Option(help="Folder for the .nc files, figures and report.md.")],
     quick: Annotated[bool, _flag("--quick", "2 seeds x 4 epochs instead of 5 seeds x 20 epochs, and no robustness "

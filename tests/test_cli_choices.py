@@ -63,6 +63,17 @@ def test_version_and_flags_render_as_flags():
     assert "MODEL" in text
 
 
+@pytest.mark.parametrize("command", [[], ["graph"], ["measure"], ["sweep"], ["plot"], ["report"], ["landscape"],
+                                     ["reproduce"]])
+def test_help_shows_no_bool_type_and_no_braces(command):
+    text = CliRunner().invoke(cli.app, [*command, "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"}).output
+    assert "<bool>" not in text, text
+    usage = next(line for line in text.splitlines() if "Usage:" in line)
+    assert "{" not in usage and "}" not in usage, usage
+    for arg in ("PATH", "MODEL", "RUN"):
+        assert f"{arg} <" not in text, text  # an argument is named by its metavar alone
+
+
 def test_sweep_help_is_grouped():
     text = CliRunner().invoke(cli.app, ["sweep", "--help"], env={"COLUMNS": "100", "NO_COLOR": "1"}).output
     for panel in ("Model and data", "Training", "Pruning", "Measurement", "Landscape", "Grid, cluster and store"):

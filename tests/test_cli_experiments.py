@@ -147,6 +147,18 @@ def test_landscape_json_and_plots(saved_model, tmp_path, name):
     assert all(p.read_bytes()[:8] == PNG for p in tmp_path.iterdir())
 
 
+def test_landscape_shows_a_bar_per_probe_on_stderr_unless_quiet(saved_model):
+    args = ["landscape", str(saved_model / "m.pt"), "--data", "mnist", "--samples", "32", "--iters", "5",
+            "--trace-samples", "3", "--steps", "5", "--json"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    for stage in ("top eigenvalue", "trace", "1-D slice"):
+        assert stage in r.stderr, r.stderr
+    assert "3/3" in r.stderr and "5/5" in r.stderr
+    quiet = runner.invoke(app, [*args, "--quiet"])
+    assert quiet.exit_code == 0 and quiet.stderr == "" and quiet.stdout == r.stdout
+
+
 def test_landscape_table(saved_model):
     r = runner.invoke(app, ["landscape", str(saved_model / "m.pt"), "--data", "mnist", "--samples", "32",
                             "--iters", "5", "--trace-samples", "3", "--steps", "5"])
@@ -167,3 +179,37 @@ def test_landscape_bad_input(saved_model, args, phrase):
     r = runner.invoke(app, ["landscape", *[a.replace("{m}", str(saved_model)) for a in args], "--json"])
     assert r.exit_code == 1, r.output
     assert r.stdout == "" and phrase in r.stderr and "Traceback" not in r.output, r.output
+
+
+def test_e_zero_is_marked_on_the_figures_not_dropped(run, tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import emergence.experiments.plot as P
+
+    fig, ax = plt.subplots()
+    assert P._zero_marks(ax, np.array([0, 1, 2]), np.array([[1.0, np.nan, 2.0], [1.5, 2.0, np.nan]]), "k")
+    (line,) = ax.lines
+    assert line.get_marker() == "v" and list(line.get_xdata()) == [1, 2]
+    assert not P._zero_marks(ax, np.arange(3), np.ones((2, 3)), "k")
+    plt.close(fig)
+
+    _, out = run
+    ds = open_results(out).load()
+    for var in ("emergence_log10", "relative_emergence_log10"):  # sparsity 0.5, seed 0, epoch 0: E = 0
+        ds[var][1, 0, 0, :] = np.nan
+    legends: dict[str, list[str]] = {}
+    save = P.save_figure
+
+    def record(fig, path):
+        legends[path.name] = [t.get_text() for a in fig.axes if a.get_legend() for t in a.get_legend().get_texts()]
+        return save(fig, path)
+
+    monkeypatch.setattr(P, "save_figure", record)
+    P.plot_sweep(ds, tmp_path / "figs")
+    for name in ("emergence_vs_epoch.png", "relative_emergence_vs_epoch.png", "threshold_sensitivity.png"):
+        assert P._ZERO_LABEL in legends[name], (name, legends[name])
+    assert any("E = 0 at epoch t" in t for t in legends["gain_vs_emergence.png"])
+    assert P._ZERO_LABEL not in legends["accuracy_vs_epoch.png"]

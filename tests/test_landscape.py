@@ -115,3 +115,22 @@ def test_ruggedness_counts_minima_in_two_dimensions():
     assert ruggedness(bowl)["minima"] == 1.0 and ruggedness(bowl)["gap"] == 0.0
     with pytest.raises(Exception, match="at least 3 points"):
         ruggedness(np.zeros(2))
+
+
+def test_probes_report_every_step_and_progress_changes_no_number():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    x, y = torch.rand(20, 5), torch.randint(0, 3, (20,))
+    cfg = LandscapeConfig(iters=6, trace_samples=4, steps=5)
+    seen: list[tuple[str, int, int]] = []
+    with_bars = probe_landscape(net, F.cross_entropy, x, y, cfg, progress=lambda *a: seen.append(a))
+    assert with_bars == probe_landscape(net, F.cross_entropy, x, y, cfg)
+    stages = [s for s, _, _ in seen]
+    assert sorted(set(stages), key=stages.index) == ["top eigenvalue", "trace", "1-D slice"]
+    for stage, total in (("top eigenvalue", 6), ("trace", 4), ("1-D slice", 5)):
+        steps = [(d, t) for s, d, t in seen if s == stage]
+        assert all(t == total for _, t in steps) and steps[-1][0] == total, (stage, steps)
+        assert [d for d, _ in steps] == sorted(d for d, _ in steps)  # never backwards
+    grid: list[tuple[str, int, int]] = []
+    slice_2d(net, F.cross_entropy, x, y, steps=3, progress=lambda *a: grid.append(a))
+    assert grid == [("2-D slice", i, 9) for i in range(1, 10)]

@@ -100,11 +100,15 @@ class _Cell:
             assert self.landscape_batch is not None and self.cfg.landscape is not None
             t0 = time.perf_counter()
             x, y = self.landscape_batch
-            figures = probe_landscape(self.model, cross_entropy, x, y, self.cfg.landscape, masks=self.masks)
+            figures = probe_landscape(self.model, cross_entropy, x, y, self.cfg.landscape, masks=self.masks,
+                                      progress=self._probe_step)
             self.landscape.append((epoch, figures))
             t["landscape"] += time.perf_counter() - t0
         self.emit("epoch", epoch=epoch, test_accuracy=self.test_metrics[-1].accuracy)
         self.clock = time.perf_counter()
+
+    def _probe_step(self, stage: str, done: int, total: int) -> None:
+        self.emit("probe", stage=stage, done=done, total=total)
 
     def values(self) -> dict[str, np.ndarray]:
         """This cell's arrays, by variable, over the dims after the cell dims (see ``CELL_VARIABLES``)."""

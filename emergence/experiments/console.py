@@ -10,7 +10,7 @@ from rich.table import Table
 
 from emergence.result import EmergenceResult
 
-__all__ = ["result_table", "model_table", "report_tables", "SweepProgress"]
+__all__ = ["result_table", "model_table", "report_tables", "SweepProgress", "StepBars"]
 
 
 def _num(v: int | float | None, digits: int = 6) -> str:
@@ -206,6 +206,7 @@ class SweepProgress:
                              TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
                              console=Console(stderr=True), transient=False)
         self._cells = self._epochs = None
+        self._epoch_label = "epochs"
         self.running = self.failed = 0
 
     def _describe(self) -> None:
@@ -226,9 +227,13 @@ class SweepProgress:
         elif event == "cell":
             if self._epochs is None:
                 self._epochs = self._bar.add_task("epochs", total=None)
-            self._bar.update(self._epochs, completed=0, total=self._nepochs, description=f"epochs ({info['label']})")
+            self._epoch_label = f"epochs ({info['label']})"
+            self._bar.update(self._epochs, completed=0, total=self._nepochs, description=self._epoch_label)
         elif event == "epoch" and self._epochs is not None:
-            self._bar.update(self._epochs, completed=info["epoch"])
+            self._bar.update(self._epochs, completed=info["epoch"], description=self._epoch_label)
+        elif event == "probe" and self._epochs is not None:  # a landscape probe inside the cell, step by step
+            self._bar.update(self._epochs, description=f"{self._epoch_label}: {info['stage']} "
+                                                       f"{info['done']}/{info['total']}")
         elif event == "running":
             self.running = info["count"]
             self._describe()
@@ -240,3 +245,39 @@ class SweepProgress:
             self.running = 0
             self._describe()
             self._bar.stop()
+
+
+class StepBars:
+    """Rich bars on stderr for a ``progress(stage, done, total)`` callback (see
+    :mod:`emergence.landscape.progress`): one bar per stage, drawn as the stage starts.
+
+    Use as a context manager; the bars stay on screen when it closes. Disabled, or closed before the
+    first step, it draws nothing.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.enabled = enabled
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+        self._tasks: dict[str, Any] = {}
+        self._started = False
+
+    def __enter__(self) -> StepBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._started:
+            self._bar.stop()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if not self._started:  # drawn from the first step on: an error before it prints only its line
+            self._bar.start()
+            self._started = True
+        if stage not in self._tasks:
+            self._tasks[stage] = self._bar.add_task(stage, total=total)
+        self._bar.update(self._tasks[stage], completed=done, total=total)

@@ -13,6 +13,7 @@ import torch
 from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.errors import ConfigError, FileFormatError, UnsupportedOpError
 from emergence.landscape import LandscapeConfig, cross_entropy, probe_landscape, slice_1d, slice_2d
+from emergence.landscape.progress import StepProgress
 
 __all__ = ["LandscapeReport", "differentiable_model", "landscape_of", "plot_slices"]
 
@@ -75,7 +76,8 @@ def differentiable_model(model: Any, *, trust_pickle: bool = False) -> tuple[tor
 
 
 def plot_slices(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, out: str | os.PathLike[str], *,
-                seed: int = 0, span: float = 1.0, steps_1d: int = 41, steps_2d: int = 21) -> list[Path]:
+                seed: int = 0, span: float = 1.0, steps_1d: int = 41, steps_2d: int = 21,
+                progress: StepProgress | None = None) -> list[Path]:
     """Write ``landscape_1d.png`` (a filter-normalized 1-D slice) and ``landscape_2d.png`` (a contour plot)."""
     import matplotlib
 
@@ -90,7 +92,7 @@ def plot_slices(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, out: s
     except OSError as exc:
         raise FileFormatError(f"cannot create {str(folder)!r}: {exc}") from exc
     s1 = slice_1d(model, cross_entropy, x, y, steps=steps_1d, span=span, seed=seed)
-    s2 = slice_2d(model, cross_entropy, x, y, steps=steps_2d, span=span, seed=seed)
+    s2 = slice_2d(model, cross_entropy, x, y, steps=steps_2d, span=span, seed=seed, progress=progress)
     paths = []
     fig, ax = plt.subplots(figsize=(5, 3.6))
     ax.plot(s1.alpha, s1.values, marker="o", ms=3)
@@ -123,12 +125,15 @@ def landscape_of(
     plot: str | os.PathLike[str] | None = None,
     trust_pickle: bool = False,
     timeout: float | None = DEFAULT_TIMEOUT,
+    progress: StepProgress | None = None,
 ) -> LandscapeReport:
     """Probe the loss landscape of a model (object or file) on the first ``samples`` labeled training examples.
 
     The loss is cross-entropy on the labels of a bundled dataset or an ``.npz`` (``x``, ``y``).
     A TorchScript file is first run once on the batch in a child process killed after ``timeout``
     seconds, so a module that never returns is refused before the in-process probes start.
+    ``progress(stage, done, total)`` follows every probe step by step (see
+    :mod:`emergence.landscape.progress`).
 
     Raises
     ------
@@ -149,6 +154,7 @@ def landscape_of(
         raise ConfigError("cross-entropy needs integer class labels in y")
     if isinstance(model, LoadedModel) and model.kind == "torchscript":
         check_terminates(model.obj, x[:2], deadline)
-    figures = probe_landscape(net, cross_entropy, x, y, cfg)
-    plots = plot_slices(net, x, y, plot, seed=cfg.seed, span=cfg.span, steps_1d=cfg.steps) if plot else []
+    figures = probe_landscape(net, cross_entropy, x, y, cfg, progress=progress)
+    plots = plot_slices(net, x, y, plot, seed=cfg.seed, span=cfg.span, steps_1d=cfg.steps,
+                        progress=progress) if plot else []
     return LandscapeReport(figures, int(x.shape[0]), plots)

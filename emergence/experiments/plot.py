@@ -26,6 +26,30 @@ def _band(ax: Any, x: np.ndarray, runs: np.ndarray, label: str, color: Any) -> N
     ax.fill_between(x, m - s, m + s, color=color, alpha=0.2)
 
 
+#: Legend text of the marks for E = 0 (log10 E is undefined there, so no curve can pass through it).
+_ZERO_LABEL = "E = 0 in a run (marked at the bottom,\none row per sparsity; the curve\naverages the other runs)"
+
+
+def _zero_marks(ax: Any, x: np.ndarray, runs: np.ndarray, color: Any, row: int = 0) -> bool:
+    """Mark, at the bottom of the axes (row ``row`` of marks, so that groups do not hide each other), every x
+    where some run has E = 0 (log10 E stored as NaN in a done cell); returns whether there was one."""
+    zero = np.isnan(runs).any(axis=0)
+    if zero.any():
+        ax.plot(np.asarray(x)[zero], np.full(int(zero.sum()), 0.03 + 0.04 * row), transform=ax.get_xaxis_transform(),
+                ls="none", marker="v", ms=6, color=color, clip_on=False)
+    return bool(zero.any())
+
+
+def _zero_legend(ax: Any, **legend: Any) -> None:
+    """The legend, with one entry explaining the E = 0 marks."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], ls="none", marker="v", color="grey", ms=6))
+    labels.append(_ZERO_LABEL)
+    ax.legend(handles, labels, **legend)
+
+
 def _corr_text(c: dict[str, float], pearson: bool = True) -> str:
     """A pooled correlation as description only: the points are repeated measures of a few runs, so no
     p-value is shown (the report tests each claim with one value per run)."""
@@ -164,34 +188,56 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
     ):
         fig, ax = plt.subplots(figsize=(6, 4))
         da = ds[var].sel(threshold=tau) if "threshold" in ds[var].dims else ds[var]
+        zero = False
         for i, s in enumerate(ds.sparsity.values):
             _band(ax, epochs, da.isel(sparsity=i).values, f"sparsity {s:g}", colors[i])
+            if var != "test_accuracy":
+                zero |= _zero_marks(ax, epochs, da.isel(sparsity=i).values, colors[i], row=i)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.set_title(f"{name}: {ylabel} (mean ± std over {ds.sizes['seed']} seeds)", fontsize=9)
-        ax.legend(fontsize=8)
+        if zero:
+            _zero_legend(ax, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        else:
+            ax.legend(fontsize=8)
         paths.append(save_figure(fig, folder / fname))
         plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     elog = ds.emergence_log10.sel(threshold=tau).values
     gain = np.diff(ds.test_accuracy.values, axis=-1)
+    zero = False
     for i, s in enumerate(ds.sparsity.values):
         ax.scatter(elog[i, :, :-1].ravel(), gain[i].ravel(), s=12, color=colors[i], label=f"sparsity {s:g}")
+        z = np.isnan(elog[i, :, :-1].ravel()) & np.isfinite(gain[i].ravel())
+        if z.any():  # E = 0 at epoch t: at the left edge, since log10 E is undefined
+            zero = True
+            ax.plot(np.full(int(z.sum()), 0.012 + 0.03 * i), gain[i].ravel()[z], transform=ax.get_yaxis_transform(),
+                    ls="none", marker="<", ms=6, mfc="none", color=colors[i], clip_on=False)
     c = correlate(elog[..., :-1], gain)
     ax.set_xlabel(f"log10 emergence at epoch t (τ={tau:g})\n{_corr_text(c)}", fontsize=8)  # below, never on data
     ax.set_ylabel("test accuracy gain from t to t+1")
     ax.set_title(f"{name}: accuracy change vs emergence", fontsize=9)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if zero:
+        from matplotlib.lines import Line2D
+
+        handles, labels = ax.get_legend_handles_labels()
+        handles.append(Line2D([], [], ls="none", marker="<", mfc="none", color="grey", ms=6))
+        labels.append("E = 0 at epoch t (marked at\nthe left edge, one column per\nsparsity; not in the correlation)")
+        ax.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     paths.append(save_figure(fig, folder / "gain_vs_emergence.png"))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     th = ds.threshold.values
+    zero = False
     for i, s in enumerate(ds.sparsity.values):
         for e, style in ((0, "--"), (int(epochs[-1]), "-")):
             runs = ds.emergence_log10.isel(sparsity=i).sel(epoch=e).values  # [seed, threshold]
+            zero |= _zero_marks(ax, th, runs, colors[i], row=i)
             ax.errorbar(th, np.nanmean(runs, 0), yerr=np.nanstd(runs, 0), color=colors[i], ls=style,
                         marker="o" if e == 0 else "s", ms=3,
                         label=f"sparsity {s:g}, {'epoch 0 (dashed)' if e == 0 else f'epoch {e} (solid)'}")
@@ -203,7 +249,11 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
     ax.set_xlabel("activity threshold τ")
     ax.set_ylabel("log10 emergence")
     ax.set_title(f"{name}: threshold sensitivity", fontsize=9)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the axes, never on a curve
+    legend = dict(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the axes, never on a curve
+    if zero:
+        _zero_legend(ax, **legend)
+    else:
+        ax.legend(**legend)
     paths.append(save_figure(fig, folder / "threshold_sensitivity.png"))
     plt.close(fig)
 

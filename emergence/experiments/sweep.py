@@ -45,6 +45,7 @@ from emergence.landscape import LandscapeConfig
 __all__ = ["SweepConfig", "CellResult", "run_cell", "run_sweep", "Progress"]  # the cell's two from .cell
 
 #: ``progress(event, **info)``: "start" (cells, epochs, done), "cell" (sparsity, seed, label), "epoch" (epoch),
+#: "probe" (stage, done, total: a landscape probe's steps, in-process sweeps only),
 #: "cell-done" (label, status, seconds), "running" (count), "done".
 Progress = Callable[..., None]
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from emergence.errors import ConfigError
 from emergence.landscape._model import LossFn, _evaluating, _loss, _mask_list, _params
+from emergence.landscape.progress import StepProgress, step
 
 __all__ = ["hessian_eigenvalues", "hessian_trace"]
 
@@ -73,6 +74,7 @@ def hessian_eigenvalues(
     *,
     seed: int = 0,
     masks: dict[str, torch.Tensor] | None = None,
+    progress: StepProgress | None = None,
 ) -> torch.Tensor:
     """Top-``k`` Hessian eigenvalues (largest in magnitude first) by power iteration with deflation.
 
@@ -93,6 +95,9 @@ def hessian_eigenvalues(
         Seed of the starting vectors.
     masks : dict, optional
         Pruning masks: the Hessian is restricted to unpruned weights.
+    progress : callable, optional
+        ``progress("top eigenvalue", done, k * iters)`` after each power iteration (see
+        :mod:`emergence.landscape.progress`).
 
     Returns
     -------
@@ -114,10 +119,11 @@ def hessian_eigenvalues(
     found: list[tuple[float, list[torch.Tensor]]] = []
     with _evaluating(model):
         hvp = _HVP(model, loss_fn, x, y, masks)
-        for _ in range(k):
+        for j in range(k):
             v = _normalize(hvp.randn(gen))
             est = math.nan
-            for _ in range(iters):
+            for it in range(iters):
+                step(progress, "top eigenvalue", j * iters + it + 1, k * iters)
                 hv = hvp(v)
                 for lam, u in found:  # deflation
                     c = float(_dot(u, v))
@@ -126,6 +132,7 @@ def hessian_eigenvalues(
                 v = _normalize(hv)
                 if math.isfinite(est) and abs(new - est) <= tol * max(abs(new), 1e-12):
                     est = new
+                    step(progress, "top eigenvalue", (j + 1) * iters, k * iters)  # converged early
                     break
                 est = new
             found.append((est, v))
@@ -141,8 +148,11 @@ def hessian_trace(
     *,
     seed: int = 0,
     masks: dict[str, torch.Tensor] | None = None,
+    progress: StepProgress | None = None,
 ) -> tuple[float, float]:
     """Hutchinson's estimate of the Hessian trace, ``mean(v^T H v)`` over Rademacher ``v``, and its standard error.
+
+    ``progress("trace", done, samples)`` is called after each vector (see :mod:`emergence.landscape.progress`).
 
     Examples
     --------
@@ -159,9 +169,10 @@ def hessian_trace(
     vals = []
     with _evaluating(model):
         hvp = _HVP(model, loss_fn, x, y, masks)
-        for _ in range(samples):
+        for i in range(samples):
             v = hvp.project([(torch.randint(0, 2, p.shape, generator=gen) * 2 - 1).to(p.device, p.dtype)
                              for _, p in hvp.params])
             vals.append(float(_dot(hvp(v), v)))
+            step(progress, "trace", i + 1, samples)
     a = np.asarray(vals)
     return float(a.mean()), float(a.std(ddof=1) / math.sqrt(a.size))

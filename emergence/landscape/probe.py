@@ -11,6 +11,7 @@ from torch import nn
 from emergence.errors import ConfigError
 from emergence.landscape._model import LossFn
 from emergence.landscape.hessian import hessian_eigenvalues, hessian_trace
+from emergence.landscape.progress import StepProgress
 from emergence.landscape.slices import ruggedness, slice_1d
 
 __all__ = ["LandscapeConfig", "cross_entropy", "probe_landscape"]
@@ -62,6 +63,7 @@ def probe_landscape(
     config: LandscapeConfig | None = None,
     *,
     masks: dict[str, torch.Tensor] | None = None,
+    progress: StepProgress | None = None,
 ) -> dict[str, float]:
     """All scalar landscape figures at once: top eigenvalue, trace (± error), 1-D slice minima and roughness.
 
@@ -70,12 +72,18 @@ def probe_landscape(
     dict
         Keys ``hessian_top``, ``hessian_trace``, ``hessian_trace_stderr``, ``slice_minima``,
         ``slice_roughness``, ``slice_curvature``, ``slice_gap``.
+
+    ``progress(stage, done, total)``, when given, follows each probe step by step (stages
+    ``"top eigenvalue"``, ``"trace"``, ``"1-D slice"``; see :mod:`emergence.landscape.progress`).
     """
     cfg = config or LandscapeConfig()
     rng = torch.get_rng_state()
-    top = float(hessian_eigenvalues(model, loss_fn, x, y, k=1, iters=cfg.iters, seed=cfg.seed, masks=masks)[0])
-    tr, err = hessian_trace(model, loss_fn, x, y, samples=cfg.trace_samples, seed=cfg.seed, masks=masks)
-    r = ruggedness(slice_1d(model, loss_fn, x, y, steps=cfg.steps, span=cfg.span, seed=cfg.seed, masks=masks))
+    top = float(hessian_eigenvalues(model, loss_fn, x, y, k=1, iters=cfg.iters, seed=cfg.seed, masks=masks,
+                                  progress=progress)[0])
+    tr, err = hessian_trace(model, loss_fn, x, y, samples=cfg.trace_samples, seed=cfg.seed, masks=masks,
+                           progress=progress)
+    r = ruggedness(slice_1d(model, loss_fn, x, y, steps=cfg.steps, span=cfg.span, seed=cfg.seed, masks=masks,
+                            progress=progress))
     torch.set_rng_state(rng)
     return {"hessian_top": top, "hessian_trace": tr, "hessian_trace_stderr": err, "slice_minima": r["minima"],
             "slice_roughness": r["roughness"], "slice_curvature": r["curvature"], "slice_gap": r["gap"]}

@@ -24,6 +24,7 @@ from torch import nn
 
 from emergence.errors import ConfigError
 from emergence.landscape._model import LossFn, _evaluating, _loss, _params
+from emergence.landscape.progress import StepProgress, step
 
 __all__ = ["random_direction", "slice_1d", "slice_2d", "ruggedness"]
 
@@ -81,7 +82,8 @@ def random_direction(
 
 @torch.no_grad()
 def _losses_along(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor,
-                  dirs: list[dict[str, torch.Tensor]], grid: list[np.ndarray]) -> np.ndarray:
+                  dirs: list[dict[str, torch.Tensor]], grid: list[np.ndarray],
+                  progress: StepProgress | None = None, stage: str = "1-D slice") -> np.ndarray:
     params = dict(_params(model))
     base = {n: p.detach().clone() for n, p in params.items()}
     out = np.empty([g.size for g in grid])
@@ -93,6 +95,7 @@ def _losses_along(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.T
                     for d, g, i in zip(dirs, grid, idx, strict=False):
                         p.add_(d[n], alpha=float(g[i]))
                 out[idx] = float(_loss(model, loss_fn, x, y))
+                step(progress, stage, int(np.ravel_multi_index(idx, out.shape)) + 1, out.size)
     finally:
         for n, p in params.items():
             p.copy_(base[n])
@@ -120,8 +123,11 @@ def slice_1d(
     seed: int = 0,
     masks: dict[str, torch.Tensor] | None = None,
     include_bias_and_norm: bool = False,
+    progress: StepProgress | None = None,
 ) -> Any:
     """Losses at ``theta + alpha * d`` for ``alpha`` in ``linspace(-span, span, steps)``.
+
+    ``progress("1-D slice", done, steps)`` is called after each point (see :mod:`emergence.landscape.progress`).
 
     Returns
     -------
@@ -142,7 +148,7 @@ def slice_1d(
     alpha = _grid(steps, span)
     d = random_direction(model, seed=seed, normalization=normalization, masks=masks,
                          include_bias_and_norm=include_bias_and_norm)
-    vals = _losses_along(model, loss_fn, x, y, [d], [alpha])
+    vals = _losses_along(model, loss_fn, x, y, [d], [alpha], progress, "1-D slice")
     return xr.DataArray(vals, coords={"alpha": alpha}, dims=["alpha"], name="loss",
                         attrs={"seed": seed, "normalization": normalization, "span": span})
 
@@ -159,6 +165,7 @@ def slice_2d(
     seed: int = 0,
     masks: dict[str, torch.Tensor] | None = None,
     include_bias_and_norm: bool = False,
+    progress: StepProgress | None = None,
 ) -> Any:
     """Losses on the plane ``theta + alpha * d1 + beta * d2`` (directions seeded ``seed`` and ``seed + 1``).
 
@@ -173,7 +180,7 @@ def slice_2d(
     opts = dict(normalization=normalization, masks=masks, include_bias_and_norm=include_bias_and_norm)
     d1 = random_direction(model, seed=seed, **opts)
     d2 = random_direction(model, seed=seed + 1, **opts)
-    vals = _losses_along(model, loss_fn, x, y, [d1, d2], [grid, grid])
+    vals = _losses_along(model, loss_fn, x, y, [d1, d2], [grid, grid], progress, "2-D slice")
     return xr.DataArray(vals, coords={"alpha": grid, "beta": grid.copy()}, dims=["alpha", "beta"], name="loss",
                         attrs={"seed": seed, "normalization": normalization, "span": span})
 
