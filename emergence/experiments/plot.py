@@ -197,10 +197,11 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.set_title(f"{name}: {ylabel} (mean ± std over {ds.sizes['seed']} seeds)", fontsize=9)
+        legend = dict(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the axes, never on data
         if zero:
-            _zero_legend(ax, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+            _zero_legend(ax, **legend)
         else:
-            ax.legend(fontsize=8)
+            ax.legend(**legend)
         paths.append(save_figure(fig, folder / fname))
         plt.close(fig)
 
