@@ -22,7 +22,7 @@ def result_sets(draw):
     th = draw(st.lists(st.floats(1e-4, 1, allow_nan=False), min_size=1, max_size=3, unique=True))
     layers = draw(st.lists(st.text("abcdefgh._:0123456789", min_size=1, max_size=8), min_size=1, max_size=3,
                            unique=True))
-    attrs = {"config": json.dumps({"a": draw(st.integers())}), "dataset": draw(st.text(max_size=10)),
+    attrs = {"config": json.dumps({"a": draw(st.integers())}), "dataset": draw(st.text(st.characters(blacklist_characters="\x00"), max_size=10)),
              "probe_seconds": draw(st.floats(0, 10))}
     ds = empty_results(s, seeds, epochs, th, layers, attrs)
     for name in ds.data_vars:
@@ -43,6 +43,13 @@ def test_netcdf_round_trip_is_identical(tmp_path_factory, ds):
     back = open_results(path)
     xr.testing.assert_identical(ds, back)
     xr.testing.assert_identical(ds, xr.open_dataset(path).load())
+
+
+def test_an_attribute_netcdf_would_cut_is_refused_and_nothing_is_written(tmp_path):
+    ds = empty_results([0.0], [0], 1, [0.05], ["a"], {"dataset": "mnist\x00tail"})
+    with pytest.raises(FileFormatError, match="attribute 'dataset' of the results holds a NUL"):
+        save_results(ds, tmp_path / "run.nc")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_schema_has_the_documented_dims_and_variables():

@@ -137,13 +137,19 @@ def save_results(ds: Any, path: str | os.PathLike[str]) -> Path:
     Raises
     ------
     FileFormatError
-        If the folder does not exist or the file cannot be written or read back.
+        If the folder does not exist, an attribute holds a NUL character (NetCDF would cut it there), or
+        the file cannot be written or read back.
     """
     import xarray as xr
 
     from emergence.experiments.store import damaged_cells
 
     p = Path(path)
+    for owner, attrs in [("the results", ds.attrs), *((f"variable {k!r}", ds[k].attrs) for k in ds.variables)]:
+        for key, value in attrs.items():
+            if isinstance(value, str) and "\x00" in value:  # NetCDF strings end at a NUL: the rest would be lost
+                raise FileFormatError(f"cannot write {str(p)!r}: attribute {key!r} of {owner} holds a NUL "
+                                      "character, which NetCDF cannot store; remove it first")
     with atomic_path(p) as tmp:
         try:
             ds.to_netcdf(tmp, engine="netcdf4")
