@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from emergence.adapters._window import Window
 from emergence.errors import UnsupportedOpError
@@ -304,6 +305,14 @@ class ChannelGraphBuilder:
         return ChannelValue(prov, slots)
 
     # -- products of activations (attention) ---------------------------------------------
+    def resize(self, x: ChannelValue, out_shape: Sequence[int]) -> ChannelValue:
+        """Up- or down-sampling over the spatial dims (``interpolate``, ``Resize``): each output entry reads
+        input entries of its own channel near its position. At channel level every position of a channel
+        carries the channel's slot, so the nearest entry stands for all that it reads."""
+        spatial = list(out_shape[2:])
+        prov = F.interpolate(x.prov.double(), size=spatial, mode="nearest").long()
+        return x.derive(prov)
+
     def reduce(self, x: ChannelValue, dims: Sequence[int], *, keepdim: bool) -> ChannelValue:
         """The union rule over ``dims`` (batch excluded): an output entry depends on every node that fed
         any entry it combines -- a sum, mean or max over any axis, softmax's normaliser, a contraction.

@@ -115,6 +115,11 @@ class NeuronGraphBuilder(ChannelGraphBuilder):
             return x
         return super().scale(x, factor, exclusive=exclusive)
 
+    def resize(self, x: ChannelValue, out_shape: Sequence[int]) -> ChannelValue:
+        """Refused: which input neurons an interpolated output reads is not mapped at neuron level yet."""
+        raise UnsupportedOpError("resizing (interpolate, upsample, Resize) is mapped at channel level only; "
+                                 "measure with granularity='channel' (--granularity channel)")
+
     def pool(self, x: ChannelValue, out_shape: Sequence[int], window: Window | None = None) -> ChannelValue:
         """A pool creates no neurons: each cell stands for the cells of its window (one route each)."""
         if window is None:

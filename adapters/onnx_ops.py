@@ -45,8 +45,14 @@ _REDUCE = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceL2", "Red
 _SOFTMAX = {"Softmax", "LogSoftmax"}
 _MERGE = {"Add", "Sub", "Sum", "Mul", "Div"}
 _KEEP_DIRECT = {"Identity", "Dropout", "Cast"}
+#: Tests of data (NaN checks, comparisons, logic): their result is a mask, which selects entries and adds no
+#: dependency (the dynamo exporter writes attention's softmax guard as Where(IsNaN(scores), 0, scores)).
+_DATA_MASK = {"IsNaN", "IsInf", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Not", "And", "Or",
+              "Xor"}
+_RESIZE = {"Resize", "Upsample"}
 #: ONNX operations the ONNX front-end maps (constant subgraphs of any op are folded first).
 SUPPORTED_ONNX_OPS = sorted(_DENSE | _CONV | _ELEMENTWISE | _SHAPE | _POOL | _MERGE | _REDUCE | _SOFTMAX |
+                            _DATA_MASK | _RESIZE |
                             {"BatchNormalization", "Concat", "Pad", "Shape", "Constant", "Einsum", "Where"})
 
 
@@ -116,6 +122,7 @@ class _Walker:
         self.tail: dict[str, int] = {}
         self.act: dict[int, str] = {}
         self.data: set[str] = set()  # values computed from integer inputs (token ids, masks)
+        self.producer = {o: n for n in self.graph.node for o in n.output if o}
         self.root: dict[str, str] = {}  # as in the PyTorch walker: normalisation written out
         self.stat: dict[str, str] = {}
         self.consumers: dict[str, int] = {}
@@ -221,6 +228,7 @@ class _Walker:
             (_ELEMENTWISE, self._elementwise), ({"Gather"}, self._gather), (_SHAPE, self._shape), ({"Pad"}, self._pad),
             (_POOL, self._pool), (_MERGE, self._merge), ({"Concat"}, self._concat), (_REDUCE, self._reduce),
             (_SOFTMAX, self._softmax), ({"Einsum"}, self._einsum), ({"Where"}, self._where),
+            (_DATA_MASK, self._data_mask), (_RESIZE, self._resize),
         ):
             if op in ops:
                 return fn
@@ -312,6 +320,22 @@ class _Walker:
         self._unary(node, vals[0])
         return self._expanded(self.env[vals[0]], node)
 
+    def _data_mask(self, node: Any) -> None:
+        """A test of data: a mask (see :data:`_DATA_MASK`), kept as a constant of its shape marked as data."""
+        out = node.output[0]
+        shape = self.shapes.get(out)
+        if shape is None:
+            shape = np.broadcast_shapes(*[tuple(self.env[n].prov.shape) if n in self.env else np.shape(self.const[n])
+                                          for n in node.input if n])
+        self.const[out] = np.zeros(shape, dtype=bool)
+        self.data.add(out)
+        return None
+
+    def _resize(self, node: Any) -> ChannelValue:
+        x = self._value(node)
+        self._unary(node, node.input[0])
+        return self.b.resize(x, (x.prov.shape[0], *self.shapes[node.output[0]][1:]))
+
     def _layer(self, node: Any, value: ChannelValue) -> ChannelValue:
         layer = len(self.b.layers) - 1
         self.tail[node.output[0]] = layer
@@ -370,7 +394,26 @@ class _Walker:
     def _shape(self, node: Any) -> list[ChannelValue]:
         x = self._value(node)
         outs = self.apply(node, {node.input[0]: x.prov.numpy()})
+        group = self._group_norm_source(node)
+        if group is not None:  # GroupNorm written out: elementwise on the tensor before the first Reshape
+            self._unary(node, group)
+        elif node.op_type in ("Reshape", "Identity") and self.shapes.get(node.input[0]) is not None \
+                and self.shapes.get(node.input[0]) == self.shapes.get(node.output[0]):
+            self._unary(node, node.input[0])  # a reshape to the same shape (GroupNorm with a group per channel)
         return [x.derive(torch.from_numpy(np.asarray(o, dtype=np.int64))) for o in outs]
+
+    def _group_norm_source(self, node: Any) -> str | None:
+        """``X -> Reshape -> InstanceNormalization -> Reshape`` back to X's shape is GroupNorm (as exporters
+        write it): the name of X when ``node`` is that last Reshape, else None."""
+        norm = self.producer.get(node.input[0])
+        if node.op_type != "Reshape" or norm is None or norm.op_type != "InstanceNormalization":
+            return None
+        first = self.producer.get(norm.input[0])
+        if first is None or first.op_type != "Reshape":
+            return None
+        src = first.input[0]
+        same = self.shapes.get(src) is not None and self.shapes.get(src) == self.shapes.get(node.output[0])
+        return src if same else None
 
     def _pad(self, node: Any) -> ChannelValue:
         x = self._value(node)
@@ -431,9 +474,14 @@ class _Walker:
         self._unary(node, names[i])
         if op in ("Add", "Sub", "Sum"):
             return x  # adding a constant (a bias) leaves the provenance alone
-        if op == "Div" and i != 0:
-            raise UnsupportedOpError(f"Div (node {node.name!r}) of a constant by data is not supported")
         factor = torch.from_numpy(np.asarray(const[0], dtype=np.float64))
+        if op == "Div" and i != 0:  # c / x: a scalar c makes it elementwise on x (RMSNorm's 1 / sqrt(...))
+            if factor.numel() != 1:
+                raise UnsupportedOpError(f"Div (node {node.name!r}) of a per-channel constant by data is not "
+                                         "supported")
+            if names[i] in self.stat:  # the reciprocal of a statistic is one
+                self.stat[node.output[0]] = self.stat[names[i]]
+            return x.derive(x.prov)
         if factor.numel() == 1:  # a scalar is part of an elementwise formula (as in the PyTorch walker)
             return x.derive(x.prov)
         if op == "Div":

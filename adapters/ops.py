@@ -27,6 +27,8 @@ TORCH_GROUPS: list[tuple[str, set[str]]] = [
     ("residual add / subtract (a constant is a bias)", _torch._ADD),
     ("multiply / divide (by constants: scales; of two activations: a gate)", _torch._MUL),
     ("masking (selects, adds no dependency)", _torch._MASK),
+    ("resizing (interpolate, upsample; channel level only)", _torch._RESIZE),
+    ("checks that compute nothing (ignored)", _torch._NO_OPS),
     ("other", {"cat", "concat", "getitem", "einsum", "embedding"}),
 ]
 
@@ -39,7 +41,10 @@ ONNX_GROUPS: list[tuple[str, set[str]]] = [
     ("reductions over any axes (the union rule)", _onnx._REDUCE),
     ("pooling", _onnx._POOL),
     ("shape and layout (Gather of token ids from a constant table: an embedding)", _onnx._SHAPE),
-    ("merges (Add/Sub: residuals or biases; Mul/Div: scales or gates)", _onnx._MERGE),
+    ("merges (Add/Sub: residuals or biases; Mul/Div: scales or gates; a scalar divided by data: elementwise)",
+     _onnx._MERGE),
+    ("tests of data (NaN checks, comparisons, logic): masks that select and add no dependency", _onnx._DATA_MASK),
+    ("resizing (channel level only)", _onnx._RESIZE),
     ("other", {"BatchNormalization", "Concat", "Pad", "Shape", "Constant", "Einsum", "Where"}),
 ]
 
@@ -57,7 +62,7 @@ def ops_markdown() -> str:
     lines += ["", "ONNX (opset 7 and later; models below opset 13 are upgraded to 17 first; any op whose inputs "
               "are all constants is folded):", ""]
     lines += [f"- {what}: {', '.join(f'`{o}`' for o in sorted(ops))}" for what, ops in ONNX_GROUPS]
-    lines += ["", "Anything else — transposed convolutions, recurrent layers, `TopK`, `Resize`, an einsum with a "
+    lines += ["", "Anything else — transposed convolutions, recurrent layers, `TopK`, an einsum with a "
               "weight operand — is refused with one sentence naming the op and the node."]
     return "\n".join(lines)
 

@@ -50,6 +50,9 @@ _SYMBOL = re.compile(r"[a-z]{1,5}\d+")
 _TOKEN = re.compile(r"\s+|\d+\.\d*(?:e[+-]?\d+)?|\d+|'[a-z]{1,5}\d+'|[A-Za-z_][A-Za-z0-9_]*|\*\*|//|==|!=|<=|>=|"
                     r"[-+*/%(),<>&|~=]")
 _TARGET = re.compile(r"(torch\.ops(\.[A-Za-z_][A-Za-z0-9_]*){2,3}|_operator\.[a-z_]+|math\.[a-z_]+)")
+#: The only double-underscore names a target may hold: ATen's bitwise operators (masks of attention
+#: windows are built with them); any other dunder could walk from torch.ops to Python internals.
+_DUNDER_OPS = re.compile(r"torch\.ops\.aten\.__(i?(and|or|xor|lshift|rshift))__(\.[A-Za-z_][A-Za-z0-9_]*)?")
 
 
 def _check_expr(expr: Any, where: str) -> None:
@@ -82,7 +85,7 @@ def _check_program_json(obj: Any, label: str) -> None:
                     for name in v:
                         _check_expr(name, label)
                 elif (k == "target" and isinstance(v, str) and "inputs" in item
-                      and (not _TARGET.fullmatch(v) or "__" in v)):
+                      and (not _TARGET.fullmatch(v) or ("__" in v and not _DUNDER_OPS.fullmatch(v)))):
                     raise FileFormatError(f"{label}: a node calls {v[:80]!r}, which is not a torch operator; "
                                           "refused (only torch.ops, operator and math functions may run)")
                 if isinstance(v, (dict, list)):

@@ -43,7 +43,7 @@ _ELEMENTWISE = {
 _SHAPE = {
     "view", "_unsafe_view", "reshape", "flatten", "unflatten", "permute", "transpose", "t", "squeeze", "unsqueeze",
     "expand", "slice", "select", "narrow", "movedim", "channel_shuffle", "pixel_shuffle", "pixel_unshuffle", "split",
-    "split_with_sizes", "chunk", "unbind", "repeat", "flip", "roll", "index_select",
+    "split_with_sizes", "chunk", "unbind", "repeat", "flip", "roll", "index_select", "index",
 }
 _PAD = {"constant_pad_nd", "pad"}
 _POOL = {
@@ -51,6 +51,10 @@ _POOL = {
     "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "_adaptive_avg_pool2d",
     "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
 }
+_RESIZE = {"upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "upsample_linear1d",
+           "upsample_bilinear2d", "upsample_bicubic2d", "upsample_trilinear3d", "_upsample_nearest_exact1d",
+           "_upsample_nearest_exact2d", "_upsample_nearest_exact3d", "_upsample_bilinear2d_aa",
+           "_upsample_bicubic2d_aa"}
 _REDUCE = {"mean", "amax", "amin", "sum", "var", "std"}
 _SOFTMAX = {"softmax", "_softmax", "log_softmax", "_log_softmax"}
 _ATTENTION = {"scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu",
@@ -58,11 +62,16 @@ _ATTENTION = {"scaled_dot_product_attention", "_scaled_dot_product_flash_attenti
               "_scaled_dot_product_cudnn_attention"}
 _MASK = {"masked_fill", "masked_fill_", "where"}
 _ADD = {"add", "add_", "sub", "sub_", "rsub"}
+#: Checks and bookkeeping that compute nothing (export inserts them): their value is None, and no node
+#: depends on them.
+_NO_OPS = {"_assert_tensor_metadata", "_assert_scalar", "_assert_async", "_functional_assert_async",
+           "_functional_assert_scalar", "sym_constrain_range", "sym_constrain_range_for_size", "_check_is_size",
+           "_assert", "_print", "record_stream"}
 _MUL = {"mul", "mul_", "div", "div_"}
 #: ATen operations (export IR names) the PyTorch front-end maps.
 SUPPORTED_TORCH_OPS = sorted(
     _DENSE | _CONV | _BATCH_NORM | _ELEMENTWISE | _SHAPE | _PAD | _POOL | _ADD | _MUL | _REDUCE | _SOFTMAX
-    | _ATTENTION | _MASK | {"cat", "concat", "getitem", "einsum", "embedding"}
+    | _ATTENTION | _MASK | _NO_OPS | _RESIZE | {"cat", "concat", "getitem", "einsum", "embedding"}
 )
 
 
@@ -73,6 +82,18 @@ def _src(node: fx.Node, i: int) -> fx.Node:
         raise UnsupportedOpError(f"{_opname(node)} (node {node.name!r}): argument {i} is the constant {arg!r}, "
                                  "where a tensor computed by the model was expected")
     return arg
+
+
+def _live(graph: fx.Graph) -> set[fx.Node]:
+    """The nodes the graph's outputs depend on (exported programs may keep unused branches)."""
+    stack = [n for n in graph.nodes if n.op == "output"]
+    live: set[fx.Node] = set()
+    while stack:
+        n = stack.pop()
+        if n not in live:
+            live.add(n)
+            stack.extend(n.all_input_nodes)
+    return live
 
 
 def _target(node: fx.Node) -> Callable[..., Any]:
@@ -219,7 +240,10 @@ class _Walker:
             if spec.kind.name in ("PARAMETER", "BUFFER", "CONSTANT_TENSOR"):
                 self.env[spec.arg.name] = self._constant(spec)
         floats = 0
+        live = _live(self.ep.graph)
         for node in self.ep.graph.nodes:
+            if node.op == "call_function" and node not in live:
+                continue  # computes nothing the outputs read (an unused pooler head): no nodes, no edges
             if node.op == "placeholder" and node.name in users:
                 # provenance at the program's own batch size when it is fixed (a reshape may name it), else 1
                 val = node.meta.get("val")
@@ -281,6 +305,9 @@ class _Walker:
 
     def _call(self, node: fx.Node) -> None:
         op = _opname(node)
+        if op in _NO_OPS:
+            self.env[node.name] = None
+            return
         args = fx.node.map_arg(node.args, lambda n: self.env[n.name])
         kwargs = fx.node.map_arg(node.kwargs, lambda n: self.env[n.name])
         if op == "sym_size":
@@ -311,7 +338,7 @@ class _Walker:
             (_ELEMENTWISE, self._elementwise), (_SHAPE, self._shape), (_PAD, self._pad), (_POOL, self._pool),
             (_ADD, self._add), (_MUL, self._mul), ({"cat", "concat"}, self._cat), ({"getitem"}, self._getitem),
             (_REDUCE, self._reduce), (_SOFTMAX, self._softmax), (_ATTENTION, self._attention), (_MASK, self._mask),
-            ({"einsum"}, self._einsum),
+            ({"einsum"}, self._einsum), (_RESIZE, self._resize),
         ):
             if op in ops:
                 return fn
@@ -432,10 +459,17 @@ class _Walker:
 
     def _shape(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
         x = args[0]
+        if op in ("view", "_unsafe_view"):  # the provenance may be a strided copy: reshape is view's meaning
+            return x.derive(x.prov.reshape(args[1]))
         out = _target(node)(x.prov, *args[1:], **kwargs)
         if isinstance(out, (list, tuple)):
             return type(out)(x.derive(o) for o in out)
         return x.derive(out)
+
+    def _resize(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
+        x = args[0]
+        self._unary(node, _src(node, 0))
+        return self.b.resize(x, _out_shape(node, x.prov.shape[0]))
 
     def _pad(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
         x, pads = args[0], list(args[1])
@@ -489,8 +523,12 @@ class _Walker:
             x = a if isinstance(a, ChannelValue) else b
             return x.derive(x.prov.expand(_out_shape(node, x.prov.shape[0])).clone())
         if not isinstance(a, ChannelValue):
-            if op.startswith("div"):
-                raise UnsupportedOpError(f"dividing a constant by a tensor (node {node.name!r}) is not supported")
+            if op.startswith("div"):  # c / x: a scalar c makes it elementwise on x (RMSNorm's 1 / sqrt(...))
+                if torch.as_tensor(a).numel() != 1:
+                    raise UnsupportedOpError(f"dividing a per-channel constant by a tensor (node {node.name!r}) "
+                                             "is not supported")
+                self._unary(node, src)
+                return b.derive(b.prov)
             a, b = b, a
         factor = torch.as_tensor(b, dtype=torch.float64)
         self._unary(node, src)
@@ -501,8 +539,11 @@ class _Walker:
         return self.b.scale(a, factor, exclusive=len(src.users) == 1)
 
     def _cat(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
-        parts = list(args[0])
+        # torch.cat skips empty 1-D tensors (an empty key/value cache): they hold no entries
+        parts = [p for p in args[0] if not (isinstance(p, torch.Tensor) and p.dim() == 1 and p.numel() == 0)]
         dim = int(args[1] if len(args) > 1 else kwargs.get("dim", 0))
+        if len(parts) == 1 and isinstance(parts[0], ChannelValue):
+            return parts[0]
         ref = next(p for p in parts if isinstance(p, ChannelValue))
         vals = []
         for p in parts:
