@@ -73,3 +73,87 @@ def test_layer_names_are_module_paths():
     names = [lay.name for lay in model_graph(model, x).layers]
     assert "m.encoder.layer.0.attention.self.query" in names and "m.encoder.layer.0.output.dense" in names
     assert "m.pooler.dense" not in names  # the pooler feeds nothing the model returns: no nodes
+
+
+# --- the layers these families brought, by hand -------------------------------------------------------------
+
+class _GroupNormConv(torch.nn.Module):
+    """Conv1d, GroupNorm with fewer groups than channels (ONNX writes Reshape, InstanceNorm, Reshape), GELU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv1d(2, 8, 3)
+        self.norm = torch.nn.GroupNorm(2, 8)
+        self.head = torch.nn.Conv1d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.nn.functional.gelu(self.norm(self.conv(x))))
+
+
+class _UpConv(torch.nn.Module):
+    """Conv, bilinear upsampling, conv (a decoder stage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Conv2d(4, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.a(x))
+        return self.b(torch.nn.functional.interpolate(y, scale_factor=2, mode="bilinear"))
+
+
+class _RMSNormDivided(torch.nn.Module):
+    """RMSNorm written as x * (1 / sqrt(mean(x^2) + eps)): a scalar divided by data."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(4, 6), torch.nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.a(x)
+        h = h * (1.0 / torch.sqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6))
+        return self.b(torch.relu(h))
+
+
+class _UnusedBranch(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.unused = torch.nn.Linear(4, 5), torch.nn.Linear(5, 3), torch.nn.Linear(5, 7)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.a(x))
+        _ = self.unused(h)
+        return self.b(h)
+
+
+@pytest.mark.parametrize("make, shape", [(_GroupNormConv, (2, 10)), (_UpConv, (1, 6, 6)), (_RMSNormDivided, (4,)),
+                                         (_UnusedBranch, (4,))], ids=lambda v: getattr(v, "__name__", ""))
+def test_hand_made_layers_agree_across_formats(make, shape, tmp_path):
+    torch.manual_seed(0)
+    model, x = make().eval(), torch.randn(16, *shape)
+    ref = model_graph(model, x)
+    for fmt in ("pt2", "onnx-dynamo", "onnx-torchscript"):
+        got = model_graph(str(_export(model, x, tmp_path, fmt)), x)
+        assert _key(got)[0] == _key(ref)[0], fmt
+        assert torch.equal(_key(got)[1], _key(ref)[1]) and torch.equal(_key(got)[2], _key(ref)[2]), fmt
+    names = [lay.name for lay in ref.layers]
+    assert "unused" not in names
+
+
+def test_group_norm_is_read_after_its_activation():
+    """The conv's channels are judged on gelu(groupnorm(conv)), not on the raw conv output."""
+    torch.manual_seed(0)
+    model = _GroupNormConv().eval()
+    with torch.no_grad():
+        model.norm.bias.fill_(-5.0)  # after the norm every channel is pushed below the threshold
+    mg = model_graph(model, torch.randn(16, 2, 10))
+    conv = next(i for i, lay in enumerate(mg.layers) if lay.name == "conv")
+    offset = sum(lay.units for lay in mg.layers[:conv])
+    assert not bool(mg.graph.active[offset:offset + 8].any())
+
+
+def test_resizing_at_neuron_level_is_refused_in_one_sentence():
+    from emergence.errors import UnsupportedOpError
+
+    with pytest.raises(UnsupportedOpError, match="channel level only"):
+        model_graph(_UpConv().eval(), torch.randn(4, 1, 6, 6), granularity="neuron")
