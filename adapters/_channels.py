@@ -213,6 +213,18 @@ class ChannelGraphBuilder:
         prov = torch.arange(out).reshape(1, out, *([1] * (len(shape) - 2))).expand(shape).clone()
         return ChannelValue(prov, Slots.single(torch.arange(rec.offset, rec.offset + out)), direct=len(self.layers) - 1)
 
+    def conv_transpose(
+        self, x: ChannelValue, weight: torch.Tensor, *, groups: int, out_shape: Sequence[int], name: str, kind: str,
+    ) -> ChannelValue:
+        """A transposed convolution; ``weight`` is ``[in, out / groups, *kernel]`` (PyTorch's and ONNX's layout).
+        Over channels it couples the same pairs as a convolution with the weight's in and out swapped (per
+        group): output channel ``o`` reads input channel ``i`` when any tap of ``weight[i, o]`` is nonzero."""
+        w = torch.as_tensor(weight)
+        cin, per_out, k = int(w.shape[0]), int(w.shape[1]), tuple(w.shape[2:])
+        conv_w = w.reshape(groups, cin // groups, per_out, *k).transpose(1, 2).reshape(groups * per_out,
+                                                                                       cin // groups, *k)
+        return self.conv(x, conv_w, groups=groups, out_shape=out_shape, name=name, kind=kind)
+
     # -- scaling and merging ------------------------------------------------------------
     def scale(self, x: ChannelValue, factor: torch.Tensor, *, exclusive: bool) -> ChannelValue:
         """Multiply by a constant that broadcasts against ``x`` (batch norm, scalar or per-channel Mul).

@@ -115,6 +115,12 @@ class NeuronGraphBuilder(ChannelGraphBuilder):
             return x
         return super().scale(x, factor, exclusive=exclusive)
 
+    def conv_transpose(self, x: ChannelValue, weight: torch.Tensor, *, groups: int, out_shape: Sequence[int],
+                       name: str, kind: str) -> ChannelValue:
+        """Refused: a transposed convolution's neurons are not mapped at neuron level yet."""
+        raise UnsupportedOpError(f"transposed convolution {name!r} is mapped at channel level only; measure with "
+                                 "granularity='channel' (--granularity channel)")
+
     def resize(self, x: ChannelValue, out_shape: Sequence[int]) -> ChannelValue:
         """Refused: which input neurons an interpolated output reads is not mapped at neuron level yet."""
         raise UnsupportedOpError("resizing (interpolate, upsample, Resize) is mapped at channel level only; "

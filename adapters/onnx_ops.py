@@ -31,7 +31,7 @@ _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 __all__ = ["SUPPORTED_ONNX_OPS"]
 
 _DENSE = {"Gemm", "MatMul"}
-_CONV = {"Conv"}
+_CONV = {"Conv", "ConvTranspose"}
 _ELEMENTWISE = {
     "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Celu", "Gelu",
     "Softplus", "Softsign", "Mish", "Clip", "Erf", "Exp", "Log", "Sqrt", "Abs", "Neg", "Identity", "Dropout",
@@ -367,6 +367,10 @@ class _Walker:
         x = self._value(node)
         shape = (x.prov.shape[0], *self.shapes[node.output[0]][1:])
         kind = f"Conv{w.dim() - 2}d"
+        if node.op_type == "ConvTranspose":
+            value = self.b.conv_transpose(x, w, groups=int(_attrs(node).get("group", 1)), out_shape=shape,
+                                          name=node.name or node.output[0], kind=f"ConvTranspose{w.dim() - 2}d")
+            return self._layer(node, value)
         window = _window(node, [int(k) for k in w.shape[2:]], x.prov.shape[2:], shape[2:])
         value = self.b.conv(x, w, groups=int(_attrs(node).get("group", 1)), out_shape=shape,
                             name=node.name or node.output[0], kind=kind, window=window)

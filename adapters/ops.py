@@ -14,7 +14,7 @@ __all__ = ["TORCH_GROUPS", "ONNX_GROUPS", "ops_markdown"]
 #: (what the ops do, ATen names) in the order the README lists them.
 TORCH_GROUPS: list[tuple[str, set[str]]] = [
     ("dense layers (constant weight), or a product of two activations (attention)", _torch._DENSE),
-    ("convolutions (not transposed)", _torch._CONV),
+    ("convolutions, and transposed ones (those at channel level only)", _torch._CONV),
     ("batch norm (eval; folded into the layer before it)", _torch._BATCH_NORM),
     ("elementwise (activations, norms, dropout, casts): the activity is read at the end of the chain",
      _torch._ELEMENTWISE),
@@ -35,7 +35,7 @@ TORCH_GROUPS: list[tuple[str, set[str]]] = [
 #: (what the ops do, ONNX op types).
 ONNX_GROUPS: list[tuple[str, set[str]]] = [
     ("dense layers (constant weight), or MatMul of two activations (attention)", _onnx._DENSE),
-    ("convolutions", _onnx._CONV),
+    ("convolutions, and transposed ones (those at channel level only)", _onnx._CONV),
     ("elementwise: the activity is read at the end of the chain", _onnx._ELEMENTWISE),
     ("softmax over any axis (the union rule along it)", _onnx._SOFTMAX),
     ("reductions over any axes (the union rule)", _onnx._REDUCE),
@@ -62,7 +62,7 @@ def ops_markdown() -> str:
     lines += ["", "ONNX (opset 7 and later; models below opset 13 are upgraded to 17 first; any op whose inputs "
               "are all constants is folded):", ""]
     lines += [f"- {what}: {', '.join(f'`{o}`' for o in sorted(ops))}" for what, ops in ONNX_GROUPS]
-    lines += ["", "Anything else — transposed convolutions, recurrent layers, `TopK`, an einsum with a "
+    lines += ["", "Anything else — recurrent layers (LSTM, GRU), `TopK`, an einsum with a "
               "weight operand — is refused with one sentence naming the op and the node."]
     return "\n".join(lines)
 

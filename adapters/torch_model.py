@@ -46,6 +46,8 @@ def export_module(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Te
     UnsupportedOpError
         If ``torch.export`` cannot capture the model.
     """
+    if type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+        model = model._orig_mod  # torch.compile(model): export the module it wraps (the same weights)
     was_training = model.training
     model.eval()
     param = next(iter(model.parameters()), None)

@@ -29,16 +29,15 @@ from emergence.errors import UnsupportedOpError
 __all__ = ['SUPPORTED_TORCH_OPS']
 
 _DENSE = {"linear", "addmm", "mm", "matmul", "bmm", "baddbmm"}
-_CONV = {"conv1d", "conv2d", "conv3d", "convolution"}
+_CONV = {"conv1d", "conv2d", "conv3d", "convolution", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
 _BATCH_NORM = {"batch_norm", "_native_batch_norm_legit_no_training"}
 _ELEMENTWISE = {
-    "relu", "relu_", "gelu", "silu", "silu_", "sigmoid", "tanh", "hardtanh", "hardtanh_", "relu6", "leaky_relu",
-    "leaky_relu_", "elu", "elu_", "selu", "celu", "hardswish", "hardswish_", "hardsigmoid", "softplus", "mish",
-    "dropout", "feature_dropout", "alpha_dropout",
-    "native_dropout", "clone", "contiguous", "alias", "detach", "_to_copy", "to", "type_as", "clamp", "clamp_min",
-    "clamp_max", "abs", "neg", "exp", "log", "sqrt", "square", "pow", "erf", "layer_norm", "group_norm",
-    "local_response_norm", "lift_fresh_copy", "native_layer_norm", "rms_norm", "rsqrt", "reciprocal", "tanh_",
-    "sigmoid_", "gelu_",
+    "relu", "relu_", "prelu", "_prelu_kernel", "gelu", "silu", "silu_", "sigmoid", "tanh", "hardtanh", "hardtanh_",
+    "relu6", "leaky_relu", "leaky_relu_", "elu", "elu_", "selu", "celu", "hardswish", "hardswish_", "hardsigmoid",
+    "softplus", "mish", "dropout", "feature_dropout", "alpha_dropout", "native_dropout", "clone", "contiguous",
+    "alias", "detach", "_to_copy", "to", "type_as", "clamp", "clamp_min", "clamp_max", "abs", "neg", "exp", "log",
+    "sqrt", "square", "pow", "erf", "layer_norm", "group_norm", "local_response_norm", "lift_fresh_copy",
+    "native_layer_norm", "rms_norm", "rsqrt", "reciprocal", "tanh_", "sigmoid_", "gelu_",
 }
 _SHAPE = {
     "view", "_unsafe_view", "reshape", "flatten", "unflatten", "permute", "transpose", "t", "squeeze", "unsqueeze",
@@ -366,15 +365,19 @@ class _Walker:
         x, w = args[0], args[1]
         names: tuple[str, ...] = ("input", "weight", "bias", "stride", "padding", "dilation", "transposed",
                                   "output_padding", "groups")
-        if op != "convolution":
+        if op.startswith("conv_transpose"):
+            names = ("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
+        elif op != "convolution":
             names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
         a = {**dict(zip(names, args, strict=False)), **kwargs}
-        if a.get("transposed"):
-            raise UnsupportedOpError(f"transposed convolution (node {node.name!r}) is not supported")
         groups = int(a.get("groups", 1))
         if not isinstance(w, torch.Tensor):
             raise UnsupportedOpError(f"{op} (node {node.name!r}) needs a constant weight")
         shape = _out_shape(node, x.prov.shape[0])
+        if a.get("transposed") or op.startswith("conv_transpose"):
+            value = self.b.conv_transpose(x, w, groups=groups, out_shape=shape, name=_layer_name(node),
+                                          kind=_kind(node, op))
+            return self._new_layer(node, value)
         window = _conv_window(node, w, a.get("stride"), a.get("padding"), a.get("dilation"))
         value = self.b.conv(x, w, groups=groups, out_shape=shape, name=_layer_name(node), kind=_kind(node, op),
                             window=window)

@@ -126,8 +126,20 @@ class _UnusedBranch(torch.nn.Module):
         return self.b(h)
 
 
+def _prelu() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.PReLU(5), torch.nn.Linear(5, 3))
+
+
+def _decoder() -> torch.nn.Module:
+    """Conv, a grouped strided transposed conv (a U-Net decoder step), conv."""
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(),
+                               torch.nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2), torch.nn.ReLU(),
+                               torch.nn.Conv2d(6, 3, 1))
+
+
 @pytest.mark.parametrize("make, shape", [(_GroupNormConv, (2, 10)), (_UpConv, (1, 6, 6)), (_RMSNormDivided, (4,)),
-                                         (_UnusedBranch, (4,))], ids=lambda v: getattr(v, "__name__", ""))
+                                         (_UnusedBranch, (4,)), (_prelu, (4,)), (_decoder, (1, 8, 8))],
+                         ids=lambda v: getattr(v, "__name__", ""))
 def test_hand_made_layers_agree_across_formats(make, shape, tmp_path):
     torch.manual_seed(0)
     model, x = make().eval(), torch.randn(16, *shape)
@@ -157,3 +169,37 @@ def test_resizing_at_neuron_level_is_refused_in_one_sentence():
 
     with pytest.raises(UnsupportedOpError, match="channel level only"):
         model_graph(_UpConv().eval(), torch.randn(4, 1, 6, 6), granularity="neuron")
+
+
+def test_a_transposed_convolution_couples_the_pairs_its_taps_join():
+    torch.manual_seed(0)
+    model = _decoder().eval()
+    with torch.no_grad():
+        model[2].weight[1, 0] = 0.0  # input channel 1 no longer reaches output channel 0
+    mg = model_graph(model, torch.randn(8, 1, 8, 8))
+    offsets = [0]
+    for lay in mg.layers:
+        offsets.append(offsets[-1] + lay.units)
+    i = [lay.name for lay in mg.layers].index("2")
+    src, dst = mg.graph.edge_index
+    into = (dst >= offsets[i]) & (dst < offsets[i + 1])
+    pairs = {(int(s) - offsets[i - 1], int(t) - offsets[i]) for s, t in zip(src[into], dst[into], strict=True)}
+    # groups of 2: inputs 0, 1 feed outputs 0..2, inputs 2, 3 feed outputs 3..5
+    assert pairs == {(a, b) for a in range(4) for b in range(6) if (a < 2) == (b < 3)} - {(1, 0)}
+
+
+def test_transposed_convolution_at_neuron_level_is_refused_in_one_sentence():
+    from emergence.errors import UnsupportedOpError
+
+    with pytest.raises(UnsupportedOpError, match="transposed convolution '2' is mapped at channel level only"):
+        model_graph(_decoder().eval(), torch.randn(4, 1, 8, 8), granularity="neuron")
+
+
+def test_a_compiled_module_is_measured_as_the_module_it_wraps():
+    torch.manual_seed(0)
+    net = _prelu().eval()
+    x = torch.randn(16, 4)
+    plain, compiled = model_graph(net, x), model_graph(torch.compile(net), x)
+    assert [lay.name for lay in compiled.layers] == [lay.name for lay in plain.layers]
+    assert torch.equal(compiled.graph.edge_index, plain.graph.edge_index)
+    assert torch.equal(compiled.graph.active, plain.graph.active)
