@@ -103,6 +103,7 @@ class LayerRecord:
     offset: int
     channel_dim: int  # where its units lie in its output tensor (1 for channels, -1 for features)
     per_element: bool = False  # one unit per element of a sample (neuron-level layers)
+    depth: int = 0  # the longest chain of layers from an input to this one (inputs: 0)
     src: list[torch.Tensor] = field(default_factory=list)
     dst: list[torch.Tensor] = field(default_factory=list)
     weight: list[torch.Tensor] = field(default_factory=list)
@@ -147,7 +148,9 @@ class ChannelGraphBuilder:
     def _add_edges(self, rec: LayerRecord, src: torch.Tensor, dst_local: torch.Tensor, w: torch.Tensor) -> None:
         if src.numel():  # read layers, pruned connections included (see output_layers)
             offsets = torch.tensor([r.offset for r in self.layers])
-            self._read_layers.update(torch.unique(torch.bucketize(src.contiguous(), offsets, right=True) - 1).tolist())
+            read = torch.unique(torch.bucketize(src.contiguous(), offsets, right=True) - 1).tolist()
+            self._read_layers.update(read)
+            rec.depth = max(rec.depth, 1 + max(self.layers[i].depth for i in read))
         keep = w != 0
         rec.src.append(src[keep])
         rec.dst.append(dst_local[keep] + rec.offset)
@@ -283,6 +286,37 @@ class ChannelGraphBuilder:
             slots = Slots.from_terms(torch.cat(owners), torch.cat(nodes), torch.cat(coefs), uniq.numel(), combine)
             cur = torch.where(((a < 0) & (b < 0))[inv], torch.full_like(inv, -1), inv)
         return ChannelValue(cur.expand(provs[0].shape).clone(), slots)
+
+    def residual(self, values: Sequence[ChannelValue], signs: Sequence[float]) -> tuple[ChannelValue, int] | None:
+        """A residual sum that a nonlinearity reads next: its units are the units of the branch's last layer.
+
+        The branch is the operand that is a layer's own output (batch norm folded in) and lies deepest;
+        every other operand (the shortcut) feeds that layer's units by identity edges -- unit ``c`` of the
+        sum reads channel ``c`` of the shortcut with weight 1 (times the shortcut's own scale), a projection
+        shortcut being its own layer. So the branch layer's activity is read on the value its nonlinearity
+        acts on (``relu(bn2(conv2(h)) + x)``). Returns the sum and the branch layer's index, or None when no
+        operand is a layer's output of the sum's shape (then the union rule of :meth:`merge` applies).
+        """
+        shape = values[0].prov.shape
+        cands = [i for i, v in enumerate(values) if v.direct is not None and v.prov.shape == shape
+                 and self.layers[v.direct].kind != "input"]
+        if not cands or any(v.prov.shape != shape for v in values):
+            return None
+        i = max(cands, key=lambda j: (self.layers[values[j].direct].depth, -j))  # type: ignore[index]
+        branch = values[i]
+        layer = int(branch.direct)  # type: ignore[arg-type]
+        rec = self.layers[layer]
+        dim = rec.channel_dim
+        existing = torch.cat([s * self.num_nodes + d for s, d in zip(rec.src, rec.dst, strict=True)]) \
+            if rec.src else torch.empty(0, dtype=torch.long)
+        for j, v in enumerate(values):
+            if j == i:
+                continue
+            idx, node, coef = self._feature_terms(v, dim)
+            w = (coef * float(signs[j])).abs()
+            new = ~torch.isin(node * self.num_nodes + idx + rec.offset, existing)  # a pair already joined stays one
+            self._add_edges(rec, node[new], idx[new], w[new])
+        return ChannelValue(branch.prov, branch.slots), layer
 
     # -- structure ------------------------------------------------------------------
     def concat(self, values: Sequence[ChannelValue], dim: int) -> ChannelValue:

@@ -121,6 +121,10 @@ class NeuronGraphBuilder(ChannelGraphBuilder):
         raise UnsupportedOpError(f"transposed convolution {name!r} is mapped at channel level only; measure with "
                                  "granularity='channel' (--granularity channel)")
 
+    def residual(self, values: Sequence[ChannelValue], signs: Sequence[float]) -> tuple[ChannelValue, int] | None:
+        """At neuron level a residual sum keeps the union rule (see :meth:`ChannelGraphBuilder.merge`)."""
+        return None
+
     def resize(self, x: ChannelValue, out_shape: Sequence[int]) -> ChannelValue:
         """Refused: which input neurons an interpolated output reads is not mapped at neuron level yet."""
         raise UnsupportedOpError("resizing (interpolate, upsample, Resize) is mapped at channel level only; "

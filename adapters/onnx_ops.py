@@ -50,6 +50,9 @@ _KEEP_DIRECT = {"Identity", "Dropout", "Cast"}
 _DATA_MASK = {"IsNaN", "IsInf", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Not", "And", "Or",
               "Xor"}
 _RESIZE = {"Resize", "Upsample"}
+#: Nonlinearities: a residual sum one of them reads is a layer's units (see ChannelGraphBuilder.residual).
+_ACTIVATIONS = {"Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Celu",
+                "Gelu", "Softplus", "Mish", "Swish", "ThresholdedRelu", "Clip"}
 #: ONNX operations the ONNX front-end maps (constant subgraphs of any op are folded first).
 SUPPORTED_ONNX_OPS = sorted(_DENSE | _CONV | _ELEMENTWISE | _SHAPE | _POOL | _MERGE | _REDUCE | _SOFTMAX |
                             _DATA_MASK | _RESIZE |
@@ -123,6 +126,10 @@ class _Walker:
         self.act: dict[int, str] = {}
         self.data: set[str] = set()  # values computed from integer inputs (token ids, masks)
         self.producer = {o: n for n in self.graph.node for o in n.output if o}
+        self.users: dict[str, list[Any]] = {}
+        for n in self.graph.node:
+            for name in dict.fromkeys(i for i in n.input if i):
+                self.users.setdefault(name, []).append(n)
         self.root: dict[str, str] = {}  # as in the PyTorch walker: normalisation written out
         self.stat: dict[str, str] = {}
         self.consumers: dict[str, int] = {}
@@ -320,6 +327,12 @@ class _Walker:
         self._unary(node, vals[0])
         return self._expanded(self.env[vals[0]], node)
 
+    def _activation_follows(self, node: Any) -> bool:
+        """Whether every use of ``node``'s output is a nonlinearity (as in the PyTorch walker)."""
+        users = self.users.get(node.output[0], [])
+        return bool(users) and all(u.op_type in _ACTIVATIONS for u in users) \
+            and self.consumers.get(node.output[0], 0) == len(users)
+
     def _data_mask(self, node: Any) -> None:
         """A test of data: a mask (see :data:`_DATA_MASK`), kept as a constant of its shape marked as data."""
         out = node.output[0]
@@ -471,6 +484,12 @@ class _Walker:
             signs = [1.0, -1.0] if op == "Sub" else None
             if len(data) != len(names):  # Sum of data and constants: constants are biases
                 signs = None
+            if self._activation_follows(node):  # relu(branch + shortcut): the sum's units are the branch's
+                res = self.b.residual([self.env[names[i]] for i in data], signs or [1.0] * len(data))
+                if res is not None:
+                    self.tail[node.output[0]] = res[1]
+                    self.act[res[1]] = node.output[0]
+                    return res[0]
             return self.b.merge([self.env[names[i]] for i in data], signs=signs)
         i = data[0]
         x = self.env[names[i]]

@@ -46,8 +46,9 @@ def export_module(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Te
     UnsupportedOpError
         If ``torch.export`` cannot capture the model.
     """
-    if type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
-        model = model._orig_mod  # torch.compile(model): export the module it wraps (the same weights)
+    inner = getattr(model, "_orig_mod", None)
+    if type(model).__name__ == "OptimizedModule" and isinstance(inner, torch.nn.Module):
+        model = inner  # torch.compile(model): export the module it wraps (the same weights)
     was_training = model.training
     model.eval()
     param = next(iter(model.parameters()), None)

@@ -39,6 +39,12 @@ _ELEMENTWISE = {
     "sqrt", "square", "pow", "erf", "layer_norm", "group_norm", "local_response_norm", "lift_fresh_copy",
     "native_layer_norm", "rms_norm", "rsqrt", "reciprocal", "tanh_", "sigmoid_", "gelu_",
 }
+#: Nonlinearities: a residual sum one of them reads is a layer's units (see ChannelGraphBuilder.residual).
+_ACTIVATIONS = {
+    "relu", "relu_", "prelu", "_prelu_kernel", "gelu", "gelu_", "silu", "silu_", "sigmoid", "sigmoid_", "tanh",
+    "tanh_", "hardtanh", "hardtanh_", "relu6", "leaky_relu", "leaky_relu_", "elu", "elu_", "selu", "celu",
+    "hardswish", "hardswish_", "hardsigmoid", "softplus", "mish",
+}
 _SHAPE = {
     "view", "_unsafe_view", "reshape", "flatten", "unflatten", "permute", "transpose", "t", "squeeze", "unsqueeze",
     "expand", "slice", "select", "narrow", "movedim", "channel_shuffle", "pixel_shuffle", "pixel_unshuffle", "split",
@@ -502,10 +508,21 @@ class _Walker:
             if self._root(_src(node, 0)) == self._root(_src(node, 1)):  # x + 0.04 x^3 (tanh GELU): elementwise on x
                 self.root[node.name] = self._root(_src(node, 0))
                 return self.b.merge([a, b], combine="max")
+            if self._activation_follows(node):  # relu(branch + shortcut): the sum's units are the branch's
+                res = self.b.residual([a, b], signs)
+                if res is not None:
+                    self.tail[node.name] = res[1]
+                    self.act[res[1]] = node.name
+                    return res[0]
             return self.b.merge([a, b], signs=signs)
         x = a if isinstance(a, ChannelValue) else b  # a constant (bias): elementwise
         self._unary(node, _src(node, 0 if isinstance(a, ChannelValue) else 1))
         return x
+
+    @staticmethod
+    def _activation_follows(node: fx.Node) -> bool:
+        """Whether every use of ``node`` is a nonlinearity (the residual rule, see ``ChannelGraphBuilder.residual``)."""
+        return bool(node.users) and all(u.op == "call_function" and _opname(u) in _ACTIVATIONS for u in node.users)
 
     def _mul(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
         a, b = args[0], args[1]

@@ -93,15 +93,21 @@ def test_residual_and_concat_connect_all_producers():
     src, dst = mg.graph.edge_index
     into_point = src[(dst >= layer["point"].offset) & (dst < layer["point"].offset + 4)]
     from_layers = {mg.layers[int(mg.graph.layer[s])].name for s in into_point}
-    assert from_layers == {"stem", "dw"}  # the residual add feeds both the skip and the block into the 1x1 conv
+    # relu(b2(dw(...)) + x): the sum is dw's units (the skip feeds them by identity edges), which the 1x1 reads
+    assert from_layers == {"dw"}
+    into_dw = src[(dst >= layer["dw"].offset) & (dst < layer["dw"].offset + 8)]
+    assert {mg.layers[int(mg.graph.layer[s])].name for s in into_dw} == {"c1", "stem"}
     into_fc = src[dst >= layer["fc"].offset]
     assert {mg.layers[int(mg.graph.layer[s])].name for s in into_fc} == {"grouped", "point"}  # concat
-    # grouped conv: each output channel sees the 4 channels of its group, from 2 producers each
+    # grouped conv: each output channel sees the 4 channels of its group, each the sum's one unit
     into_grouped = dst[(dst >= layer["grouped"].offset) & (dst < layer["grouped"].offset + 8)]
-    assert torch.bincount(into_grouped - layer["grouped"].offset).tolist() == [8] * 8
-    # depthwise: one input channel per output channel (channel 3 of c1 has zero scale: no edges into it)
-    into_dw = src[(dst >= layer["dw"].offset) & (dst < layer["dw"].offset + 8)]
-    assert sorted((into_dw - layer["c1"].offset).tolist()) == list(range(8))
+    assert torch.bincount(into_grouped - layer["grouped"].offset).tolist() == [4] * 8
+    # depthwise: one input channel per output channel (channel 3 of c1 has zero scale: no edges into it),
+    # and one identity edge per channel from the skip
+    from_c1 = into_dw[(into_dw >= layer["c1"].offset) & (into_dw < layer["c1"].offset + 8)]
+    assert sorted((from_c1 - layer["c1"].offset).tolist()) == list(range(8))
+    from_stem = into_dw[(into_dw >= layer["stem"].offset) & (into_dw < layer["stem"].offset + 8)]
+    assert sorted((from_stem - layer["stem"].offset).tolist()) == list(range(8))
 
 
 def test_dense_activity_matches_a_hand_computation():

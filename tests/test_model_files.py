@@ -137,9 +137,18 @@ def test_unsupported_torch_op_is_named():
 
     with pytest.raises(UnsupportedOpError, match="operation 'sort' \\(node 'sort'\\)"):
         model_graph(Sorter(), torch.rand(3, 4))
-    up = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ConvTranspose2d(2, 1, 3))
-    with pytest.raises(UnsupportedOpError, match="conv_transpose2d"):
-        model_graph(up, torch.rand(2, 1, 8, 8))
+    recurrent = torch.nn.LSTM(4, 3, batch_first=True)
+
+    class LastStep(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = recurrent
+
+        def forward(self, x):
+            return self.rnn(x)[0][:, -1]
+
+    with pytest.raises(UnsupportedOpError, match="operation 'lstm'"):
+        model_graph(LastStep(), torch.rand(2, 5, 4))
 
 
 def test_unsupported_onnx_op_is_named():

@@ -1,0 +1,120 @@
+"""The residual rule: ``relu(bn2(conv2(h)) + shortcut)`` is judged where the nonlinearity acts.
+
+A residual sum that a nonlinearity reads next *is* the branch's last layer: its units are conv2's, conv2's
+kernels and the shortcut (identity edges of weight 1; a projection shortcut is its own layer) both feed
+them, their activity is read after the ReLU, and the next layer reads them only. Checked against a
+hand-made oracle, and across formats.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import emergence
+from emergence.adapters.model_files import model_graph
+
+
+class Block(nn.Module):
+    """stem (1x1 conv + ReLU) -> basic block (conv-bn-relu-conv-bn, + shortcut, ReLU) -> linear head."""
+
+    def __init__(self, projection: bool = False, shortcut_first: bool = False) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 3, 1)
+        self.c1, self.b1 = nn.Conv2d(3, 3, 3, padding=1, bias=False), nn.BatchNorm2d(3)
+        self.c2, self.b2 = nn.Conv2d(3, 4 if projection else 3, 3, padding=1, bias=False), nn.BatchNorm2d(
+            4 if projection else 3)
+        self.proj = nn.Sequential(nn.Conv2d(3, 4, 1, bias=False), nn.BatchNorm2d(4)) if projection else None
+        self.head = nn.Linear((4 if projection else 3) * 4 * 4, 2)
+        self.shortcut_first = shortcut_first
+        with torch.no_grad():
+            for bn in (self.b1, self.b2):
+                bn.running_mean.uniform_(-0.2, 0.2)
+                bn.running_var.uniform_(0.5, 1.5)
+            self.c2.weight[1, 2] = 0.0  # c1's channel 2 does not reach c2's channel 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = F.relu(self.stem(x))
+        y = self.b2(self.c2(F.relu(self.b1(self.c1(s)))))
+        short = s if self.proj is None else self.proj(s)
+        out = F.relu(short + y if self.shortcut_first else y + short)
+        return self.head(out.flatten(1))
+
+
+def _by_name(mg):
+    offsets, out = 0, {}
+    for lay in mg.layers:
+        out[lay.name] = list(range(offsets, offsets + lay.units))
+        offsets += lay.units
+    return out
+
+
+@pytest.mark.parametrize("projection", [False, True])
+@pytest.mark.parametrize("shortcut_first", [False, True])
+def test_the_sum_is_the_branch_layer_fed_by_the_shortcut(projection, shortcut_first):
+    torch.manual_seed(0)
+    net = Block(projection, shortcut_first).eval()
+    x = torch.rand(64, 1, 4, 4)
+    mg = model_graph(net, x, threshold=0.3)
+    n = _by_name(mg)
+    assert list(n) == ["input", "stem", "c1", "c2", *(["proj.0"] if projection else []), "head"] or \
+        list(n) == ["input", "stem", "c1", *(["proj.0"] if projection else []), "c2", "head"]
+    edges = {tuple(e) for e in mg.graph.edge_index.t().tolist()}
+    # into c2: its kernels from c1 (all pairs but c1:2 -> c2:1), and the shortcut as identity edges
+    kernel = {(n["c1"][i], n["c2"][o]) for o in range(len(n["c2"])) for i in range(3) if not (i == 2 and o == 1)}
+    short = n["proj.0"] if projection else n["stem"]
+    identity = {(short[c], n["c2"][c]) for c in range(len(n["c2"]))}
+    assert {e for e in edges if e[1] in n["c2"]} == kernel | identity
+    # the head reads the sum's units only (the union rule would add the shortcut's)
+    assert {e[0] for e in edges if e[1] in n["head"]} == set(n["c2"])
+    # c2's activity is read after the add and the ReLU
+    with torch.no_grad():
+        s = F.relu(net.stem(x))
+        y = net.b2(net.c2(F.relu(net.b1(net.c1(s)))))
+        sc = s if net.proj is None else net.proj(s)
+        after = F.relu(y + sc).mean(dim=(0, 2, 3))
+    assert mg.graph.active[n["c2"]].tolist() == (after > 0.3).tolist()
+    # identity edges have weight 1 (times the shortcut's own scale: none here)
+    w = {tuple(e): float(v) for e, v in zip(mg.graph.edge_index.t().tolist(), mg.graph.edge_weight, strict=True)}
+    assert all(w[e] == pytest.approx(1.0) for e in identity)
+
+
+def test_a_sum_no_nonlinearity_reads_keeps_the_union_rule():
+    class PreNorm(nn.Module):  # a transformer's residual stream: x + f(x), no activation after the sum
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.f, self.out = nn.Linear(3, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.tanh(self.a(x))
+            return self.out(h + self.f(h))
+
+    torch.manual_seed(0)
+    mg = model_graph(PreNorm().eval(), torch.rand(16, 3))
+    n = _by_name(mg)
+    into_out = {e[0] for e in mg.graph.edge_index.t().tolist() if e[1] in n["out"]}
+    assert into_out == set(n["a"]) | set(n["f"])
+
+
+def test_the_rule_is_the_same_in_every_format(tmp_path):
+    torch.manual_seed(0)
+    net = Block(projection=True).eval()
+    x = torch.rand(32, 1, 4, 4)
+    ref = model_graph(net, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.export.save(torch.export.export(net, (x,)), str(tmp_path / "m.pt2"))
+        torch.onnx.export(net, (x,), str(tmp_path / "d.onnx"), dynamo=True, verbose=False)
+        torch.onnx.export(net, (x,), str(tmp_path / "t.onnx"), dynamo=False)
+    for f in ("m.pt2", "d.onnx", "t.onnx"):
+        got = model_graph(str(tmp_path / f), x)
+        assert [lay.units for lay in got.layers] == [lay.units for lay in ref.layers], f
+        a = got.graph.edge_index[:, torch.argsort(got.graph.edge_index[0] * 1000 + got.graph.edge_index[1])]
+        b = ref.graph.edge_index[:, torch.argsort(ref.graph.edge_index[0] * 1000 + ref.graph.edge_index[1])]
+        assert torch.equal(a, b), f
+        assert torch.equal(got.graph.active, ref.graph.active), f
+        assert emergence.measure(got.graph).value == emergence.measure(ref.graph).value, f
