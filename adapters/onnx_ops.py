@@ -59,6 +59,35 @@ SUPPORTED_ONNX_OPS = sorted(_DENSE | _CONV | _ELEMENTWISE | _SHAPE | _POOL | _ME
                             {"BatchNormalization", "Concat", "Pad", "Shape", "Constant", "Einsum", "Where"})
 
 
+def _module_path(node: Any) -> str:
+    """The PyTorch module path of the layer an ONNX node came from (``encoder.layer.0.output.dense``), as the
+    dynamo exporter records it (``pkg.torch.onnx.name_scopes``) or the TorchScript exporter spells it in the
+    node name (``/encoder/layer.0/output/dense/MatMul``); else the node's own name. So a layer is named the
+    same from the module, the ``.pt2`` and the ONNX file."""
+    import ast
+
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes" and len(prop.value) <= 10_000:  # a file could hold anything
+            try:
+                scopes = ast.literal_eval(prop.value)  # literals only: never runs code
+            except Exception:  # malformed (SyntaxError, ValueError, RecursionError ...): fall back to the name
+                break
+            if isinstance(scopes, list) and len(scopes) >= 2 and all(isinstance(s, str) for s in scopes):
+                return scopes[-2] or scopes[-1]
+            break
+    name = node.name or ""
+    parts = name.split("/")
+    if name.startswith("/") and len(parts) > 2:
+        path: list[str] = []
+        for seg in parts[1:-1]:  # a container's child is spelled with its parent's name: body, body.0
+            if path and seg.startswith(path[-1] + "."):
+                path[-1] = seg
+            else:
+                path.append(seg)
+        return ".".join(path)
+    return name or node.output[0]
+
+
 def _attrs(node: Any) -> dict[str, Any]:
     import onnx
 
@@ -284,7 +313,7 @@ class _Walker:
             if table.ndim != 2 or int(_attrs(node).get("axis", 0)) != 0:
                 raise UnsupportedOpError(f"Gather (node {node.name!r}) of token ids needs a 2-D table on axis 0")
             ids = self.const[node.input[1]]
-            value = self.b.table(node.name or node.output[0], int(table.shape[1]), (*ids.shape, table.shape[1]))
+            value = self.b.table(_module_path(node), int(table.shape[1]), (*ids.shape, table.shape[1]))
             return self._layer(node, value)
         return self._shape(node)
 
@@ -370,7 +399,7 @@ class _Walker:
                 raise UnsupportedOpError(f"MatMul (node {node.name!r}) needs a constant 2-D right-hand matrix")
             w = self.const[node.input[1]].T
         x = self._value(node)
-        return self._layer(node, self.b.linear(x, torch.tensor(w), name=node.name or
+        return self._layer(node, self.b.linear(x, torch.tensor(w), name=_module_path(node) or
                                                node.output[0], kind="Linear"))
 
     def _conv(self, node: Any) -> ChannelValue:
@@ -382,11 +411,11 @@ class _Walker:
         kind = f"Conv{w.dim() - 2}d"
         if node.op_type == "ConvTranspose":
             value = self.b.conv_transpose(x, w, groups=int(_attrs(node).get("group", 1)), out_shape=shape,
-                                          name=node.name or node.output[0], kind=f"ConvTranspose{w.dim() - 2}d")
+                                          name=_module_path(node), kind=f"ConvTranspose{w.dim() - 2}d")
             return self._layer(node, value)
         window = _window(node, [int(k) for k in w.shape[2:]], x.prov.shape[2:], shape[2:])
         value = self.b.conv(x, w, groups=int(_attrs(node).get("group", 1)), out_shape=shape,
-                            name=node.name or node.output[0], kind=kind, window=window)
+                            name=_module_path(node), kind=kind, window=window)
         return self._layer(node, value)
 
     def _batch_norm(self, node: Any) -> ChannelValue:
