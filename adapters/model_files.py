@@ -88,6 +88,13 @@ def _onnx_input_shape(model: Any) -> tuple[int, ...] | None:
     return None
 
 
+#: Operations that pass token ids on unchanged but for their shape or type (``input_ids.view(-1, T)``):
+#: the embedding table behind them bounds the random ids of ``--data random``.
+_TORCH_PASS_THROUGH = {"view", "_unsafe_view", "reshape", "unsqueeze", "squeeze", "flatten", "clone", "contiguous",
+                       "_to_copy", "to", "alias", "expand", "detach", "slice", "select"}
+_ONNX_PASS_THROUGH = {"Reshape", "Unsqueeze", "Squeeze", "Flatten", "Cast", "Identity", "Expand", "Slice"}
+
+
 def _onnx_input_specs(model: Any) -> tuple[Any, ...]:
     """Per input: shape, kind, and for token ids the rows of the table a ``Gather`` looks them up in."""
     from emergence.adapters.datasets import InputSpec
@@ -100,10 +107,16 @@ def _onnx_input_specs(model: Any) -> tuple[Any, ...]:
                                                              for d in dims) else None
         elem = inp.type.tensor_type.elem_type
         kind = "float" if elem in (1, 10, 11, 16) else "bool" if elem == 9 else "int"
-        high = next((int(inits[n.input[0]].dims[0]) for n in model.graph.node
-                     if n.op_type == "Gather" and len(n.input) > 1 and n.input[1] == inp.name
-                     and n.input[0] in inits), None)
-        specs.append(InputSpec(shape, kind, high))
+        names, frontier = {inp.name}, [inp.name]  # the ids and what only reshapes or casts them
+        while frontier:
+            cur = frontier.pop()
+            for n in model.graph.node:
+                if n.op_type in _ONNX_PASS_THROUGH and n.input and n.input[0] == cur and n.output[0] not in names:
+                    names.add(n.output[0])
+                    frontier.append(n.output[0])
+        rows = [int(inits[n.input[0]].dims[0]) for n in model.graph.node
+                if n.op_type == "Gather" and len(n.input) > 1 and n.input[1] in names and n.input[0] in inits]
+        specs.append(InputSpec(shape, kind, min(rows) if rows else None))
     return tuple(specs)
 
 
@@ -122,12 +135,20 @@ def _exported_input_specs(ep: Any) -> tuple[Any, ...]:
         except (TypeError, AttributeError):
             shape = None
         kind = "float" if val is None or val.dtype.is_floating_point else "bool" if val.dtype == torch.bool else "int"
-        high = None
-        for user in nodes[name].users:
-            if getattr(user.target, "_opname", "") == "embedding" and user.args[1] is nodes[name]:
-                table = ep.state_dict.get(params.get(user.args[0].name, ""))
-                high = int(table.shape[0]) if table is not None else None
-        specs.append(InputSpec(shape, kind, high))
+        rows = []
+        seen, frontier = {nodes[name]}, [nodes[name]]  # the ids and what only reshapes or casts them
+        while frontier:
+            cur = frontier.pop()
+            for user in cur.users:
+                op = getattr(user.target, "_opname", "")
+                if op == "embedding" and user.args[1] is cur:
+                    table = ep.state_dict.get(params.get(user.args[0].name, ""))
+                    if table is not None:
+                        rows.append(int(table.shape[0]))
+                elif op in _TORCH_PASS_THROUGH and user.args and user.args[0] is cur and user not in seen:
+                    seen.add(user)
+                    frontier.append(user)
+        specs.append(InputSpec(shape, kind, min(rows) if rows else None))
     return tuple(specs)
 
 

@@ -34,7 +34,8 @@ _BATCH_NORM = {"batch_norm", "_native_batch_norm_legit_no_training"}
 _ELEMENTWISE = {
     "relu", "relu_", "prelu", "_prelu_kernel", "gelu", "silu", "silu_", "sigmoid", "tanh", "hardtanh", "hardtanh_",
     "relu6", "leaky_relu", "leaky_relu_", "elu", "elu_", "selu", "celu", "hardswish", "hardswish_", "hardsigmoid",
-    "softplus", "mish", "dropout", "feature_dropout", "alpha_dropout", "native_dropout", "clone", "contiguous",
+    "softplus", "mish", "dropout", "dropout_", "feature_dropout", "alpha_dropout", "native_dropout", "clone",
+    "contiguous",
     "alias", "detach", "_to_copy", "to", "type_as", "clamp", "clamp_min", "clamp_max", "abs", "neg", "exp", "log",
     "sqrt", "square", "pow", "erf", "layer_norm", "group_norm", "local_response_norm", "lift_fresh_copy",
     "native_layer_norm", "rms_norm", "rsqrt", "reciprocal", "tanh_", "sigmoid_", "gelu_",

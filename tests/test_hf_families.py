@@ -208,3 +208,18 @@ def test_a_compiled_module_is_measured_as_the_module_it_wraps():
     assert [lay.name for lay in compiled.layers] == [lay.name for lay in plain.layers]
     assert torch.equal(compiled.graph.edge_index, plain.graph.edge_index)
     assert torch.equal(compiled.graph.active, plain.graph.active)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "clip-text"])
+def test_random_token_ids_span_the_embedding_table_behind_a_reshape(family, tmp_path):
+    """GPT-2 and CLIP look their ids up after ``input_ids.view(-1, T)``: ``--data random`` still finds the table."""
+    from emergence.adapters.datasets import probe_inputs
+    from emergence.adapters.model_files import load_model
+
+    model, x = build(family)
+    for fmt in ("pt2", "onnx-dynamo", "onnx-torchscript"):
+        loaded = load_model(_export(model, x, tmp_path, fmt))
+        assert loaded.input_specs is not None and loaded.input_specs[0].high == 100, (fmt, loaded.input_specs)
+        ids = probe_inputs("random", samples=64, input_specs=loaded.input_specs)
+        assert ids.dtype == torch.int64 and int(ids.min()) >= 0 and int(ids.max()) < 100
+        assert ids.unique().numel() > 50, fmt  # spread over the table, not one id
