@@ -24,39 +24,21 @@ import torch
 from emergence.adapters._channels import ChannelGraphBuilder, ChannelValue, Slots
 from emergence.adapters._neurons import NeuronGraphBuilder
 from emergence.adapters._window import Window
+from emergence.adapters.op_registry import ONNX, dispatch, ops_of, supported
 from emergence.errors import UnsupportedOpError
 
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 __all__ = ["SUPPORTED_ONNX_OPS"]
 
-_DENSE = {"Gemm", "MatMul"}
-_CONV = {"Conv", "ConvTranspose"}
-_ELEMENTWISE = {
-    "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Celu", "Gelu",
-    "Softplus", "Softsign", "Mish", "Clip", "Erf", "Exp", "Log", "Sqrt", "Abs", "Neg", "Identity", "Dropout",
-    "LRN", "Cast", "ThresholdedRelu", "InstanceNormalization", "LayerNormalization", "Reciprocal", "Pow", "Swish",
-    "Floor", "Ceil", "Round", "Sin", "Cos", "SimplifiedLayerNormalization", "RMSNormalization",
-}
-_SHAPE = {"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Split", "Expand", "Gather", "Tile",
-          "DepthToSpace", "SpaceToDepth"}
-_POOL = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "GlobalLpPool"}
-_REDUCE = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceL2", "ReduceSumSquare", "ReduceProd"}
-_SOFTMAX = {"Softmax", "LogSoftmax"}
-_MERGE = {"Add", "Sub", "Sum", "Mul", "Div"}
+_DISPATCH = dispatch(ONNX)  # op type -> semantic handler (the method "_<handler>"), see op_registry
+_DENSE, _CONV = ops_of(ONNX, "dense"), ops_of(ONNX, "conv")
 _KEEP_DIRECT = {"Identity", "Dropout", "Cast"}
-#: Tests of data (NaN checks, comparisons, logic): their result is a mask, which selects entries and adds no
-#: dependency (the dynamo exporter writes attention's softmax guard as Where(IsNaN(scores), 0, scores)).
-_DATA_MASK = {"IsNaN", "IsInf", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Not", "And", "Or",
-              "Xor"}
-_RESIZE = {"Resize", "Upsample"}
 #: Nonlinearities: a residual sum one of them reads is a layer's units (see ChannelGraphBuilder.residual).
 _ACTIVATIONS = {"Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Celu",
                 "Gelu", "Softplus", "Mish", "Swish", "ThresholdedRelu", "Clip"}
 #: ONNX operations the ONNX front-end maps (constant subgraphs of any op are folded first).
-SUPPORTED_ONNX_OPS = sorted(_DENSE | _CONV | _ELEMENTWISE | _SHAPE | _POOL | _MERGE | _REDUCE | _SOFTMAX |
-                            _DATA_MASK | _RESIZE |
-                            {"BatchNormalization", "Concat", "Pad", "Shape", "Constant", "Einsum", "Where"})
+SUPPORTED_ONNX_OPS = supported(ONNX)
 
 
 def _module_path(node: Any) -> str:
@@ -259,16 +241,8 @@ class _Walker:
         return "dense"
 
     def _handler(self, op: str) -> Callable[[Any], Any] | None:
-        for ops, fn in (
-            (_DENSE, self._dense), (_CONV, self._conv), ({"BatchNormalization"}, self._batch_norm),
-            (_ELEMENTWISE, self._elementwise), ({"Gather"}, self._gather), (_SHAPE, self._shape), ({"Pad"}, self._pad),
-            (_POOL, self._pool), (_MERGE, self._merge), ({"Concat"}, self._concat), (_REDUCE, self._reduce),
-            (_SOFTMAX, self._softmax), ({"Einsum"}, self._einsum), ({"Where"}, self._where),
-            (_DATA_MASK, self._data_mask), (_RESIZE, self._resize),
-        ):
-            if op in ops:
-                return fn
-        return None
+        name = _DISPATCH.get(op)
+        return getattr(self, f"_{name}") if name else None
 
     def _value(self, node: Any, i: int = 0) -> ChannelValue:
         name = node.input[i]
@@ -363,7 +337,8 @@ class _Walker:
             and self.consumers.get(node.output[0], 0) == len(users)
 
     def _data_mask(self, node: Any) -> None:
-        """A test of data: a mask (see :data:`_DATA_MASK`), kept as a constant of its shape marked as data."""
+        """A test of data (NaN checks, comparisons, logic): a mask, kept as a constant of its shape marked as
+        data, which selects entries and adds no dependency."""
         out = node.output[0]
         shape = self.shapes.get(out)
         if shape is None:

@@ -24,61 +24,21 @@ from torch import fx
 from emergence.adapters._channels import ChannelGraphBuilder, ChannelValue
 from emergence.adapters._neurons import NeuronGraphBuilder
 from emergence.adapters._window import Window
+from emergence.adapters.op_registry import TORCH, dispatch, ops_of, supported
 from emergence.errors import UnsupportedOpError
 
 __all__ = ['SUPPORTED_TORCH_OPS']
 
-_DENSE = {"linear", "addmm", "mm", "matmul", "bmm", "baddbmm"}
-_CONV = {"conv1d", "conv2d", "conv3d", "convolution", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
-_BATCH_NORM = {"batch_norm", "_native_batch_norm_legit_no_training"}
-_ELEMENTWISE = {
-    "relu", "relu_", "prelu", "_prelu_kernel", "gelu", "silu", "silu_", "sigmoid", "tanh", "hardtanh", "hardtanh_",
-    "relu6", "leaky_relu", "leaky_relu_", "elu", "elu_", "selu", "celu", "hardswish", "hardswish_", "hardsigmoid",
-    "softplus", "mish", "dropout", "dropout_", "feature_dropout", "alpha_dropout", "native_dropout", "clone",
-    "contiguous",
-    "alias", "detach", "_to_copy", "to", "type_as", "clamp", "clamp_min", "clamp_max", "abs", "neg", "exp", "log",
-    "sqrt", "square", "pow", "erf", "layer_norm", "group_norm", "local_response_norm", "lift_fresh_copy",
-    "native_layer_norm", "rms_norm", "rsqrt", "reciprocal", "tanh_", "sigmoid_", "gelu_",
-}
+_DISPATCH = dispatch(TORCH)  # op name -> semantic handler (the method "_<handler>"), see op_registry
+_DENSE, _CONV, _NO_OPS = ops_of(TORCH, "dense"), ops_of(TORCH, "conv"), ops_of(TORCH, "ignore")
 #: Nonlinearities: a residual sum one of them reads is a layer's units (see ChannelGraphBuilder.residual).
 _ACTIVATIONS = {
     "relu", "relu_", "prelu", "_prelu_kernel", "gelu", "gelu_", "silu", "silu_", "sigmoid", "sigmoid_", "tanh",
     "tanh_", "hardtanh", "hardtanh_", "relu6", "leaky_relu", "leaky_relu_", "elu", "elu_", "selu", "celu",
     "hardswish", "hardswish_", "hardsigmoid", "softplus", "mish",
 }
-_SHAPE = {
-    "view", "_unsafe_view", "reshape", "flatten", "unflatten", "permute", "transpose", "t", "squeeze", "unsqueeze",
-    "expand", "slice", "select", "narrow", "movedim", "channel_shuffle", "pixel_shuffle", "pixel_unshuffle", "split",
-    "split_with_sizes", "chunk", "unbind", "repeat", "flip", "roll", "index_select", "index",
-}
-_PAD = {"constant_pad_nd", "pad"}
-_POOL = {
-    "max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices", "avg_pool1d", "avg_pool2d", "avg_pool3d",
-    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "_adaptive_avg_pool2d",
-    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
-}
-_RESIZE = {"upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "upsample_linear1d",
-           "upsample_bilinear2d", "upsample_bicubic2d", "upsample_trilinear3d", "_upsample_nearest_exact1d",
-           "_upsample_nearest_exact2d", "_upsample_nearest_exact3d", "_upsample_bilinear2d_aa",
-           "_upsample_bicubic2d_aa"}
-_REDUCE = {"mean", "amax", "amin", "sum", "var", "std"}
-_SOFTMAX = {"softmax", "_softmax", "log_softmax", "_log_softmax"}
-_ATTENTION = {"scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu",
-              "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
-              "_scaled_dot_product_cudnn_attention"}
-_MASK = {"masked_fill", "masked_fill_", "where"}
-_ADD = {"add", "add_", "sub", "sub_", "rsub"}
-#: Checks and bookkeeping that compute nothing (export inserts them): their value is None, and no node
-#: depends on them.
-_NO_OPS = {"_assert_tensor_metadata", "_assert_scalar", "_assert_async", "_functional_assert_async",
-           "_functional_assert_scalar", "sym_constrain_range", "sym_constrain_range_for_size", "_check_is_size",
-           "_assert", "_print", "record_stream"}
-_MUL = {"mul", "mul_", "div", "div_"}
 #: ATen operations (export IR names) the PyTorch front-end maps.
-SUPPORTED_TORCH_OPS = sorted(
-    _DENSE | _CONV | _BATCH_NORM | _ELEMENTWISE | _SHAPE | _PAD | _POOL | _ADD | _MUL | _REDUCE | _SOFTMAX
-    | _ATTENTION | _MASK | _NO_OPS | _RESIZE | {"cat", "concat", "getitem", "einsum", "embedding"}
-)
+SUPPORTED_TORCH_OPS = supported(TORCH)
 
 
 def _src(node: fx.Node, i: int) -> fx.Node:
@@ -339,15 +299,11 @@ class _Walker:
         self.env[node.name] = handler(node, op, args, kwargs)
 
     def _handler(self, op: str) -> Callable[..., Any] | None:
-        for ops, fn in (
-            (_DENSE, self._dense), (_CONV, self._conv), (_BATCH_NORM, self._batch_norm),
-            (_ELEMENTWISE, self._elementwise), (_SHAPE, self._shape), (_PAD, self._pad), (_POOL, self._pool),
-            (_ADD, self._add), (_MUL, self._mul), ({"cat", "concat"}, self._cat), ({"getitem"}, self._getitem),
-            (_REDUCE, self._reduce), (_SOFTMAX, self._softmax), (_ATTENTION, self._attention), (_MASK, self._mask),
-            ({"einsum"}, self._einsum), (_RESIZE, self._resize),
-        ):
-            if op in ops:
-                return fn
+        name = _DISPATCH.get(op)
+        return getattr(self, f"_{name}") if name else None
+
+    def _ignore(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> None:
+        """Checks that compute nothing (``_assert_tensor_metadata`` ...): no value, nothing depends on them."""
         return None
 
     def _dense(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:

@@ -1,16 +1,33 @@
-"""The README's list of mapped operations is generated from the mapping tables (one source of truth)."""
+"""The op registry: every op registered once, to a handler each walker has; the README's list is generated from it."""
 
 from pathlib import Path
 
-from emergence.adapters import SUPPORTED_ONNX_OPS, SUPPORTED_TORCH_OPS
-from emergence.adapters.ops import ONNX_GROUPS, TORCH_GROUPS, ops_markdown
+import pytest
+
+from emergence.adapters import SUPPORTED_ONNX_OPS, SUPPORTED_TORCH_OPS, onnx_ops, torch_ops
+from emergence.adapters.op_registry import ONNX, TORCH, Group, dispatch
+from emergence.adapters.ops import ops_markdown
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def test_groups_cover_exactly_the_mapped_ops():
-    assert set().union(*(ops for _, ops in TORCH_GROUPS)) == set(SUPPORTED_TORCH_OPS)
-    assert set().union(*(ops for _, ops in ONNX_GROUPS)) == set(SUPPORTED_ONNX_OPS)
+@pytest.mark.parametrize("groups, walker", [(TORCH, torch_ops._Walker), (ONNX, onnx_ops._Walker)])
+def test_every_registered_handler_is_a_method_of_its_walker(groups, walker):
+    for g in groups:
+        if g.handler is not None:
+            assert callable(getattr(walker, f"_{g.handler}", None)), (walker.__module__, g.handler)
+
+
+def test_ops_dispatch_to_their_semantic_handler():
+    assert dispatch(TORCH)["conv_transpose2d"] == "conv" and dispatch(ONNX)["ConvTranspose"] == "conv"
+    assert dispatch(TORCH)["add_"] == "add" and dispatch(ONNX)["IsNaN"] == "data_mask"
+    assert "relu" in SUPPORTED_TORCH_OPS and "Relu" in SUPPORTED_ONNX_OPS and "lstm" not in SUPPORTED_TORCH_OPS
+
+
+def test_an_op_registered_twice_is_a_registration_error():
+    twice = (Group("dense", "a", frozenset({"linear"})), Group("conv", "b", frozenset({"linear"})))
+    with pytest.raises(ValueError, match="'linear' is registered twice"):
+        dispatch(twice)
 
 
 def test_readme_holds_the_generated_list():
