@@ -169,13 +169,6 @@ def test_group_norm_is_read_after_its_activation():
     assert not bool(mg.graph.active[offset:offset + 8].any())
 
 
-def test_resizing_at_neuron_level_is_refused_in_one_sentence():
-    from emergence.errors import UnsupportedOpError
-
-    with pytest.raises(UnsupportedOpError, match="channel level only"):
-        model_graph(_UpConv().eval(), torch.randn(4, 1, 6, 6), granularity="neuron")
-
-
 def test_a_transposed_convolution_couples_the_pairs_its_taps_join():
     torch.manual_seed(0)
     model = _decoder().eval()
@@ -193,11 +186,15 @@ def test_a_transposed_convolution_couples_the_pairs_its_taps_join():
     assert pairs == {(a, b) for a in range(4) for b in range(6) if (a < 2) == (b < 3)} - {(1, 0)}
 
 
-def test_transposed_convolution_at_neuron_level_is_refused_in_one_sentence():
+@pytest.mark.parametrize("make, shape, phrase", [
+    (_UpConv, (1, 6, 6), "resizing .* is mapped at channel level only"),
+    (_decoder, (1, 8, 8), "transposed convolution '2' is mapped at channel level only"),
+])
+def test_what_the_neuron_level_lacks_is_refused_in_one_sentence(make, shape, phrase):
     from emergence.errors import UnsupportedOpError
 
-    with pytest.raises(UnsupportedOpError, match="transposed convolution '2' is mapped at channel level only"):
-        model_graph(_decoder().eval(), torch.randn(4, 1, 8, 8), granularity="neuron")
+    with pytest.raises(UnsupportedOpError, match=phrase):
+        model_graph(make().eval(), torch.randn(4, *shape), granularity="neuron")
 
 
 def test_a_compiled_module_is_measured_as_the_module_it_wraps():
