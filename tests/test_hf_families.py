@@ -17,8 +17,6 @@ from hf_zoo import CANNOT_EXPORT, FAMILIES, build
 import emergence
 from emergence.adapters.model_files import model_graph
 
-pytest.importorskip("transformers")  # a test extra; .ci/run installs it
-
 
 def _export(model: torch.nn.Module, x: torch.Tensor, folder: Path, fmt: str) -> Path:
     with warnings.catch_warnings():
