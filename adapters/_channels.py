@@ -309,10 +309,10 @@ class ChannelGraphBuilder:
         dim = rec.channel_dim
         existing = torch.cat([s * self.num_nodes + d for s, d in zip(rec.src, rec.dst, strict=True)]) \
             if rec.src else torch.empty(0, dtype=torch.long)
-        for j, v in enumerate(values):
-            if j == i:
-                continue
-            idx, node, coef = self._feature_terms(v, dim)
+        terms = [(j, *self._feature_terms(v, dim)) for j, v in enumerate(values) if j != i]
+        if any(bool(((node >= rec.offset) & (node < rec.offset + rec.units)).any()) for _, _, node, _ in terms):
+            return None  # the shortcut holds the branch's own units: no identity edge may loop back
+        for j, idx, node, coef in terms:
             w = (coef * float(signs[j])).abs()
             new = ~torch.isin(node * self.num_nodes + idx + rec.offset, existing)  # a pair already joined stays one
             self._add_edges(rec, node[new], idx[new], w[new])
