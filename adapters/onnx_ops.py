@@ -95,6 +95,17 @@ def _window(node: Any, kernel: list[int], in_sizes: Sequence[int], out_sizes: Se
     return Window.of(kernel, strides, pad, dil)
 
 
+def _gather_elements(node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """GatherElements by ``numpy.take_along_axis`` (onnx's reference evaluator fails on axes of over 32
+    entries: it uses ``numpy.choose``)."""
+    data, idx = inputs[0], np.asarray(inputs[1], dtype=np.int64)
+    axis = int(_attrs(node).get("axis", 0)) % max(data.ndim, 1)
+    return [np.take_along_axis(data, np.where(idx < 0, idx + data.shape[axis], idx), axis=axis)]
+
+
+#: Ops whose constants are folded here rather than by onnx's reference evaluator (which gets them wrong).
+_OWN_FOLDERS = {"GatherElements": _gather_elements}
+
 #: Elements a folded constant may have (256 MiB of float32): a file cannot make folding allocate more.
 _FOLD_LIMIT = 1 << 26
 
@@ -173,7 +184,10 @@ class _Walker:
             return False  # an embedding lookup of token ids: makes nodes (see _gather)
         _check_fold_size(node, self.const)
         try:
-            outs = ReferenceEvaluator(node, opsets=self.opsets).run(None, {n: self.const[n] for n in node.input if n})
+            feeds = {n: self.const[n] for n in node.input if n}
+            own = _OWN_FOLDERS.get(node.op_type)
+            outs = own(node, [self.const[n] for n in node.input if n]) if own is not None else \
+                ReferenceEvaluator(node, opsets=self.opsets).run(None, feeds)
         except Exception as exc:  # the reference evaluator raises many types
             raise UnsupportedOpError(f"could not fold constant op {node.op_type!r} (node {node.name!r}): {exc}") \
                 from exc

@@ -150,3 +150,28 @@ def test_a_model_of_each_opset_is_measured(opset):
     assert torch.equal(mg.graph.active, ref.graph.active)
     assert [lay.units for lay in mg.layers] == [1, 3, 4]
     assert int(mg.graph.num_edges) == 2 + 3 * 4  # channel 1 has no incoming edge
+
+
+def test_gather_elements_over_many_entries_is_folded_right(tmp_path):
+    """onnx's reference evaluator fails on GatherElements over more than 32 entries (BERT's position ids)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from emergence.adapters.model_files import model_graph
+
+    n = 64
+    w0 = np.random.default_rng(0).random((n, 3)).astype(np.float32)
+    w0[5, 1] = 0.0
+    idx = np.tile(np.arange(n)[::-1, None], (1, 3)).astype(np.int64)  # W = W0 upside down
+    g = helper.make_graph(
+        [helper.make_node("GatherElements", ["W0", "I"], ["W"], axis=0),
+         helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
+        [numpy_helper.from_array(w0, "W0"), numpy_helper.from_array(idx, "I")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "ge.onnx"))
+    mg = model_graph(str(tmp_path / "ge.onnx"), torch.rand(8, n))
+    src, dst = mg.graph.edge_index
+    assert mg.graph.num_edges == n * 3 - 1 and not bool(((src == n - 1 - 5) & (dst == n + 1)).any())
+    w = {(int(s), int(t) - n): float(v) for s, t, v in zip(src, dst, mg.graph.edge_weight, strict=True)}
+    assert w[(0, 0)] == pytest.approx(float(w0[n - 1, 0]))
