@@ -297,10 +297,10 @@ class ChannelGraphBuilder:
         acts on (``relu(bn2(conv2(h)) + x)``). Returns the sum and the branch layer's index, or None when no
         operand is a layer's output of the sum's shape (then the union rule of :meth:`merge` applies).
         """
-        shape = values[0].prov.shape
-        cands = [i for i, v in enumerate(values) if v.direct is not None and v.prov.shape == shape
-                 and self.layers[v.direct].kind != "input"]
-        if not cands or any(v.prov.shape != shape for v in values):
+        if any(v.prov.shape != values[0].prov.shape for v in values):
+            return None
+        cands = [i for i, v in enumerate(values) if v.direct is not None and self.layers[v.direct].kind != "input"]
+        if not cands:
             return None
         i = max(cands, key=lambda j: (self.layers[values[j].direct].depth, -j))  # type: ignore[index]
         branch = values[i]
@@ -319,6 +319,14 @@ class ChannelGraphBuilder:
         return ChannelValue(branch.prov, branch.slots), layer
 
     # -- structure ------------------------------------------------------------------
+    def resize(self, x: ChannelValue, out_shape: Sequence[int]) -> ChannelValue:
+        """Up- or down-sampling over the spatial dims (``interpolate``, ``Resize``): each output entry reads
+        input entries of its own channel near its position. At channel level every position of a channel
+        carries the channel's slot, so the nearest entry stands for all that it reads."""
+        spatial = list(out_shape[2:])
+        prov = F.interpolate(x.prov.double(), size=spatial, mode="nearest").long()
+        return x.derive(prov)
+
     def concat(self, values: Sequence[ChannelValue], dim: int) -> ChannelValue:
         """Concatenate tensors along ``dim`` (slot tables are stacked)."""
         provs, ptrs, nodes, coefs, base, tbase = [], [torch.zeros(1, dtype=torch.long)], [], [], 0, 0
@@ -351,14 +359,6 @@ class ChannelGraphBuilder:
         return ChannelValue(prov, slots)
 
     # -- products of activations (attention) ---------------------------------------------
-    def resize(self, x: ChannelValue, out_shape: Sequence[int]) -> ChannelValue:
-        """Up- or down-sampling over the spatial dims (``interpolate``, ``Resize``): each output entry reads
-        input entries of its own channel near its position. At channel level every position of a channel
-        carries the channel's slot, so the nearest entry stands for all that it reads."""
-        spatial = list(out_shape[2:])
-        prov = F.interpolate(x.prov.double(), size=spatial, mode="nearest").long()
-        return x.derive(prov)
-
     def reduce(self, x: ChannelValue, dims: Sequence[int], *, keepdim: bool) -> ChannelValue:
         """The union rule over ``dims`` (batch excluded): an output entry depends on every node that fed
         any entry it combines -- a sum, mean or max over any axis, softmax's normaliser, a contraction.

@@ -100,6 +100,10 @@ def _onnx_input_specs(model: Any) -> tuple[Any, ...]:
     from emergence.adapters.datasets import InputSpec
 
     inits = {t.name: t for t in model.graph.initializer}
+    first_input_of: dict[str, list[Any]] = {}  # tensor -> the nodes that take it as their first input
+    for n in model.graph.node:
+        if n.input:
+            first_input_of.setdefault(n.input[0], []).append(n)
     specs = []
     for inp in (i for i in model.graph.input if i.name not in inits):
         dims = inp.type.tensor_type.shape.dim[1:]
@@ -109,9 +113,8 @@ def _onnx_input_specs(model: Any) -> tuple[Any, ...]:
         kind = "float" if elem in (1, 10, 11, 16) else "bool" if elem == 9 else "int"
         names, frontier = {inp.name}, [inp.name]  # the ids and what only reshapes or casts them
         while frontier:
-            cur = frontier.pop()
-            for n in model.graph.node:
-                if n.op_type in _ONNX_PASS_THROUGH and n.input and n.input[0] == cur and n.output[0] not in names:
+            for n in first_input_of.get(frontier.pop(), []):
+                if n.op_type in _ONNX_PASS_THROUGH and n.output[0] not in names:
                     names.add(n.output[0])
                     frontier.append(n.output[0])
         rows = [int(inits[n.input[0]].dims[0]) for n in model.graph.node

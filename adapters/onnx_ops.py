@@ -186,7 +186,7 @@ class _Walker:
         try:
             feeds = {n: self.const[n] for n in node.input if n}
             own = _OWN_FOLDERS.get(node.op_type)
-            outs = own(node, [self.const[n] for n in node.input if n]) if own is not None else \
+            outs = own(node, list(feeds.values())) if own is not None else \
                 ReferenceEvaluator(node, opsets=self.opsets).run(None, feeds)
         except Exception as exc:  # the reference evaluator raises many types
             raise UnsupportedOpError(f"could not fold constant op {node.op_type!r} (node {node.name!r}): {exc}") \

@@ -30,7 +30,7 @@ from emergence.errors import UnsupportedOpError
 __all__ = ['SUPPORTED_TORCH_OPS']
 
 _DISPATCH = dispatch(TORCH)  # op name -> semantic handler (the method "_<handler>"), see op_registry
-_DENSE, _CONV, _NO_OPS = ops_of(TORCH, "dense"), ops_of(TORCH, "conv"), ops_of(TORCH, "ignore")
+_DENSE, _CONV = ops_of(TORCH, "dense"), ops_of(TORCH, "conv")
 #: Nonlinearities: a residual sum one of them reads is a layer's units (see ChannelGraphBuilder.residual).
 _ACTIVATIONS = {
     "relu", "relu_", "prelu", "_prelu_kernel", "gelu", "gelu_", "silu", "silu_", "sigmoid", "sigmoid_", "tanh",
@@ -271,8 +271,8 @@ class _Walker:
 
     def _call(self, node: fx.Node) -> None:
         op = _opname(node)
-        if op in _NO_OPS:
-            self.env[node.name] = None
+        if _DISPATCH.get(op) == "ignore":  # a check: handled before its arguments are even read
+            self._ignore(node, op, (), {})
             return
         args = fx.node.map_arg(node.args, lambda n: self.env[n.name])
         kwargs = fx.node.map_arg(node.kwargs, lambda n: self.env[n.name])
@@ -304,7 +304,7 @@ class _Walker:
 
     def _ignore(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> None:
         """Checks that compute nothing (``_assert_tensor_metadata`` ...): no value, nothing depends on them."""
-        return None
+        self.env[node.name] = None
 
     def _dense(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
         if op == "baddbmm":  # input + b1 @ b2

@@ -6,7 +6,9 @@ model's first output tensor (hidden states or logits), so every format sees one 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -117,3 +119,26 @@ def build(name: str) -> tuple[nn.Module, torch.Tensor]:
     make, example = _families()[name]
     torch.manual_seed(0)
     return FirstOutput(make()).eval(), example()
+
+
+def export_as(model: torch.nn.Module, x: torch.Tensor, folder: Path, fmt: str) -> Path:
+    """Write ``model`` as ``fmt`` ("pt2", "onnx-dynamo" or "onnx-torchscript", batch dim dynamic) in ``folder``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if fmt == "pt2":
+            ep = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+            torch.export.save(ep, str(folder / "m.pt2"))
+            return folder / "m.pt2"
+        path = folder / f"{fmt}.onnx"
+        if fmt == "onnx-dynamo":
+            torch.onnx.export(model, (x,), str(path), dynamo=True, verbose=False)
+        else:
+            torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+        return path
+
+
+def graph_key(mg):
+    """A model graph's layer sizes, its edges in a canonical order and its active set, for comparing formats."""
+    ei = mg.graph.edge_index
+    order = torch.argsort(ei[0] * mg.graph.num_nodes + ei[1])
+    return [lay.units for lay in mg.layers], ei[:, order], mg.graph.active

@@ -7,36 +7,13 @@ The models are built from configs with random weights (``tests/hf_zoo.py``); not
 from __future__ import annotations
 
 import logging
-import warnings
-from pathlib import Path
 
 import pytest
 import torch
-from hf_zoo import CANNOT_EXPORT, FAMILIES, build
+from hf_zoo import CANNOT_EXPORT, FAMILIES, build, export_as, graph_key
 
 import emergence
 from emergence.adapters.model_files import model_graph
-
-
-def _export(model: torch.nn.Module, x: torch.Tensor, folder: Path, fmt: str) -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if fmt == "pt2":
-            ep = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
-            torch.export.save(ep, str(folder / "m.pt2"))
-            return folder / "m.pt2"
-        path = folder / f"{fmt}.onnx"
-        if fmt == "onnx-dynamo":
-            torch.onnx.export(model, (x,), str(path), dynamo=True, verbose=False)
-        else:
-            torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
-        return path
-
-
-def _key(mg):
-    ei = mg.graph.edge_index
-    order = torch.argsort(ei[0] * mg.graph.num_nodes + ei[1])
-    return [lay.units for lay in mg.layers], ei[:, order], mg.graph.active
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -45,17 +22,17 @@ def test_module_pt2_and_onnx_give_the_same_graph(family, tmp_path):
     try:
         model, x = build(family)
         ref = model_graph(model, x)
-        units, edges, active = _key(ref)
+        units, edges, active = graph_key(ref)
         assert ref.graph.num_edges > 0 and len(ref.layers) > 2
         e_ref = emergence.measure(ref.graph, method="log").log10
         w_ref = emergence.measure(ref.graph, weighted=True).log10
         for fmt in ("pt2", "onnx-dynamo", "onnx-torchscript"):
             if (family, fmt) in CANNOT_EXPORT:  # the exporter itself refuses: check that it still does
                 with pytest.raises(Exception, match=CANNOT_EXPORT[(family, fmt)]):
-                    _export(model, x, tmp_path, fmt)
+                    export_as(model, x, tmp_path, fmt)
                 continue
-            got = model_graph(str(_export(model, x, tmp_path, fmt)), x)
-            u, e, a = _key(got)
+            got = model_graph(str(export_as(model, x, tmp_path, fmt)), x)
+            u, e, a = graph_key(got)
             assert u == units, (fmt, u, units)
             for mine, theirs in zip(got.layers, ref.layers, strict=True):  # layers are named by module path
                 same = mine.name == theirs.name
@@ -148,9 +125,9 @@ def test_hand_made_layers_agree_across_formats(make, shape, tmp_path):
     model, x = make().eval(), torch.randn(16, *shape)
     ref = model_graph(model, x)
     for fmt in ("pt2", "onnx-dynamo", "onnx-torchscript"):
-        got = model_graph(str(_export(model, x, tmp_path, fmt)), x)
-        assert _key(got)[0] == _key(ref)[0], fmt
-        assert torch.equal(_key(got)[1], _key(ref)[1]) and torch.equal(_key(got)[2], _key(ref)[2]), fmt
+        (u, e, a), (units, edges, active) = graph_key(model_graph(str(export_as(model, x, tmp_path, fmt)), x)), \
+            graph_key(ref)
+        assert u == units and torch.equal(e, edges) and torch.equal(a, active), fmt
     names = [lay.name for lay in ref.layers]
     assert "unused" not in names
 
@@ -213,7 +190,7 @@ def test_random_token_ids_span_the_embedding_table_behind_a_reshape(family, tmp_
 
     model, x = build(family)
     for fmt in ("pt2", "onnx-dynamo", "onnx-torchscript"):
-        loaded = load_model(_export(model, x, tmp_path, fmt))
+        loaded = load_model(export_as(model, x, tmp_path, fmt))
         assert loaded.input_specs is not None and loaded.input_specs[0].high == 100, (fmt, loaded.input_specs)
         ids = probe_inputs("random", samples=64, input_specs=loaded.input_specs)
         assert ids.dtype == torch.int64 and int(ids.min()) >= 0 and int(ids.max()) < 100

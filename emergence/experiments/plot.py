@@ -40,14 +40,23 @@ def _zero_marks(ax: Any, x: np.ndarray, runs: np.ndarray, color: Any, row: int =
     return bool(zero.any())
 
 
-def _zero_legend(ax: Any, **legend: Any) -> None:
-    """The legend, with one entry explaining the E = 0 marks."""
+#: The gain plot's variant: E = 0 at epoch t is marked at the left edge.
+_ZERO_LEFT_LABEL = "E = 0 at epoch t (marked at\nthe left edge, one column per\nsparsity; not in the correlation)"
+
+#: Legends sit beside the axes, never on data.
+_BESIDE = dict(loc="center left", bbox_to_anchor=(1.01, 0.5))
+
+
+def _legend(ax: Any, zero: bool, *, label: str = _ZERO_LABEL, marker: str = "v", mfc: str | None = None,
+            **legend: Any) -> None:
+    """The legend beside the axes, with one entry explaining the E = 0 marks when there are some."""
     from matplotlib.lines import Line2D
 
     handles, labels = ax.get_legend_handles_labels()
-    handles.append(Line2D([], [], ls="none", marker="v", color="grey", ms=6))
-    labels.append(_ZERO_LABEL)
-    ax.legend(handles, labels, **legend)
+    if zero:
+        handles.append(Line2D([], [], ls="none", marker=marker, mfc=mfc, color="grey", ms=6))
+        labels.append(label)
+    ax.legend(handles, labels, **_BESIDE, **legend)
 
 
 def _corr_text(c: dict[str, float], pearson: bool = True) -> str:
@@ -197,11 +206,7 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.set_title(f"{name}: {ylabel} (mean ± std over {ds.sizes['seed']} seeds)", fontsize=9)
-        legend = dict(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the axes, never on data
-        if zero:
-            _zero_legend(ax, **legend)
-        else:
-            ax.legend(**legend)
+        _legend(ax, zero, fontsize=7)
         paths.append(save_figure(fig, folder / fname))
         plt.close(fig)
 
@@ -220,15 +225,7 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
     ax.set_xlabel(f"log10 emergence at epoch t (τ={tau:g})\n{_corr_text(c)}", fontsize=8)  # below, never on data
     ax.set_ylabel("test accuracy gain from t to t+1")
     ax.set_title(f"{name}: accuracy change vs emergence", fontsize=9)
-    if zero:
-        from matplotlib.lines import Line2D
-
-        handles, labels = ax.get_legend_handles_labels()
-        handles.append(Line2D([], [], ls="none", marker="<", mfc="none", color="grey", ms=6))
-        labels.append("E = 0 at epoch t (marked at\nthe left edge, one column per\nsparsity; not in the correlation)")
-        ax.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    else:
-        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _legend(ax, zero, label=_ZERO_LEFT_LABEL, marker="<", mfc="none", fontsize=8)
     paths.append(save_figure(fig, folder / "gain_vs_emergence.png"))
     plt.close(fig)
 
@@ -250,11 +247,7 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
     ax.set_xlabel("activity threshold τ")
     ax.set_ylabel("log10 emergence")
     ax.set_title(f"{name}: threshold sensitivity", fontsize=9)
-    legend = dict(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the axes, never on a curve
-    if zero:
-        _zero_legend(ax, **legend)
-    else:
-        ax.legend(**legend)
+    _legend(ax, zero, fontsize=7)
     paths.append(save_figure(fig, folder / "threshold_sensitivity.png"))
     plt.close(fig)
 
