@@ -2,9 +2,10 @@
 
 :class:`_Walker` folds constant subgraphs (weights produced by ``Constant``,
 ``ConstantOfShape``, ``Reshape``, ``Identity``... rather than stored as initializers),
-takes concrete shapes from one small onnxruntime run, and feeds every node to
-:class:`emergence.adapters._channels.ChannelGraphBuilder`, the same builder the PyTorch front-end
-uses, so a model exported to ONNX gives the graph of its PyTorch original.
+takes concrete shapes from one small onnxruntime run, reads every node's inputs and attributes and calls
+the IR-neutral handler it maps to (:class:`emergence.adapters._front.Front`, through
+:mod:`emergence.adapters.op_registry`), the same handlers the PyTorch front-end calls, so a model exported to
+ONNX gives the graph of its PyTorch original.
 :data:`SUPPORTED_ONNX_OPS` lists what is mapped.
 
 References
@@ -15,16 +16,16 @@ References
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from emergence.adapters._channels import ChannelGraphBuilder, ChannelValue, Slots
-from emergence.adapters._neurons import NeuronGraphBuilder
+from emergence.adapters._channels import ChannelValue
+from emergence.adapters._front import Front
 from emergence.adapters._window import Window
-from emergence.adapters.op_registry import ONNX, dispatch, ops_of, supported
+from emergence.adapters.op_registry import ONNX, ONNX_ACTIVATIONS, dispatch, ops_of, supported
 from emergence.errors import UnsupportedOpError
 
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -34,9 +35,6 @@ __all__ = ["SUPPORTED_ONNX_OPS"]
 _DISPATCH = dispatch(ONNX)  # op type -> semantic handler (the method "_<handler>"), see op_registry
 _DENSE, _CONV = ops_of(ONNX, "dense"), ops_of(ONNX, "conv")
 _KEEP_DIRECT = {"Identity", "Dropout", "Cast"}
-#: Nonlinearities: a residual sum one of them reads is a layer's units (see ChannelGraphBuilder.residual).
-_ACTIVATIONS = {"Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Celu",
-                "Gelu", "Softplus", "Mish", "Swish", "ThresholdedRelu", "Clip"}
 #: ONNX operations the ONNX front-end maps (constant subgraphs of any op are folded first).
 SUPPORTED_ONNX_OPS = supported(ONNX)
 
@@ -134,26 +132,23 @@ def _check_fold_size(node: Any, const: dict[str, np.ndarray]) -> None:
                                  f"more than the {_FOLD_LIMIT:,} a constant may have; refused")
 
 
-class _Walker:
+class _Walker(Front):
+    """Reads an ONNX graph (constant folding included) and feeds the IR-neutral :class:`Front`."""
+
     def __init__(self, model: Any, granularity: str = "channel") -> None:
         import onnx.numpy_helper as nh
 
+        super().__init__(granularity, ONNX_ACTIVATIONS)
         self.model = model
         self.graph = model.graph
-        self.b = NeuronGraphBuilder() if granularity == "neuron" else ChannelGraphBuilder()
         self.const: dict[str, np.ndarray] = {t.name: nh.to_array(t) for t in self.graph.initializer}
         self.opsets = {o.domain or "": o.version for o in model.opset_import}
         self.env: dict[str, ChannelValue] = {}
-        self.tail: dict[str, int] = {}
-        self.act: dict[int, str] = {}
-        self.data: set[str] = set()  # values computed from integer inputs (token ids, masks)
         self.producer = {o: n for n in self.graph.node for o in n.output if o}
         self.users: dict[str, list[Any]] = {}
         for n in self.graph.node:
             for name in dict.fromkeys(i for i in n.input if i):
                 self.users.setdefault(name, []).append(n)
-        self.root: dict[str, str] = {}  # as in the PyTorch walker: normalisation written out
-        self.stat: dict[str, str] = {}
         self.consumers: dict[str, int] = {}
         for node in self.graph.node:
             for name in node.input:
@@ -164,8 +159,15 @@ class _Walker:
         self.inputs = [i for i in self.graph.input if i.name not in self.const]
         if not self.inputs:
             raise UnsupportedOpError("the model takes no input")
-        self.input = self.inputs[0]
+        self.input_info = self.inputs[0]
         self.shapes: dict[str, tuple[int, ...]] = {}
+
+    def uses(self, name: str) -> int:
+        return self.consumers.get(name, 0)
+
+    def user_ops(self, name: str) -> list[str]:
+        users = self.users.get(name, [])
+        return [u.op_type for u in users] + ["output"] * (self.consumers.get(name, 0) - len(users))
 
     # -- constants --------------------------------------------------------------
     def fold(self, node: Any) -> bool:
@@ -219,27 +221,24 @@ class _Walker:
                                                 else bool)
                 self.data.add(inp.name)
                 continue
-            self.env[inp.name] = self.b.input(shape, per_element=per_element,
-                                              name="input" if floats == 0 else f"input:{inp.name}")
-            self.tail[inp.name] = len(self.b.layers) - 1
-            self.act[len(self.b.layers) - 1] = inp.name
+            self.env[inp.name] = self.input(inp.name, shape, per_element=per_element, index=floats)
             floats += 1
         for node in self.graph.node:
             if self.fold(node):
                 continue
-            handler = self._handler(node.op_type)
-            if handler is None:
+            name = _DISPATCH.get(node.op_type)
+            if name is None:
                 raise UnsupportedOpError(
                     f"ONNX op {node.op_type!r} (node {node.name!r}) cannot be mapped to a graph; the ops that can "
                     "are listed in the README's 'Ops covered' section (emergence.adapters.SUPPORTED_ONNX_OPS)"
                 )
-            outs = handler(node)
-            for name, value in zip(node.output, outs if isinstance(outs, list) else [outs], strict=False):
-                if name and value is not None:
-                    self.env[name] = value
+            outs = getattr(self, f"_{name}")(node)
+            for out, value in zip(node.output, outs if isinstance(outs, list) else [outs], strict=False):
+                if out and value is not None:
+                    self.env[out] = value
 
     def _first_layer_kind(self) -> str:
-        frontier, seen = {self.input.name}, set()
+        frontier, seen = {self.input_info.name}, set()
         while frontier:
             nxt: set[str] = set()
             for node in self.graph.node:
@@ -254,10 +253,6 @@ class _Walker:
             frontier = nxt
         return "dense"
 
-    def _handler(self, op: str) -> Callable[[Any], Any] | None:
-        name = _DISPATCH.get(op)
-        return getattr(self, f"_{name}") if name else None
-
     def _value(self, node: Any, i: int = 0) -> ChannelValue:
         name = node.input[i]
         if name not in self.env:
@@ -265,44 +260,27 @@ class _Walker:
                                      "constant")
         return self.env[name]
 
-    def _continue_chain(self, node: Any, *srcs: str) -> None:
-        """As the PyTorch walker: an elementwise function of one layer's chain extends that chain."""
-        layers = {self.tail.get(s) for s in srcs}
-        layer = next(iter(layers)) if len(layers) == 1 else None
-        if layer is not None and self.b.layers[layer].kind != "input":
-            self.tail[node.output[0]] = layer
-            self.act[layer] = node.output[0]
+    def _operands(self, node: Any) -> tuple[list[str], list[Any]]:
+        """The named inputs of ``node`` and their values (a ChannelValue, or the constant)."""
+        names = [n for n in node.input if n]
+        for n in names:
+            if n not in self.env and n not in self.const:
+                raise UnsupportedOpError(f"{node.op_type} (node {node.name!r}): input {n!r} is neither data nor "
+                                         "constant")
+        return names, [self.env[n] if n in self.env else self.const[n] for n in names]
 
-    def _unary(self, node: Any, src: str) -> None:
-        out = node.output[0]
-        self.root[out] = self.root.get(src, src)
-        if src in self.stat:
-            self.stat[out] = self.stat[src]
-        self._continue_chain(node, src)
+    def _out(self, node: Any) -> tuple[int, ...]:
+        return self.shapes[node.output[0]]
 
-    def _normalising(self, node: Any, a: str, b: str) -> str | None:
-        sa, sb = self.stat.get(a), self.stat.get(b)
-        if sa is not None and sa == sb:
-            self.stat[node.output[0]] = sa
-            return None
-        if sb is not None and sb == self.root.get(a, a) and sa is None:
-            return a
-        if sa is not None and sa == self.root.get(b, b) and sb is None:
-            return b
-        return None
-
-    def _expanded(self, x: ChannelValue, node: Any) -> ChannelValue:
-        shape = (x.prov.shape[0], *self.shapes[node.output[0]][1:])
-        return x.derive(x.prov.expand(shape).clone())
-
+    # -- readers: ONNX inputs and attributes -> the IR-neutral handlers ---------------------------
     def _gather(self, node: Any) -> Any:
         if node.input[0] in self.const and node.input[1] in self.data:  # embedding lookup of token ids
             table = self.const[node.input[0]]
             if table.ndim != 2 or int(_attrs(node).get("axis", 0)) != 0:
                 raise UnsupportedOpError(f"Gather (node {node.name!r}) of token ids needs a 2-D table on axis 0")
             ids = self.const[node.input[1]]
-            value = self.b.table(_module_path(node), int(table.shape[1]), (*ids.shape, table.shape[1]))
-            return self._layer(node, value)
+            return self.embedding(node.output[0], name=_module_path(node), features=int(table.shape[1]),
+                                  shape=(*ids.shape, table.shape[1]))
         return self._shape(node)
 
     def _reduce(self, node: Any) -> ChannelValue:
@@ -311,44 +289,22 @@ class _Walker:
         axes = a.get("axes")
         if axes is None and len(node.input) > 1 and node.input[1]:
             axes = self.const[node.input[1]].tolist()
-        if not axes:
-            if a.get("noop_with_empty_axes", 0):
-                return x
-            axes = list(range(1, x.prov.dim()))
-        keepdims = bool(a.get("keepdims", 1))
-        if node.op_type in ("ReduceMean", "ReduceSumSquare", "ReduceL2") and keepdims:
-            self.stat[node.output[0]] = self.root.get(node.input[0], node.input[0])
-        return self.b.reduce(x, [int(ax) % x.prov.dim() for ax in axes], keepdim=keepdims)
+        if not axes and a.get("noop_with_empty_axes", 0):
+            return x
+        return self.reduce(node.output[0], node.input[0], x, axes, keepdim=bool(a.get("keepdims", 1)),
+                           statistic=node.op_type in ("ReduceMean", "ReduceSumSquare", "ReduceL2"))
 
     def _softmax(self, node: Any) -> ChannelValue:
-        x = self._value(node)
-        axis = int(_attrs(node).get("axis", -1)) % x.prov.dim()
-        self._unary(node, node.input[0])
-        return self.b.spread(x, axis)
+        return self.softmax(node.output[0], node.input[0], self._value(node), int(_attrs(node).get("axis", -1)))
 
     def _einsum(self, node: Any) -> ChannelValue:
         equation = _attrs(node)["equation"]
         equation = equation.decode() if isinstance(equation, bytes) else str(equation)
-        try:
-            return self.b.einsum(equation, [self.env.get(n) for n in node.input])
-        except UnsupportedOpError as exc:
-            raise UnsupportedOpError(f"{exc} (node {node.name!r})") from exc
+        return self.einsum(equation, [self.env.get(n) for n in node.input], f"node {node.name!r}")
 
-    def _where(self, node: Any) -> ChannelValue:
-        """Masking selects entries but adds no dependency (as in the PyTorch walker)."""
-        vals = [n for n in node.input[1:3] if n in self.env]
-        if not vals:
-            raise UnsupportedOpError(f"Where (node {node.name!r}) selects between constants by data")
-        if len(vals) == 2:
-            return self._expanded(self.b.merge([self.env[v] for v in vals]), node)
-        self._unary(node, vals[0])
-        return self._expanded(self.env[vals[0]], node)
-
-    def _activation_follows(self, node: Any) -> bool:
-        """Whether every use of ``node``'s output is a nonlinearity (as in the PyTorch walker)."""
-        users = self.users.get(node.output[0], [])
-        return bool(users) and all(u.op_type in _ACTIVATIONS for u in users) \
-            and self.consumers.get(node.output[0], 0) == len(users)
+    def _select(self, node: Any) -> ChannelValue:
+        names = list(node.input[1:3])
+        return self.select(node.output[0], names, [self.env.get(n) for n in names], self._out(node))
 
     def _data_mask(self, node: Any) -> None:
         """A test of data (NaN checks, comparisons, logic): a mask, kept as a constant of its shape marked as
@@ -363,15 +319,7 @@ class _Walker:
         return None
 
     def _resize(self, node: Any) -> ChannelValue:
-        x = self._value(node)
-        self._unary(node, node.input[0])
-        return self.b.resize(x, (x.prov.shape[0], *self.shapes[node.output[0]][1:]))
-
-    def _layer(self, node: Any, value: ChannelValue) -> ChannelValue:
-        layer = len(self.b.layers) - 1
-        self.tail[node.output[0]] = layer
-        self.act[layer] = node.output[0]
-        return value
+        return self.resize(node.output[0], node.input[0], self._value(node), self._out(node))
 
     def _dense(self, node: Any) -> ChannelValue:
         a = _attrs(node)
@@ -383,29 +331,24 @@ class _Walker:
             w = w * a.get("alpha", 1.0)
         else:
             if node.input[0] in self.env and node.input[1] in self.env:  # attention: two activations
-                return self.b.product(self.env[node.input[0]], self.env[node.input[1]])
+                return self.product(self.env[node.input[0]], self.env[node.input[1]])
             if node.input[1] not in self.const or self.const[node.input[1]].ndim != 2:
                 raise UnsupportedOpError(f"MatMul (node {node.name!r}) needs a constant 2-D right-hand matrix")
             w = self.const[node.input[1]].T
-        x = self._value(node)
-        return self._layer(node, self.b.linear(x, torch.tensor(w), name=_module_path(node) or
-                                               node.output[0], kind="Linear"))
+        return self.dense(node.output[0], self._value(node), torch.tensor(w),
+                          name=_module_path(node) or node.output[0])
 
     def _conv(self, node: Any) -> ChannelValue:
         if node.input[1] not in self.const:
             raise UnsupportedOpError(f"Conv (node {node.name!r}) needs a constant weight")
         w = torch.tensor(self.const[node.input[1]])
         x = self._value(node)
-        shape = (x.prov.shape[0], *self.shapes[node.output[0]][1:])
-        kind = f"Conv{w.dim() - 2}d"
-        if node.op_type == "ConvTranspose":
-            value = self.b.conv_transpose(x, w, groups=int(_attrs(node).get("group", 1)), out_shape=shape,
-                                          name=_module_path(node), kind=f"ConvTranspose{w.dim() - 2}d")
-            return self._layer(node, value)
-        window = _window(node, [int(k) for k in w.shape[2:]], x.prov.shape[2:], shape[2:])
-        value = self.b.conv(x, w, groups=int(_attrs(node).get("group", 1)), out_shape=shape,
-                            name=_module_path(node), kind=kind, window=window)
-        return self._layer(node, value)
+        shape = (x.prov.shape[0], *self._out(node)[1:])
+        transposed = node.op_type == "ConvTranspose"
+        window = None if transposed else _window(node, [int(k) for k in w.shape[2:]], x.prov.shape[2:], shape[2:])
+        return self.conv(node.output[0], x, w, groups=int(_attrs(node).get("group", 1)), shape=shape,
+                         name=_module_path(node), kind=f"{node.op_type}{w.dim() - 2}d", window=window,
+                         transposed=transposed)
 
     def _batch_norm(self, node: Any) -> ChannelValue:
         a = _attrs(node)
@@ -414,27 +357,35 @@ class _Walker:
         scale, _b, _mean, var = (self.const.get(n) for n in node.input[1:5])
         if scale is None or var is None:
             raise UnsupportedOpError(f"BatchNormalization (node {node.name!r}) needs constant parameters")
-        x = self._value(node)
         factor = torch.from_numpy(scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + a.get("epsilon", 1e-5)))
-        value = self.b.scale(x, factor.reshape([1, -1] + [1] * (x.prov.dim() - 2)),
-                             exclusive=self.consumers.get(node.input[0], 0) == 1)
-        self._unary(node, node.input[0])
-        return value
+        return self.batch_norm(node.output[0], node.input[0], self._value(node), factor)
 
     def _elementwise(self, node: Any) -> ChannelValue:
-        x = self._value(node)
-        self._unary(node, node.input[0])
-        return x if node.op_type in _KEEP_DIRECT else x.derive(x.prov)
+        return self.elementwise(node.output[0], node.input[0], self._value(node), keep=node.op_type in _KEEP_DIRECT)
 
+    def _add(self, node: Any) -> ChannelValue:
+        names, values = self._operands(node)
+        signs = [1.0, -1.0] if node.op_type == "Sub" else None
+        return self.add(node.output[0], names, values, self._out(node), signs)
+
+    def _mul(self, node: Any) -> ChannelValue:
+        names, values = self._operands(node)
+        return self.mul(node.output[0], names, values, self._out(node), divide=node.op_type == "Div")
+
+    def _concat(self, node: Any) -> ChannelValue:
+        names, values = self._operands(node)
+        return self.concat(values, int(_attrs(node)["axis"]))
+
+    # -- layout: the op itself applied to the provenance ----------------------------------------------
     def _shape(self, node: Any) -> list[ChannelValue]:
         x = self._value(node)
         outs = self.apply(node, {node.input[0]: x.prov.numpy()})
         group = self._group_norm_source(node)
         if group is not None:  # GroupNorm written out: elementwise on the tensor before the first Reshape
-            self._unary(node, group)
+            self.unary(node.output[0], group)
         elif node.op_type in ("Reshape", "Identity") and self.shapes.get(node.input[0]) is not None \
                 and self.shapes.get(node.input[0]) == self.shapes.get(node.output[0]):
-            self._unary(node, node.input[0])  # a reshape to the same shape (GroupNorm with a group per channel)
+            self.unary(node.output[0], node.input[0])  # a reshape to the same shape (GroupNorm, a group a channel)
         return [x.derive(torch.from_numpy(np.asarray(o, dtype=np.int64))) for o in outs]
 
     def _group_norm_source(self, node: Any) -> str | None:
@@ -471,74 +422,9 @@ class _Walker:
 
     def _pool(self, node: Any) -> ChannelValue:
         x = self._value(node)
-        shape = (x.prov.shape[0], *self.shapes[node.output[0]][1:])
+        shape = self._out(node)
         if node.op_type.startswith("Global"):
             window = Window(adaptive=True)
         else:
             window = _window(node, list(_attrs(node)["kernel_shape"]), x.prov.shape[2:], shape[2:])
-        return self.b.pool(x, shape, window)
-
-    def _merge(self, node: Any) -> ChannelValue:
-        names = [n for n in node.input if n]
-        values = [self.env.get(n) for n in names]
-        data = [i for i, v in enumerate(values) if v is not None]
-        op = node.op_type
-        if len(data) == 2 and len(names) == 2:
-            src = self._normalising(node, names[0], names[1])
-            if src is not None:  # x - mean(x), x / sqrt(var(x) + eps): elementwise on x
-                self._unary(node, src)
-                return self._expanded(self.env[src], node)
-        if len(data) == 1 and any(n in self.data for n in names):  # a data-dependent mask: selects only
-            self._unary(node, names[data[0]])
-            return self._expanded(self.env[names[data[0]]], node)
-        if len(data) > 1:
-            self._continue_chain(node, *(names[i] for i in data))
-            roots = {self.root.get(names[i], names[i]) for i in data}
-            same = len(roots) == 1
-            if same:  # x * sigmoid(x), x + 0.04 x^3: still elementwise on x
-                self.root[node.output[0]] = next(iter(roots))
-            if op in ("Mul", "Div") or same and len(data) == len(names):
-                return self.b.merge([self.env[names[i]] for i in data], combine="max")
-            signs = [1.0, -1.0] if op == "Sub" else None
-            if len(data) != len(names):  # Sum of data and constants: constants are biases
-                signs = None
-            if self._activation_follows(node):  # relu(branch + shortcut): the sum's units are the branch's
-                res = self.b.residual([self.env[names[i]] for i in data], signs or [1.0] * len(data))
-                if res is not None:
-                    self.tail[node.output[0]] = res[1]
-                    self.act[res[1]] = node.output[0]
-                    return res[0]
-            return self.b.merge([self.env[names[i]] for i in data], signs=signs)
-        i = data[0]
-        x = self.env[names[i]]
-        const = [self.const[n] for j, n in enumerate(names) if j != i]
-        self._unary(node, names[i])
-        if op in ("Add", "Sub", "Sum"):
-            return x  # adding a constant (a bias) leaves the provenance alone
-        factor = torch.from_numpy(np.asarray(const[0], dtype=np.float64))
-        if op == "Div" and i != 0:  # c / x: a scalar c makes it elementwise on x (RMSNorm's 1 / sqrt(...))
-            if factor.numel() != 1:
-                raise UnsupportedOpError(f"Div (node {node.name!r}) of a per-channel constant by data is not "
-                                         "supported")
-            if names[i] in self.stat:  # the reciprocal of a statistic is one
-                self.stat[node.output[0]] = self.stat[names[i]]
-            return x.derive(x.prov)
-        if factor.numel() == 1:  # a scalar is part of an elementwise formula (as in the PyTorch walker)
-            return x.derive(x.prov)
-        if op == "Div":
-            factor = 1.0 / factor
-        return self.b.scale(x, factor, exclusive=self.consumers.get(names[i], 0) == 1)
-
-    def _concat(self, node: Any) -> ChannelValue:
-        axis = int(_attrs(node)["axis"])
-        parts = []
-        ref = next(self.env[n] for n in node.input if n in self.env)
-        for n in node.input:
-            if n in self.env:
-                parts.append(self.env[n])
-            else:
-                shape = list(self.const[n].shape)
-                shape[0] = ref.prov.shape[0]
-                parts.append(ChannelValue(torch.full(shape, -1, dtype=torch.long),
-                                          Slots.single(torch.empty(0, dtype=torch.long))))
-        return self.b.concat(parts, axis % ref.prov.dim())
+        return self.pool(x, shape, window)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ONNX", "TORCH", "Group", "dispatch", "ops_of", "supported"]
+__all__ = ["IR_OWN", "ONNX", "ONNX_ACTIVATIONS", "TORCH", "TORCH_ACTIVATIONS", "Group", "dispatch", "ops_of", "supported"]
 
 
 @dataclass(frozen=True)
@@ -72,13 +72,13 @@ TORCH: tuple[Group, ...] = (
        "add", "add_", "rsub", "sub", "sub_"),
     _g("mul", "multiply / divide (by constants: scales; of two activations: a gate; a scalar by data: elementwise)",
        "div", "div_", "mul", "mul_"),
-    _g("mask", "masking (selects, adds no dependency)",
+    _g("select", "masking (selects, adds no dependency)",
        "masked_fill", "masked_fill_", "where"),
     _g("resize", "resizing (interpolate, upsample; channel level only)",
        "_upsample_bicubic2d_aa", "_upsample_bilinear2d_aa", "_upsample_nearest_exact1d", "_upsample_nearest_exact2d",
        "_upsample_nearest_exact3d", "upsample_bicubic2d", "upsample_bilinear2d", "upsample_linear1d",
        "upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "upsample_trilinear3d"),
-    _g("cat", "concatenation",
+    _g("concat", "concatenation",
        "cat", "concat"),
     _g("getitem", "an item of a multi-output op",
        "getitem"),
@@ -91,6 +91,18 @@ TORCH: tuple[Group, ...] = (
        "_functional_assert_async", "_functional_assert_scalar", "_print", "record_stream", "sym_constrain_range",
        "sym_constrain_range_for_size"),
 )
+
+#: Handlers a front-end keeps for itself: layout ops apply the IR's own op to the provenance (``shape``,
+#: ``pad``, ``getitem``, a ``gather`` that is not an embedding), and ``data_mask`` / ``ignore`` make no value.
+#: Every other handler is a method of the IR-neutral walker (:class:`emergence.adapters._front.Front`).
+IR_OWN = frozenset({"shape", "pad", "getitem", "gather", "data_mask", "ignore"})
+
+#: ATen nonlinearities: a residual sum that one of them reads is a layer's units (the residual rule).
+TORCH_ACTIVATIONS = frozenset({
+    "relu", "relu_", "prelu", "_prelu_kernel", "gelu", "gelu_", "silu", "silu_", "sigmoid", "sigmoid_", "tanh",
+    "tanh_", "hardtanh", "hardtanh_", "relu6", "leaky_relu", "leaky_relu_", "elu", "elu_", "selu", "celu",
+    "hardswish", "hardswish_", "hardsigmoid", "softplus", "mish",
+})
 
 #: ONNX op types, in the README's order.
 ONNX: tuple[Group, ...] = (
@@ -118,12 +130,14 @@ ONNX: tuple[Group, ...] = (
        "Gather"),
     _g("pad", "padding",
        "Pad"),
-    _g("merge", "merges (Add/Sub: residuals or biases, the residual rule; Mul/Div: scales or gates; a scalar "
-                "divided by data: elementwise)",
-       "Add", "Div", "Mul", "Sub", "Sum"),
+    _g("add", "residual add / subtract (a constant is a bias; a sum a nonlinearity reads: the residual rule)",
+       "Add", "Sub", "Sum"),
+    _g("mul", "multiply / divide (by constants: scales; of two activations: a gate; a scalar divided by data: "
+              "elementwise)",
+       "Div", "Mul"),
     _g("data_mask", "tests of data (NaN checks, comparisons, logic): masks that select and add no dependency",
        "And", "Equal", "Greater", "GreaterOrEqual", "IsInf", "IsNaN", "Less", "LessOrEqual", "Not", "Or", "Xor"),
-    _g("where", "Where: selects, adds no dependency",
+    _g("select", "Where: selects, adds no dependency",
        "Where"),
     _g("resize", "resizing (channel level only)",
        "Resize", "Upsample"),
@@ -134,6 +148,12 @@ ONNX: tuple[Group, ...] = (
     _g(None, "shapes and constants (folded before the walk)",
        "Constant", "Shape"),
 )
+
+#: ONNX nonlinearities (as :data:`TORCH_ACTIVATIONS`).
+ONNX_ACTIVATIONS = frozenset({
+    "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Celu", "Gelu",
+    "Softplus", "Mish", "Swish", "ThresholdedRelu", "Clip",
+})
 
 
 def dispatch(groups: tuple[Group, ...]) -> dict[str, str | None]:

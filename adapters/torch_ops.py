@@ -1,10 +1,11 @@
 """ATen operations of an exported PyTorch program mapped to the format-independent channel graph.
 
-:class:`_Walker` visits the nodes of a ``torch.export`` program once, in order, and feeds
-each operation to :class:`emergence.adapters._channels.ChannelGraphBuilder`: dense and conv layers
-make nodes and weighted edges, batch norm folds into the layer before it, elementwise
-and shape operations carry each slot's provenance. :data:`SUPPORTED_TORCH_OPS` lists what
-is mapped; anything else is refused with :class:`~emergence.errors.UnsupportedOpError`.
+:class:`_Walker` visits the nodes of a ``torch.export`` program once, in order, reads each
+operation's arguments and calls the IR-neutral handler it maps to (:class:`emergence.adapters._front.Front`,
+through :mod:`emergence.adapters.op_registry`): dense and conv layers make nodes and weighted edges, batch
+norm folds into the layer before it, elementwise and shape operations carry each slot's provenance.
+:data:`SUPPORTED_TORCH_OPS` lists what is mapped; anything else is refused with
+:class:`~emergence.errors.UnsupportedOpError`.
 
 References
 ----------
@@ -21,22 +22,16 @@ import torch
 import torch.nn.functional as F
 from torch import fx
 
-from emergence.adapters._channels import ChannelGraphBuilder, ChannelValue
-from emergence.adapters._neurons import NeuronGraphBuilder
+from emergence.adapters._channels import ChannelValue
+from emergence.adapters._front import Front
 from emergence.adapters._window import Window
-from emergence.adapters.op_registry import TORCH, dispatch, ops_of, supported
+from emergence.adapters.op_registry import TORCH, TORCH_ACTIVATIONS, dispatch, ops_of, supported
 from emergence.errors import UnsupportedOpError
 
 __all__ = ['SUPPORTED_TORCH_OPS']
 
 _DISPATCH = dispatch(TORCH)  # op name -> semantic handler (the method "_<handler>"), see op_registry
 _DENSE, _CONV = ops_of(TORCH, "dense"), ops_of(TORCH, "conv")
-#: Nonlinearities: a residual sum one of them reads is a layer's units (see ChannelGraphBuilder.residual).
-_ACTIVATIONS = {
-    "relu", "relu_", "prelu", "_prelu_kernel", "gelu", "gelu_", "silu", "silu_", "sigmoid", "sigmoid_", "tanh",
-    "tanh_", "hardtanh", "hardtanh_", "relu6", "leaky_relu", "leaky_relu_", "elu", "elu_", "selu", "celu",
-    "hardswish", "hardswish_", "hardsigmoid", "softplus", "mish",
-}
 #: ATen operations (export IR names) the PyTorch front-end maps.
 SUPPORTED_TORCH_OPS = supported(TORCH)
 
@@ -60,6 +55,11 @@ def _live(graph: fx.Graph) -> set[fx.Node]:
             live.add(n)
             stack.extend(n.all_input_nodes)
     return live
+
+
+def _name(arg: Any) -> str:
+    """The name of an argument computed by the model, ``""`` for a literal."""
+    return arg.name if isinstance(arg, fx.Node) else ""
 
 
 def _target(node: fx.Node) -> Callable[..., Any]:
@@ -169,23 +169,22 @@ def _first_layer_kind(gm: fx.GraphModule, user_inputs: set[str]) -> str:
     return "dense"
 
 
-class _Walker:
-    """Walks an exported program's graph, feeding a :class:`ChannelGraphBuilder`."""
+class _Walker(Front):
+    """Reads an exported program's graph and feeds the IR-neutral :class:`Front`."""
 
     def __init__(self, ep: torch.export.ExportedProgram, state: dict[str, torch.Tensor] | None = None,
                  granularity: str = "channel") -> None:
+        super().__init__(granularity, TORCH_ACTIVATIONS)
         self.ep = ep
         self.state = state or {}
-        self.b = NeuronGraphBuilder() if granularity == "neuron" else ChannelGraphBuilder()
-        self.env: dict[str, Any] = {}
-        self.tail: dict[str, int] = {}  # fx node name -> layer whose activation chain ends there
-        self.act: dict[int, str] = {}  # layer -> fx node holding its activation
-        self.data: set[str] = set()  # nodes computed from integer inputs (token ids, masks): data, not nodes
-        # Normalisation written out (decomposed LayerNorm / RMSNorm / InstanceNorm): ``root`` maps a node to
-        # the node it is an elementwise function of; ``stat`` maps a mean or variance (keepdim) to the root
-        # it summarises. Combining a value with a statistic of its own root is elementwise, as a constant.
-        self.root: dict[str, str] = {}
-        self.stat: dict[str, str] = {}
+        self.env: dict[str, Any] = {}  # fx node name -> ChannelValue (data) or a constant
+        self.nodes: dict[str, fx.Node] = {n.name: n for n in ep.graph.nodes}
+
+    def uses(self, name: str) -> int:
+        return len(self.nodes[name].users)
+
+    def user_ops(self, name: str) -> list[str]:
+        return [_opname(u) if u.op == "call_function" else u.op for u in self.nodes[name].users]
 
     def _constant(self, spec: Any) -> torch.Tensor:
         name = spec.target
@@ -220,62 +219,21 @@ class _Walker:
                     self.env[node.name] = torch.zeros(shape, dtype=val.dtype)
                     self.data.add(node.name)
                     continue
-                name = "input" if floats == 0 else f"input:{node.name}"
-                self.env[node.name] = self.b.input(shape, per_element=per_element, name=name)
-                self.tail[node.name] = len(self.b.layers) - 1 if floats else 0
-                self.act[len(self.b.layers) - 1] = node.name
+                self.env[node.name] = self.input(node.name, shape, per_element=per_element, index=floats)
                 floats += 1
             elif node.op == "call_function":
                 self._call(node)
             elif node.op == "get_attr":
                 self.env[node.name] = getattr(self.ep.graph_module, str(node.target))
 
-    def _continue_chain(self, node: fx.Node, *srcs: fx.Node) -> None:
-        """``node`` is an elementwise function of ``srcs`` (and constants): when they all lie on one layer's
-        chain, so does ``node``, and the layer's activity is read at the latest node of its chain. So a
-        decomposed activation (x * sigmoid(x), the erf form of GELU) ends the chain after the whole formula."""
-        layers = {self.tail.get(s.name) for s in srcs}
-        layer = next(iter(layers)) if len(layers) == 1 else None
-        if layer is not None and self.b.layers[layer].kind != "input":
-            self.tail[node.name] = layer
-            self.act[layer] = node.name
-
-    def _root(self, n: fx.Node) -> str:
-        return self.root.get(n.name, n.name)
-
-    def _unary(self, node: fx.Node, src: fx.Node) -> None:
-        """``node`` is an elementwise function of ``src`` alone (and constants)."""
-        self.root[node.name] = self._root(src)
-        if src.name in self.stat:
-            self.stat[node.name] = self.stat[src.name]
-        self._continue_chain(node, src)
-
-    def _normalising(self, node: fx.Node, a: fx.Node, b: fx.Node) -> fx.Node | None:
-        """The data operand when the other one is a statistic of its root (x - mean(x), x * rsqrt(var(x)));
-        None otherwise (two statistics of one root make a statistic)."""
-        sa, sb = self.stat.get(a.name), self.stat.get(b.name)
-        if sa is not None and sa == sb:
-            self.stat[node.name] = sa
-            return None
-        if sb is not None and sb == self._root(a) and sa is None:
-            return a
-        if sa is not None and sa == self._root(b) and sb is None:
-            return b
-        return None
-
-    def _new_layer(self, node: fx.Node, value: ChannelValue) -> ChannelValue:
-        layer = len(self.b.layers) - 1
-        self.tail[node.name] = layer
-        self.act[layer] = node.name
-        return value
-
     def _call(self, node: fx.Node) -> None:
         op = _opname(node)
         if _DISPATCH.get(op) == "ignore":  # a check: handled before its arguments are even read
             self._ignore(node, op, (), {})
+            self.env[node.name] = None
             return
-        args = fx.node.map_arg(node.args, lambda n: self.env[n.name])
-        kwargs = fx.node.map_arg(node.kwargs, lambda n: self.env[n.name])
+        args: Any = fx.node.map_arg(node.args, lambda n: self.env[n.name])
+        kwargs: Any = fx.node.map_arg(node.kwargs, lambda n: self.env[n.name])
         if op == "sym_size":
             self.env[node.name] = (args[0].prov.shape[args[1]] if isinstance(args[0], ChannelValue)
                                    else _target(node)(*args))
@@ -283,37 +241,35 @@ class _Walker:
         from_data = any(n.name in self.data for n in node.all_input_nodes)
         ids = node.args[1] if op == "embedding" else None
         if from_data and isinstance(ids, fx.Node) and ids.name in self.data and isinstance(args[0], torch.Tensor):
-            self.env[node.name] = self._embedding(node, args)
+            weight = args[0]
+            self.env[node.name] = self.embedding(node.name, name=_layer_name(node), features=int(weight.shape[1]),
+                                                 shape=(*args[1].shape, int(weight.shape[1])))
             return
         if not _has_value(args) and not _has_value(kwargs):  # constant folding with real tensors
             self.env[node.name] = _target(node)(*args, **kwargs)
             if from_data:
                 self.data.add(node.name)
             return
-        handler = self._handler(op)
-        if handler is None:
+        name = _DISPATCH.get(op)
+        if name is None:
             raise UnsupportedOpError(
                 f"operation {op!r} (node {node.name!r}) cannot be mapped to a graph; the operations that can are "
                 "listed in the README's 'Ops covered' section (emergence.adapters.SUPPORTED_TORCH_OPS)"
             )
-        self.env[node.name] = handler(node, op, args, kwargs)
+        self.env[node.name] = getattr(self, f"_{name}")(node, op, args, kwargs)
 
-    def _handler(self, op: str) -> Callable[..., Any] | None:
-        name = _DISPATCH.get(op)
-        return getattr(self, f"_{name}") if name else None
-
+    # -- readers: ATen arguments -> the IR-neutral handlers ---------------------------------------
     def _ignore(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> None:
         """Checks that compute nothing (``_assert_tensor_metadata`` ...): no value, nothing depends on them."""
-        self.env[node.name] = None
 
     def _dense(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
         if op == "baddbmm":  # input + b1 @ b2
-            prod = self.b.product(args[1], args[2]) if all(isinstance(a, ChannelValue) for a in args[1:3]) else None
-            if prod is None:
+            if not all(isinstance(a, ChannelValue) for a in args[1:3]):
                 raise UnsupportedOpError(f"baddbmm (node {node.name!r}) with a constant factor is not supported")
+            prod = self.product(args[1], args[2])
             return self.b.merge([args[0], prod]) if isinstance(args[0], ChannelValue) else prod
         if op in ("mm", "matmul", "bmm") and isinstance(args[0], ChannelValue) and isinstance(args[1], ChannelValue):
-            return self.b.product(args[0], args[1])  # attention: a product of two activations
+            return self.product(args[0], args[1])  # attention: a product of two activations
         if op == "linear":
             x, w = args[0], args[1]
         elif op == "addmm":
@@ -322,7 +278,7 @@ class _Walker:
             x, w = args[0], args[1].t() if isinstance(args[1], torch.Tensor) else args[1]
         if not isinstance(x, ChannelValue) or not isinstance(w, torch.Tensor) or w.dim() != 2:
             raise UnsupportedOpError(f"{op} (node {node.name!r}) needs a constant 2-D weight and a tensor input")
-        return self._new_layer(node, self.b.linear(x, w, name=_layer_name(node), kind=_kind(node, op)))
+        return self.dense(node.name, x, w, name=_layer_name(node), kind=_kind(node, op))
 
     def _conv(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
         x, w = args[0], args[1]
@@ -333,18 +289,12 @@ class _Walker:
         elif op != "convolution":
             names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
         a = {**dict(zip(names, args, strict=False)), **kwargs}
-        groups = int(a.get("groups", 1))
         if not isinstance(w, torch.Tensor):
             raise UnsupportedOpError(f"{op} (node {node.name!r}) needs a constant weight")
-        shape = _out_shape(node, x.prov.shape[0])
-        if a.get("transposed") or op.startswith("conv_transpose"):
-            value = self.b.conv_transpose(x, w, groups=groups, out_shape=shape, name=_layer_name(node),
-                                          kind=_kind(node, op))
-            return self._new_layer(node, value)
-        window = _conv_window(node, w, a.get("stride"), a.get("padding"), a.get("dilation"))
-        value = self.b.conv(x, w, groups=groups, out_shape=shape, name=_layer_name(node), kind=_kind(node, op),
-                            window=window)
-        return self._new_layer(node, value)
+        transposed = bool(a.get("transposed")) or op.startswith("conv_transpose")
+        window = None if transposed else _conv_window(node, w, a.get("stride"), a.get("padding"), a.get("dilation"))
+        return self.conv(node.name, x, w, groups=int(a.get("groups", 1)), shape=_out_shape(node, x.prov.shape[0]),
+                         name=_layer_name(node), kind=_kind(node, op), window=window, transposed=transposed)
 
     def _batch_norm(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
         x, weight, _bias, _mean, var = args[:5]
@@ -354,75 +304,72 @@ class _Walker:
         scale = torch.rsqrt(var.double() + eps)
         if weight is not None:
             scale = scale * weight.double()
-        shape = [1, -1] + [1] * (x.prov.dim() - 2)
-        value = self.b.scale(x, scale.reshape(shape), exclusive=len(_src(node, 0).users) == 1)
-        self._unary(node, _src(node, 0))
+        value = self.batch_norm(node.name, _src(node, 0).name, x, scale)
         return value if op == "batch_norm" else (value, None, None)
 
     def _elementwise(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
-        self._unary(node, _src(node, 0))
-        x = args[0]
         keep = op in ("dropout", "clone", "contiguous", "alias", "detach", "_to_copy", "to", "lift_fresh_copy")
-        value = x if keep else x.derive(x.prov)
+        value = self.elementwise(node.name, _src(node, 0).name, args[0], keep=keep)
         return (value, None) if op == "native_dropout" else value
 
-    def _embedding(self, node: fx.Node, args: tuple) -> ChannelValue:
-        weight, ids = args[0], args[1]
-        shape = (*ids.shape, int(weight.shape[1]))
-        return self._new_layer(node, self.b.table(_layer_name(node), int(weight.shape[1]), shape))
-
     def _reduce(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
-        x = args[0]
         dims = args[1] if len(args) > 1 else kwargs.get("dim")
-        if dims is None or (isinstance(dims, (list, tuple)) and not dims):
-            dims = list(range(1, x.prov.dim()))
-        dims = [int(d) % x.prov.dim() for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
         if op in ("var", "std"):
             keepdim = bool(kwargs.get("keepdim", args[3] if len(args) > 3 else False))
         else:
             keepdim = bool(args[2] if len(args) > 2 and not isinstance(args[2], torch.dtype) else
                            kwargs.get("keepdim", False))
-        if op in ("mean", "var", "std") and keepdim:  # perhaps a normalisation statistic (see _normalising)
-            self.stat[node.name] = self._root(_src(node, 0))
-        return self.b.reduce(x, dims, keepdim=keepdim)
+        dims = None if dims is None else (list(dims) if isinstance(dims, (list, tuple)) else [dims])
+        return self.reduce(node.name, _src(node, 0).name, args[0], dims, keepdim=keepdim,
+                           statistic=op in ("mean", "var", "std"))
 
     def _softmax(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
-        dim = int(args[1] if len(args) > 1 else kwargs.get("dim", -1)) % args[0].prov.dim()
-        self._unary(node, _src(node, 0))
-        return self.b.spread(args[0], dim)
+        return self.softmax(node.name, _src(node, 0).name, args[0], int(args[1] if len(args) > 1 else
+                                                                        kwargs.get("dim", -1)))
 
     def _attention(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
         q, k, v = args[:3]
-        mask = args[3] if len(args) > 3 else kwargs.get("attn_mask")
         if not all(isinstance(t, ChannelValue) for t in (q, k, v)):
             raise UnsupportedOpError(f"{op} (node {node.name!r}) with constant queries, keys or values")
-        scores = self.b.product(q, k.derive(k.prov.transpose(-1, -2)))
-        if isinstance(mask, ChannelValue):
-            scores = self.b.merge([scores, mask])
-        out = self.b.product(self.b.spread(scores, scores.prov.dim() - 1), v)
+        out = self.attention(q, k, v, args[3] if len(args) > 3 else kwargs.get("attn_mask"))
         return out if op == "scaled_dot_product_attention" else (out, *[None] * 8)
 
-    def _mask(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
-        """Masking selects entries but adds no dependency: data flows as if unmasked (a causal or padding
-        mask removes positions, never a feature of a head, so the channel graph is the same)."""
+    def _select(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
+        vals = [a for a in args if isinstance(a, ChannelValue)]
+        shape = _out_shape(node, vals[0].prov.shape[0]) if vals else ()
         if op == "where":
-            vals = [a for a in args[1:3] if isinstance(a, ChannelValue)]
-            if not vals:
-                raise UnsupportedOpError(f"where (node {node.name!r}) selects between constants by data")
-            if len(vals) == 2:
-                return self.b.merge(vals)
-            src = _src(node, 1 if isinstance(args[1], ChannelValue) else 2)
-            self._continue_chain(node, src)
-            return vals[0].derive(vals[0].prov.expand(_out_shape(node, vals[0].prov.shape[0])).clone())
-        self._unary(node, _src(node, 0))
-        return args[0].derive(args[0].prov)
+            return self.select(node.name, [_name(a) for a in node.args[1:3]], args[1:3], shape)
+        return self.select(node.name, [_src(node, 0).name], args[:1], shape)  # masked_fill(x, mask, value)
 
     def _einsum(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
-        try:
-            return self.b.einsum(str(args[0]), [a if isinstance(a, ChannelValue) else None for a in args[1]])
-        except UnsupportedOpError as exc:
-            raise UnsupportedOpError(f"{exc} (node {node.name!r})") from exc
+        return self.einsum(str(args[0]), args[1], f"node {node.name!r}")
 
+    def _resize(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
+        return self.resize(node.name, _src(node, 0).name, args[0], _out_shape(node, args[0].prov.shape[0]))
+
+    def _pool(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
+        x = args[0]
+        value = self.pool(x, _out_shape(node, x.prov.shape[0]), _pool_window(op, args, kwargs))
+        return (value, None) if op == "max_pool2d_with_indices" else value
+
+    def _add(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
+        sign = -float(kwargs.get("alpha", 1.0)) if op.startswith("sub") else float(kwargs.get("alpha", 1.0))
+        signs = [sign, 1.0] if op == "rsub" else [1.0, sign]
+        x = next(a for a in args[:2] if isinstance(a, ChannelValue))
+        return self.add(node.name, [_name(a) for a in node.args[:2]], args[:2], _out_shape(node, x.prov.shape[0]),
+                        signs)
+
+    def _mul(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
+        x = next(a for a in args[:2] if isinstance(a, ChannelValue))
+        return self.mul(node.name, [_name(a) for a in node.args[:2]], args[:2], _out_shape(node, x.prov.shape[0]),
+                        divide=op.startswith("div"))
+
+    def _concat(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
+        # torch.cat skips empty 1-D tensors (an empty key/value cache): they hold no entries
+        parts = [p for p in args[0] if not (isinstance(p, torch.Tensor) and p.dim() == 1 and p.numel() == 0)]
+        return self.concat(parts, int(args[1] if len(args) > 1 else kwargs.get("dim", 0)))
+
+    # -- layout: the op itself applied to the provenance ----------------------------------------------
     def _shape(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
         x = args[0]
         if op in ("view", "_unsafe_view"):  # the provenance may be a strided copy: reshape is view's meaning
@@ -432,11 +379,6 @@ class _Walker:
             return type(out)(x.derive(o) for o in out)
         return x.derive(out)
 
-    def _resize(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
-        x = args[0]
-        self._unary(node, _src(node, 0))
-        return self.b.resize(x, _out_shape(node, x.prov.shape[0]))
-
     def _pad(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
         x, pads = args[0], list(args[1])
         mode = args[2] if op == "pad" and len(args) > 2 else kwargs.get("mode", "constant")
@@ -445,97 +387,9 @@ class _Walker:
         padded = F.pad(x.prov.double(), pads, mode=mode)
         return x.derive(padded.long())
 
-    def _pool(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
-        x = args[0]
-        value = self.b.pool(x, _out_shape(node, x.prov.shape[0]), _pool_window(op, args, kwargs))
-        return (value, None) if op == "max_pool2d_with_indices" else value
-
-    def _add(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
-        a, b = args[0], args[1]
-        if isinstance(a, ChannelValue) and isinstance(b, ChannelValue):
-            src = self._normalising(node, _src(node, 0), _src(node, 1))
-            if src is not None:  # x - mean(x): normalisation, elementwise on x
-                x = a if src is node.args[0] else b
-                self._unary(node, src)
-                return x.derive(x.prov.expand(_out_shape(node, x.prov.shape[0])).clone())
-            alpha = float(kwargs.get("alpha", 1.0))
-            sign = -alpha if op.startswith("sub") else alpha
-            signs = [sign, 1.0] if op == "rsub" else [1.0, sign]
-            self._continue_chain(node, _src(node, 0), _src(node, 1))
-            if self._root(_src(node, 0)) == self._root(_src(node, 1)):  # x + 0.04 x^3 (tanh GELU): elementwise on x
-                self.root[node.name] = self._root(_src(node, 0))
-                return self.b.merge([a, b], combine="max")
-            if self._activation_follows(node):  # relu(branch + shortcut): the sum's units are the branch's
-                res = self.b.residual([a, b], signs)
-                if res is not None:
-                    self.tail[node.name] = res[1]
-                    self.act[res[1]] = node.name
-                    return res[0]
-            return self.b.merge([a, b], signs=signs)
-        x = a if isinstance(a, ChannelValue) else b  # a constant (bias): elementwise
-        self._unary(node, _src(node, 0 if isinstance(a, ChannelValue) else 1))
-        return x
-
-    @staticmethod
-    def _activation_follows(node: fx.Node) -> bool:
-        """Whether every use of ``node`` is a nonlinearity (the residual rule, see ``ChannelGraphBuilder.residual``)."""
-        return bool(node.users) and all(u.op == "call_function" and _opname(u) in _ACTIVATIONS for u in node.users)
-
-    def _mul(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
-        a, b = args[0], args[1]
-        if isinstance(a, ChannelValue) and isinstance(b, ChannelValue):
-            src = self._normalising(node, _src(node, 0), _src(node, 1))
-            if src is not None:  # x * rsqrt(var(x) + eps): normalisation, elementwise on x
-                x = a if src is node.args[0] else b
-                self._unary(node, src)
-                return x.derive(x.prov.expand(_out_shape(node, x.prov.shape[0])).clone())
-            self._continue_chain(node, _src(node, 0), _src(node, 1))
-            if self._root(_src(node, 0)) == self._root(_src(node, 1)):  # x * sigmoid(x): still elementwise on x
-                self.root[node.name] = self._root(_src(node, 0))
-            return self.b.merge([a, b], combine="max")
-        src = _src(node, 0 if isinstance(a, ChannelValue) else 1)
-        other = node.args[1] if isinstance(a, ChannelValue) else node.args[0]
-        if isinstance(other, fx.Node) and other.name in self.data:  # a data-dependent mask: selects, adds nothing
-            self._continue_chain(node, src)
-            x = a if isinstance(a, ChannelValue) else b
-            return x.derive(x.prov.expand(_out_shape(node, x.prov.shape[0])).clone())
-        if not isinstance(a, ChannelValue):
-            if op.startswith("div"):  # c / x: a scalar c makes it elementwise on x (RMSNorm's 1 / sqrt(...))
-                if torch.as_tensor(a).numel() != 1:
-                    raise UnsupportedOpError(f"dividing a per-channel constant by a tensor (node {node.name!r}) "
-                                             "is not supported")
-                self._unary(node, src)
-                return b.derive(b.prov)
-            a, b = b, a
-        factor = torch.as_tensor(b, dtype=torch.float64)
-        self._unary(node, src)
-        if factor.numel() == 1:  # a scalar is part of an elementwise formula (GELU's 0.5, hard-swish's 1/6)
-            return a.derive(a.prov)
-        if op.startswith("div"):
-            factor = 1.0 / factor
-        return self.b.scale(a, factor, exclusive=len(src.users) == 1)
-
-    def _cat(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
-        # torch.cat skips empty 1-D tensors (an empty key/value cache): they hold no entries
-        parts = [p for p in args[0] if not (isinstance(p, torch.Tensor) and p.dim() == 1 and p.numel() == 0)]
-        dim = int(args[1] if len(args) > 1 else kwargs.get("dim", 0))
-        if len(parts) == 1 and isinstance(parts[0], ChannelValue):
-            return parts[0]
-        ref = next(p for p in parts if isinstance(p, ChannelValue))
-        vals = []
-        for p in parts:
-            if isinstance(p, ChannelValue):
-                vals.append(p)
-            else:  # a constant block: no provenance
-                shape = list(p.shape)
-                shape[0] = ref.prov.shape[0]
-                vals.append(ChannelValue(torch.full(shape, -1, dtype=torch.long), ref.slots.__class__.single(
-                    torch.empty(0, dtype=torch.long))))
-        return self.b.concat(vals, dim)
-
     def _getitem(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
         seq, i = args
         if isinstance(seq, ChannelValue):  # indexing a tensor
             return seq.derive(seq.prov[i])
-        self._unary(node, _src(node, 0))
+        self.unary(node.name, _src(node, 0).name)
         return seq[i]

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from emergence.adapters import SUPPORTED_ONNX_OPS, SUPPORTED_TORCH_OPS, onnx_ops, torch_ops
-from emergence.adapters.op_registry import ONNX, TORCH, Group, dispatch
+from emergence.adapters._front import Front
+from emergence.adapters.op_registry import IR_OWN, ONNX, TORCH, Group, dispatch
 from emergence.adapters.ops import ops_markdown
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -16,6 +17,15 @@ def test_every_registered_handler_is_a_method_of_its_walker(groups, walker):
     for g in groups:
         if g.handler is not None:
             assert callable(getattr(walker, f"_{g.handler}", None)), (walker.__module__, g.handler)
+
+
+@pytest.mark.parametrize("groups", [TORCH, ONNX])
+def test_every_semantic_handler_lives_once_in_the_neutral_walker(groups):
+    """One handler per semantic op: the IR readers only read arguments and call the neutral walker."""
+    for g in groups:
+        if g.handler is not None and g.handler not in IR_OWN:
+            assert callable(getattr(Front, g.handler, None)), g.handler
+    assert not hasattr(Front, "_shape") and "dense" not in IR_OWN
 
 
 def test_ops_dispatch_to_their_semantic_handler():
