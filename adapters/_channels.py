@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +105,7 @@ class LayerRecord:
     channel_dim: int  # where its units lie in its output tensor (1 for channels, -1 for features)
     per_element: bool = False  # one unit per element of a sample (neuron-level layers)
     depth: int = 0  # the longest chain of layers from an input to this one (inputs: 0)
+    select: tuple | None = None  # an index into the tensor its activity is read on, giving [batch, units] (a step)
     src: list[torch.Tensor] = field(default_factory=list)
     dst: list[torch.Tensor] = field(default_factory=list)
     weight: list[torch.Tensor] = field(default_factory=list)
@@ -317,6 +319,15 @@ class ChannelGraphBuilder:
             new = ~torch.isin(node * self.num_nodes + idx + rec.offset, existing)  # a pair already joined stays one
             self._add_edges(rec, node[new], idx[new], w[new])
         return ChannelValue(branch.prov, branch.slots), layer
+
+    def recurrence(self, x: ChannelValue, weights: Sequence[tuple[torch.Tensor, torch.Tensor]], *, gates: int,
+                   carry: bool, name: str, kind: str, reverse: Sequence[bool] = (False, True),
+                   select: Any = None) -> tuple[ChannelValue, ChannelValue]:
+        """An RNN / GRU / LSTM layer unrolled over time steps (see :func:`emergence.adapters._recurrent.unroll`)."""
+        from emergence.adapters._recurrent import unroll
+
+        return unroll(self, x, weights, gates=gates, carry=carry, name=name, kind=kind, reverse=reverse,
+                      select=select)
 
     # -- structure ------------------------------------------------------------------
     def resize(self, x: ChannelValue, out_shape: Sequence[int]) -> ChannelValue:

@@ -66,6 +66,7 @@ class Front:
         self.data: set[str] = set()  # values computed from integer inputs (token ids, masks)
         self.root: dict[str, str] = {}  # value -> the value it is an elementwise function of
         self.stat: dict[str, str] = {}  # a mean or variance (kept dims) -> the root it summarises
+        self.steps: dict[int, list[int]] = {}  # a recurrent layer's step -> all its steps (read on one tensor)
 
     # -- what the IR answers ---------------------------------------------------------------
     def uses(self, name: str) -> int:
@@ -87,7 +88,8 @@ class Front:
         layer = next(iter(layers)) if len(layers) == 1 else None
         if layer is not None and self.b.layers[layer].kind != "input":
             self.tail[out] = layer
-            self.act[layer] = out
+            for step in self.steps.get(layer, [layer]):
+                self.act[step] = out
 
     def unary(self, out: str, src: str) -> None:
         """``out`` is an elementwise function of ``src`` alone (and constants)."""
@@ -113,7 +115,8 @@ class Front:
         """``value`` (named ``out``) is the raw output of the layer just built: its chain starts here."""
         layer = len(self.b.layers) - 1
         self.tail[out] = layer
-        self.act[layer] = out
+        for step in self.steps.get(layer, [layer]):
+            self.act[step] = out
         return value
 
     def activation_follows(self, out: str) -> bool:
@@ -152,14 +155,22 @@ class Front:
         """A lookup of token ids in a constant table: the table's features are the nodes."""
         return self.layer(out, self.b.table(name, features, shape))
 
-    def recurrence(self, out: str, x: ChannelValue, w_ih: Sequence[torch.Tensor], w_hh: Sequence[torch.Tensor],
-                   *, name: str, kind: str, batch_first: bool) -> ChannelValue:
-        """An RNN / LSTM / GRU layer unrolled over time steps (a DAG over time; a unit per hidden feature,
-        positions like tokens): step ``t``'s hidden state reads the input at ``t`` through every gate's
-        input weights and the state at ``t - 1`` through the recurrent ones. ``w_ih[g]`` is ``[hidden, in]``,
-        ``w_hh[g]`` is ``[hidden, hidden]`` for each gate ``g``."""
-        value = self.b.recurrence(x, w_ih, w_hh, name=name, kind=kind, batch_first=batch_first)
-        return self.layer(out, value)
+    def recurrence(self, out: str, x: ChannelValue, weights: Sequence[tuple[torch.Tensor, torch.Tensor]], *,
+                   gates: int, carry: bool, name: str, kind: str, reverse: Sequence[bool] = (False, True),
+                   select: Any = None) -> tuple[ChannelValue, ChannelValue]:
+        """An RNN / GRU / LSTM layer unrolled over time steps (a DAG over time; a unit per hidden feature
+        and step, see :mod:`emergence.adapters._recurrent`). ``weights`` holds ``(w_ih, w_hh)`` per
+        direction (``reverse``: whether it runs backwards; ``select(t, d)``: where a step's units lie in the
+        tensor its activity is read on). Returns the output ``[batch, T, directions * H]`` (named ``out``;
+        every step layer's activity is read on it) and the final state ``[directions, batch, H]``."""
+        first = len(self.b.layers)
+        y, last = self.b.recurrence(x, weights, gates=gates, carry=carry, name=name, kind=kind, reverse=reverse,
+                                    select=select)
+        steps = list(range(first, len(self.b.layers)))
+        for layer in steps:
+            self.steps[layer] = steps
+        self.layer(out, y)
+        return y, last
 
     # -- elementwise ops --------------------------------------------------------------------------------
     def elementwise(self, out: str, src: str, x: ChannelValue, *, keep: bool = False) -> ChannelValue:

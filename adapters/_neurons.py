@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -120,6 +121,14 @@ class NeuronGraphBuilder(ChannelGraphBuilder):
         """Refused: a transposed convolution's neurons are not mapped at neuron level yet."""
         raise UnsupportedOpError(f"transposed convolution {name!r} is mapped at channel level only; measure with "
                                  "granularity='channel' (--granularity channel)")
+
+    def recurrence(self, x: ChannelValue, weights: Sequence[tuple[torch.Tensor, torch.Tensor]], *, gates: int,
+                   carry: bool, name: str, kind: str, reverse: Sequence[bool] = (False, True),
+                   select: Any = None) -> tuple[ChannelValue, ChannelValue]:
+        """Refused: a recurrent layer's units are its hidden features per time step, the channel graph's."""
+        raise UnsupportedOpError(f"{kind} {name!r}: recurrent layers are mapped at channel level, where each time "
+                                 "step's hidden features are the units; measure with granularity='channel' "
+                                 "(--granularity channel)")
 
     def residual(self, values: Sequence[ChannelValue], signs: Sequence[float]) -> tuple[ChannelValue, int] | None:
         """At neuron level a residual sum keeps the union rule (see :meth:`ChannelGraphBuilder.merge`)."""

@@ -63,12 +63,13 @@ class ActivityRecorder:
 
     def record(self, key: str, tensor: torch.Tensor) -> None:
         """Reduce one activity tensor to ``[samples, units]`` means (and means of absolute values)."""
-        t = torch.as_tensor(tensor)[: self.keep].detach().float()
+        raw = torch.as_tensor(tensor)
         for layer in self.by_key[key]:
             rec = self.layers[layer]
-            v, a = self._reduce(rec, t)
+            own = (raw if rec.select is None else raw[rec.select])[: self.keep].detach().float()  # select: a step
+            v, a = self._reduce(rec, own)
             if layer in self.softmax:  # probabilities over the output's unit axis, reduced the same way
-                self.softmax[layer].append(self._reduce(rec, t.softmax(rec.channel_dim))[0].cpu())
+                self.softmax[layer].append(self._reduce(rec, own.softmax(rec.channel_dim))[0].cpu())
             if v.shape[1] != rec.units:
                 raise UnsupportedOpError(
                     f"layer {rec.name!r}: its activation has {v.shape[1]} units where its weights have {rec.units}"
@@ -102,6 +103,15 @@ def assemble_activity(builder: ChannelGraphBuilder, recorder: ActivityRecorder, 
     missing = [r.name for i, r in enumerate(builder.layers) if not recorder.values[i]]
     if missing:
         raise UnsupportedOpError(f"no activation was recorded for layer(s) {', '.join(missing)}")
+    rows = {i: sum(v.shape[0] for v in recorder.values[i]) for i in range(len(builder.layers))}
+    common = rows[0] if rows else 0
+    off = [builder.layers[i].name for i, n in rows.items() if n != common]
+    if off:
+        raise UnsupportedOpError(
+            f"layer(s) {', '.join(off[:5])}: their activations hold the samples in another dim than dim 0 (the "
+            "model moves the batch before them, as an exporter that writes a time-first recurrent layer out step "
+            "by step does); measure the PyTorch module or its .pt2 instead"
+        )
     per_sample = torch.cat([torch.cat(recorder.values[i]) for i in range(len(builder.layers))], dim=1)
     per_abs = torch.cat([torch.cat(recorder.absvalues[i]) for i in range(len(builder.layers))], dim=1)
     output = torch.zeros(builder.num_nodes, dtype=torch.bool)

@@ -33,7 +33,7 @@ _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 __all__ = ["SUPPORTED_ONNX_OPS"]
 
 _DISPATCH = dispatch(ONNX)  # op type -> semantic handler (the method "_<handler>"), see op_registry
-_DENSE, _CONV = ops_of(ONNX, "dense"), ops_of(ONNX, "conv")
+_DENSE, _CONV, _RECURRENT = ops_of(ONNX, "dense"), ops_of(ONNX, "conv"), ops_of(ONNX, "recurrence")
 _KEEP_DIRECT = {"Identity", "Dropout", "Cast"}
 #: ONNX operations the ONNX front-end maps (constant subgraphs of any op are folded first).
 SUPPORTED_ONNX_OPS = supported(ONNX)
@@ -232,7 +232,11 @@ class _Walker(Front):
                     f"ONNX op {node.op_type!r} (node {node.name!r}) cannot be mapped to a graph; the ops that can "
                     "are listed in the README's 'Ops covered' section (emergence.adapters.SUPPORTED_ONNX_OPS)"
                 )
-            outs = getattr(self, f"_{name}")(node)
+            try:
+                outs = getattr(self, f"_{name}")(node)
+            except (RuntimeError, ValueError, IndexError) as exc:  # shapes the walk did not expect
+                raise UnsupportedOpError(f"ONNX op {node.op_type!r} (node {node.name!r}) could not be mapped: "
+                                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
             for out, value in zip(node.output, outs if isinstance(outs, list) else [outs], strict=False):
                 if out and value is not None:
                     self.env[out] = value
@@ -247,6 +251,8 @@ class _Walker(Front):
                 seen.add(node.name)
                 if node.op_type in _CONV:
                     return "conv"
+                if node.op_type in _RECURRENT:  # steps are positions, like tokens
+                    return "tokens"
                 if node.op_type in _DENSE:
                     return "tokens" if len(self.shapes.get(node.input[0], ())) >= 3 else "dense"
                 nxt.update(o for o in node.output if o)
@@ -376,6 +382,31 @@ class _Walker(Front):
         names, values = self._operands(node)
         return self.concat(values, int(_attrs(node)["axis"]))
 
+    def _recurrence(self, node: Any) -> list[ChannelValue]:
+        a = _attrs(node)
+        op, where = node.op_type, f"{node.op_type} (node {node.name!r})"
+        if any(n not in self.const for n in node.input[1:3]):
+            raise UnsupportedOpError(f"{where} needs constant weights")
+        if any(n in self.env for n in node.input[4:]):
+            raise UnsupportedOpError(f"{where} starts from a state the model computes; only a constant initial "
+                                     "state is supported")
+        w, r = self.const[node.input[1]], self.const[node.input[2]]
+        hidden, dirs, layout = int(r.shape[-1]), int(w.shape[0]), int(a.get("layout", 0))
+        direction = a.get("direction", b"forward")
+        direction = direction.decode() if isinstance(direction, bytes) else str(direction)
+        x = self._value(node)
+        y, last = self.recurrence(
+            node.output[0], x if layout else x.derive(x.prov.transpose(0, 1)),
+            [(torch.from_numpy(np.array(w[d])), torch.from_numpy(np.array(r[d]))) for d in range(dirs)],
+            gates={"LSTM": 4, "GRU": 3}.get(op, 1), carry=op != "RNN", name=_module_path(node), kind=op,
+            reverse=[direction == "reverse"] if dirs == 1 else [False, True],
+            select=(lambda t, d: (slice(None), t, d)) if layout else (lambda t, d: (t, d)))
+        batch, steps = int(y.prov.shape[0]), int(y.prov.shape[1])
+        out = y.prov.reshape(batch, steps, dirs, hidden)  # ONNX: Y [T, dirs, batch, H] (layout 1: batch first)
+        y_onnx = y.derive(out if layout else out.permute(1, 2, 0, 3).contiguous())
+        state = last.derive(last.prov.permute(1, 0, 2).contiguous() if layout else last.prov)
+        return [y_onnx, state, state]
+
     # -- layout: the op itself applied to the provenance ----------------------------------------------
     def _shape(self, node: Any) -> list[ChannelValue]:
         x = self._value(node)
@@ -386,7 +417,7 @@ class _Walker(Front):
         elif node.op_type in ("Reshape", "Identity") and self.shapes.get(node.input[0]) is not None \
                 and self.shapes.get(node.input[0]) == self.shapes.get(node.output[0]):
             self.unary(node.output[0], node.input[0])  # a reshape to the same shape (GroupNorm, a group a channel)
-        return [x.derive(torch.from_numpy(np.asarray(o, dtype=np.int64))) for o in outs]
+        return [x.derive(torch.from_numpy(np.ascontiguousarray(o, dtype=np.int64))) for o in outs]
 
     def _group_norm_source(self, node: Any) -> str | None:
         """``X -> Reshape -> InstanceNormalization -> Reshape`` back to X's shape is GroupNorm (as exporters
@@ -409,9 +440,9 @@ class _Walker(Front):
         if mode == "constant" and len(node.input) > 2 and node.input[2]:
             feeds[node.input[2]] = np.array(-1, dtype=np.int64)
         elif mode == "constant":
-            return x.derive(torch.from_numpy(np.asarray(self._pad_minus_one(node, x), dtype=np.int64)))
+            return x.derive(torch.from_numpy(np.ascontiguousarray(self._pad_minus_one(node, x), dtype=np.int64)))
         out = self.apply(node, feeds)[0]
-        return x.derive(torch.from_numpy(np.asarray(out, dtype=np.int64)))
+        return x.derive(torch.from_numpy(np.ascontiguousarray(out, dtype=np.int64)))
 
     def _pad_minus_one(self, node: Any, x: ChannelValue) -> np.ndarray:
         import onnx

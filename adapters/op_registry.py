@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["IR_OWN", "ONNX", "ONNX_ACTIVATIONS", "TORCH", "TORCH_ACTIVATIONS", "Group", "dispatch", "ops_of", "supported"]
+__all__ = ["IR_OWN", "ONNX", "ONNX_ACTIVATIONS", "TORCH", "TORCH_ACTIVATIONS", "Group", "dispatch", "ops_of",
+           "supported"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ TORCH: tuple[Group, ...] = (
        "upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "upsample_trilinear3d"),
     _g("concat", "concatenation",
        "cat", "concat"),
+    _g("recurrence", "recurrent layers (LSTM, GRU, RNN; one layer, batch first) unrolled over time steps: a "
+                     "layer per step (channel level only)",
+       "gru", "lstm", "rnn_relu", "rnn_tanh"),
     _g("getitem", "an item of a multi-output op",
        "getitem"),
     _g("einsum", "einsum of activations (the union rule over contracted axes)",
@@ -143,6 +147,9 @@ ONNX: tuple[Group, ...] = (
        "Resize", "Upsample"),
     _g("concat", "concatenation",
        "Concat"),
+    _g("recurrence", "recurrent layers (LSTM, GRU, RNN; one layer) unrolled over time steps: a layer per step "
+                     "(channel level only)",
+       "GRU", "LSTM", "RNN"),
     _g("einsum", "einsum of activations",
        "Einsum"),
     _g(None, "shapes and constants (folded before the walk)",

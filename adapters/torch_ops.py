@@ -31,7 +31,7 @@ from emergence.errors import UnsupportedOpError
 __all__ = ['SUPPORTED_TORCH_OPS']
 
 _DISPATCH = dispatch(TORCH)  # op name -> semantic handler (the method "_<handler>"), see op_registry
-_DENSE, _CONV = ops_of(TORCH, "dense"), ops_of(TORCH, "conv")
+_DENSE, _CONV, _RECURRENT = ops_of(TORCH, "dense"), ops_of(TORCH, "conv"), ops_of(TORCH, "recurrence")
 #: ATen operations (export IR names) the PyTorch front-end maps.
 SUPPORTED_TORCH_OPS = supported(TORCH)
 
@@ -161,6 +161,8 @@ def _first_layer_kind(gm: fx.GraphModule, user_inputs: set[str]) -> str:
                 op = _opname(u) if u.op == "call_function" else ""
                 if op in _CONV:
                     return "conv"
+                if op in _RECURRENT:  # [batch, time, features]: steps are positions, like tokens
+                    return "tokens"
                 if op in _DENSE:
                     val = u.args[0].meta.get("val") if isinstance(u.args[0], fx.Node) else None
                     return "tokens" if val is not None and len(val.shape) >= 3 else "dense"
@@ -256,7 +258,11 @@ class _Walker(Front):
                 f"operation {op!r} (node {node.name!r}) cannot be mapped to a graph; the operations that can are "
                 "listed in the README's 'Ops covered' section (emergence.adapters.SUPPORTED_TORCH_OPS)"
             )
-        self.env[node.name] = getattr(self, f"_{name}")(node, op, args, kwargs)
+        try:
+            self.env[node.name] = getattr(self, f"_{name}")(node, op, args, kwargs)
+        except (RuntimeError, ValueError, IndexError) as exc:  # shapes the walk did not expect
+            raise UnsupportedOpError(f"operation {op!r} (node {node.name!r}) could not be mapped: "
+                                     f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
 
     # -- readers: ATen arguments -> the IR-neutral handlers ---------------------------------------
     def _ignore(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> None:
@@ -369,6 +375,25 @@ class _Walker(Front):
         parts = [p for p in args[0] if not (isinstance(p, torch.Tensor) and p.dim() == 1 and p.numel() == 0)]
         return self.concat(parts, int(args[1] if len(args) > 1 else kwargs.get("dim", 0)))
 
+    def _recurrence(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> tuple:
+        x, hx, params, has_biases, num_layers, _dropout, _train, bidirectional, batch_first = args[:9]
+        kind = {"lstm": "LSTM", "gru": "GRU"}.get(op, "RNN")
+        where = f"{kind} {_layer_name(node)!r}"
+        if not batch_first:
+            raise UnsupportedOpError(f"{where} reads [time, batch, features]; the probe batch is dim 0 here: build "
+                                     "it with batch_first=True")
+        if int(num_layers) != 1:
+            raise UnsupportedOpError(f"{where} stacks {num_layers} layers, whose inner outputs cannot be recorded; "
+                                     "stack one-layer modules instead (nn.LSTM(..., num_layers=1) each)")
+        if _has_value(list(hx) if isinstance(hx, (list, tuple)) else [hx]):
+            raise UnsupportedOpError(f"{where} starts from a state the model computes; only a constant initial "
+                                     "state (zeros by default) is supported")
+        per = 4 if has_biases else 2
+        weights = [(params[d * per], params[d * per + 1]) for d in range(2 if bidirectional else 1)]
+        y, last = self.recurrence(node.name, x, weights, gates={"lstm": 4, "gru": 3}.get(op, 1),
+                                  carry=op in ("lstm", "gru"), name=_layer_name(node), kind=kind)
+        return (y, last, last) if op == "lstm" else (y, last)
+
     # -- layout: the op itself applied to the provenance ----------------------------------------------
     def _shape(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
         x = args[0]
@@ -391,5 +416,6 @@ class _Walker(Front):
         seq, i = args
         if isinstance(seq, ChannelValue):  # indexing a tensor
             return seq.derive(seq.prov[i])
-        self.unary(node.name, _src(node, 0).name)
+        if i == 0:  # a multi-output op's value (its statistics, indices or final states follow it)
+            self.unary(node.name, _src(node, 0).name)
         return seq[i]

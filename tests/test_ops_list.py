@@ -31,7 +31,8 @@ def test_every_semantic_handler_lives_once_in_the_neutral_walker(groups):
 def test_ops_dispatch_to_their_semantic_handler():
     assert dispatch(TORCH)["conv_transpose2d"] == "conv" and dispatch(ONNX)["ConvTranspose"] == "conv"
     assert dispatch(TORCH)["add_"] == "add" and dispatch(ONNX)["IsNaN"] == "data_mask"
-    assert "relu" in SUPPORTED_TORCH_OPS and "Relu" in SUPPORTED_ONNX_OPS and "lstm" not in SUPPORTED_TORCH_OPS
+    assert "relu" in SUPPORTED_TORCH_OPS and "Relu" in SUPPORTED_ONNX_OPS and "LSTM" in SUPPORTED_ONNX_OPS
+    assert "lstm" in SUPPORTED_TORCH_OPS and "fft_fft" not in SUPPORTED_TORCH_OPS
 
 
 def test_an_op_registered_twice_is_a_registration_error():
