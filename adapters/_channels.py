@@ -220,10 +220,12 @@ class ChannelGraphBuilder:
 
     def conv_transpose(
         self, x: ChannelValue, weight: torch.Tensor, *, groups: int, out_shape: Sequence[int], name: str, kind: str,
+        window: Window | None = None,
     ) -> ChannelValue:
         """A transposed convolution; ``weight`` is ``[in, out / groups, *kernel]`` (PyTorch's and ONNX's layout).
         Over channels it couples the same pairs as a convolution with the weight's in and out swapped (per
-        group): output channel ``o`` reads input channel ``i`` when any tap of ``weight[i, o]`` is nonzero."""
+        group): output channel ``o`` reads input channel ``i`` when any tap of ``weight[i, o]`` is nonzero.
+        ``window`` (stride, padding, dilation) does not change the channel graph; the neuron graph needs it."""
         w = torch.as_tensor(weight)
         cin, per_out, k = int(w.shape[0]), int(w.shape[1]), tuple(w.shape[2:])
         conv_w = w.reshape(groups, cin // groups, per_out, *k).transpose(1, 2).reshape(groups * per_out,
@@ -330,10 +332,11 @@ class ChannelGraphBuilder:
                       select=select)
 
     # -- structure ------------------------------------------------------------------
-    def resize(self, x: ChannelValue, out_shape: Sequence[int]) -> ChannelValue:
+    def resize(self, x: ChannelValue, out_shape: Sequence[int], taps: Any = None) -> ChannelValue:
         """Up- or down-sampling over the spatial dims (``interpolate``, ``Resize``): each output entry reads
         input entries of its own channel near its position. At channel level every position of a channel
-        carries the channel's slot, so the nearest entry stands for all that it reads."""
+        carries the channel's slot, so the nearest entry stands for all that it reads (``taps``, which positions
+        each output reads, matter at neuron level only)."""
         spatial = list(out_shape[2:])
         prov = F.interpolate(x.prov.double(), size=spatial, mode="nearest").long()
         return x.derive(prov)

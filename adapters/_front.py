@@ -146,7 +146,7 @@ class Front:
              kind: str, window: Window | None = None, transposed: bool = False) -> ChannelValue:
         """A convolution (``transposed``: its adjoint) with a constant weight, output of shape ``shape``."""
         if transposed:
-            value = self.b.conv_transpose(x, w, groups=groups, out_shape=shape, name=name, kind=kind)
+            value = self.b.conv_transpose(x, w, groups=groups, out_shape=shape, name=name, kind=kind, window=window)
         else:
             value = self.b.conv(x, w, groups=groups, out_shape=shape, name=name, kind=kind, window=window)
         return self.layer(out, value)
@@ -191,10 +191,22 @@ class Front:
         self.unary(out, src)
         return self.b.spread(x, dim % x.prov.dim())
 
-    def resize(self, out: str, src: str, x: ChannelValue, shape: Sequence[int]) -> ChannelValue:
-        """Up- or down-sampling to ``shape`` (batch from ``x``)."""
-        self.unary(out, src)
-        return self.b.resize(x, (x.prov.shape[0], *shape[1:]))
+    def resize(self, out: str, src: str, x: ChannelValue, shape: Sequence[int], *, mode: str = "nearest",
+               scales: Sequence[float | None] | None = None, transform: str = "asymmetric",
+               nearest: str = "floor") -> ChannelValue:
+        """Up- or down-sampling to ``shape`` (batch from ``x``) by ``mode`` ("nearest", "linear"; others have
+        no neuron graph), with per-dim ``scales`` when the op was given them and the coordinate ``transform``
+        (see :func:`emergence.adapters._resize.taps`). Not elementwise: the layer before it is read before it.
+        """
+        from emergence.adapters._resize import taps
+
+        spatial = list(zip(x.prov.shape[2:], shape[2:], strict=True))
+        scales = list(scales) if scales else [None] * len(spatial)
+        dims = None
+        if mode in ("nearest", "linear") and len(scales) == len(spatial):
+            dims = [taps(mode, int(i), int(o), scale=s, transform=transform, nearest=nearest)
+                    for (i, o), s in zip(spatial, scales, strict=True)]
+        return self.b.resize(x, (x.prov.shape[0], *shape[1:]), dims)
 
     def reduce(self, out: str, src: str, x: ChannelValue, dims: Sequence[int] | None, *, keepdim: bool,
                statistic: bool = False) -> ChannelValue:

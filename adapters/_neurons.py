@@ -41,14 +41,16 @@ MATERIALIZE_LIMIT = 10_000_000
 class TapeOp:
     """One node-creating operation, as the implicit count needs it.
 
-    ``kind`` is ``"conv"`` or ``"linear"``; ``x`` the input's provenance; ``weight`` ``[out, in/groups,
-    *kernel]`` or ``[out, in]`` (float64, CPU); ``in_shape``/``out_shape`` per sample.
+    ``kind`` is ``"conv"``, ``"conv_transpose"``, ``"linear"`` or ``"identity"`` (a residual rule's shortcut:
+    entry ``i`` of ``x`` feeds neuron ``i`` with weight 1); ``x`` the input's provenance; ``weight``
+    ``[out, in/groups, *kernel]``, ``[in, out/groups, *kernel]`` (transposed) or ``[out, in]`` (float64, CPU;
+    None for an identity); ``in_shape``/``out_shape`` per sample.
     """
 
     kind: str
     layer: int
     x: ChannelValue
-    weight: torch.Tensor
+    weight: torch.Tensor | None
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     groups: int = 1
@@ -68,6 +70,16 @@ class NeuronGraphBuilder(ChannelGraphBuilder):
         rec = self._new_layer(name, kind, units, -1)
         rec.per_element = True
         return rec, torch.arange(units).reshape(tuple(int(s) for s in shape))
+
+    def _record(self, op: TapeOp) -> None:
+        """Put ``op`` on the tape; its layer lies one deeper than the deepest layer it reads."""
+        nodes = op.x.slots.node
+        if nodes.numel():
+            offsets = torch.tensor([r.offset for r in self.layers])
+            read = torch.unique(torch.bucketize(nodes.contiguous(), offsets, right=True) - 1).tolist()
+            rec = self.layers[op.layer]
+            rec.depth = max(rec.depth, 1 + max(self.layers[i].depth for i in read))
+        self.tape.append(op)
 
     def _value(self, rec: LayerRecord, local: torch.Tensor, batch: int) -> ChannelValue:
         slots = Slots.single(torch.arange(rec.offset, rec.offset + rec.units))
@@ -89,7 +101,7 @@ class NeuronGraphBuilder(ChannelGraphBuilder):
         in_shape = tuple(int(s) for s in x.prov.shape[1:])
         out_shape = (*in_shape[:-1], int(w.shape[0]))
         rec, local = self._neuron_layer(name, kind, out_shape)
-        self.tape.append(TapeOp("linear", len(self.layers) - 1, x, w, in_shape, out_shape))
+        self._record(TapeOp("linear", len(self.layers) - 1, x, w, in_shape, out_shape))
         return self._value(rec, local, int(x.prov.shape[0]))
 
     def conv(
@@ -102,8 +114,8 @@ class NeuronGraphBuilder(ChannelGraphBuilder):
         w = self._conv_weight(x, weight, groups, name, kind)
         shape = tuple(int(s) for s in out_shape)
         rec, local = self._neuron_layer(name, kind, shape[1:])
-        self.tape.append(TapeOp("conv", len(self.layers) - 1, x, w, tuple(int(s) for s in x.prov.shape[1:]),
-                                shape[1:], groups, window))
+        self._record(TapeOp("conv", len(self.layers) - 1, x, w, tuple(int(s) for s in x.prov.shape[1:]),
+                            shape[1:], groups, window))
         return self._value(rec, local, shape[0])
 
     def scale(self, x: ChannelValue, factor: torch.Tensor, *, exclusive: bool) -> ChannelValue:
@@ -117,10 +129,25 @@ class NeuronGraphBuilder(ChannelGraphBuilder):
         return super().scale(x, factor, exclusive=exclusive)
 
     def conv_transpose(self, x: ChannelValue, weight: torch.Tensor, *, groups: int, out_shape: Sequence[int],
-                       name: str, kind: str) -> ChannelValue:
-        """Refused: a transposed convolution's neurons are not mapped at neuron level yet."""
-        raise UnsupportedOpError(f"transposed convolution {name!r} is mapped at channel level only; measure with "
-                                 "granularity='channel' (--granularity channel)")
+                       name: str, kind: str, window: Window | None = None) -> ChannelValue:
+        """A transposed convolution: one neuron per (output channel, output position). Input entry ``i`` feeds
+        output position ``i * stride - pad + k * dilation`` through tap ``k``; its adjoint (the count's
+        backward message) is an ordinary convolution with the same weight."""
+        if window is None:
+            raise UnsupportedOpError(f"{kind} {name!r}: its stride and padding are unknown, so it has no neuron graph")
+        w = weight.detach().double().cpu()
+        cin = int(x.prov.shape[1])
+        if groups < 1 or w.shape[0] != cin or cin % groups:
+            raise UnsupportedOpError(f"{kind} {name!r}: weight {tuple(w.shape)} with groups={groups} does not fit "
+                                     f"{cin} input channels")
+        shape = tuple(int(s) for s in out_shape)
+        if shape[1] != w.shape[1] * groups:
+            raise UnsupportedOpError(f"{kind} {name!r}: weight {tuple(w.shape)} with groups={groups} does not make "
+                                     f"{shape[1]} output channels")
+        rec, local = self._neuron_layer(name, kind, shape[1:])
+        self._record(TapeOp("conv_transpose", len(self.layers) - 1, x, w, tuple(int(s) for s in x.prov.shape[1:]),
+                            shape[1:], groups, window))
+        return self._value(rec, local, shape[0])
 
     def recurrence(self, x: ChannelValue, weights: Sequence[tuple[torch.Tensor, torch.Tensor]], *, gates: int,
                    carry: bool, name: str, kind: str, reverse: Sequence[bool] = (False, True),
@@ -131,13 +158,66 @@ class NeuronGraphBuilder(ChannelGraphBuilder):
                                  "(--granularity channel)")
 
     def residual(self, values: Sequence[ChannelValue], signs: Sequence[float]) -> tuple[ChannelValue, int] | None:
-        """At neuron level a residual sum keeps the union rule (see :meth:`ChannelGraphBuilder.merge`)."""
-        return None
+        """The residual rule at neuron level (see :meth:`ChannelGraphBuilder.residual`): the sum's neurons are
+        the branch layer's, and the shortcut feeds neuron ``i`` from its own entry ``i`` (an ``"identity"``
+        operation on the tape, weight 1). None (the union rule) when the operands' shapes differ, when no
+        operand is a layer's own output, when the shortcut holds the branch's own neurons, or when the
+        branch layer already reads a neuron the shortcut holds (an edge would be counted twice)."""
+        if any(v.prov.shape != values[0].prov.shape for v in values):
+            return None
+        cands = [i for i, v in enumerate(values) if v.direct is not None and self.layers[v.direct].per_element
+                 and self.layers[v.direct].kind != "input"]
+        if not cands:
+            return None
+        i = max(cands, key=lambda j: (self.layers[values[j].direct].depth, -j))  # type: ignore[index]
+        layer = int(values[i].direct)  # type: ignore[arg-type]
+        rec = self.layers[layer]
+        others = [v for j, v in enumerate(values) if j != i]
+        rest = [float(s) for j, s in enumerate(signs) if j != i]
+        shortcut = others[0] if len(others) == 1 and rest[0] == 1 else self.merge(others, signs=rest)
+        held = shortcut.slots.node
+        own = (held >= rec.offset) & (held < rec.offset + rec.units)
+        read = torch.cat([op.x.slots.node for op in self.tape if op.layer == layer])
+        if bool(own.any()) or bool(torch.isin(held, read).any()):
+            return None
+        self._record(TapeOp("identity", layer, shortcut, None, tuple(int(s) for s in shortcut.prov.shape[1:]),
+                            tuple(int(s) for s in shortcut.prov.shape[1:])))
+        return ChannelValue(values[i].prov, values[i].slots), layer
 
-    def resize(self, x: ChannelValue, out_shape: Sequence[int]) -> ChannelValue:
-        """Refused: which input neurons an interpolated output reads is not mapped at neuron level yet."""
-        raise UnsupportedOpError("resizing (interpolate, upsample, Resize) is mapped at channel level only; "
-                                 "measure with granularity='channel' (--granularity channel)")
+    def resize(self, x: ChannelValue, out_shape: Sequence[int],
+               taps: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None) -> ChannelValue:
+        """A resize creates no neurons: each output entry is the weighted sum of the input entries it reads
+        (``taps``: per spatial dim, input indices ``[O, k]`` and weights, see
+        :func:`emergence.adapters._resize.taps`)."""
+        if taps is None:
+            raise UnsupportedOpError("this resize (interpolate, upsample, Resize) has no neuron graph here (nearest "
+                                     "and (bi/tri)linear modes do); measure with granularity='channel' "
+                                     "(--granularity channel)")
+        p = x.prov[0]  # [C, *I]
+        shape = tuple(int(s) for s in out_shape)
+        nsp = p.dim() - 1
+        if len(taps) != nsp:
+            raise UnsupportedOpError(f"a resize of {nsp} spatial dims given taps for {len(taps)}")
+        cells = math.prod(shape[1:])
+        owner = torch.arange(cells).reshape(shape[1:])
+        index: list[torch.Tensor] = [torch.arange(p.shape[0]).reshape(-1, *([1] * (2 * nsp)))]
+        weight = torch.ones((1,) * (1 + 2 * nsp), dtype=torch.float64)
+        ok = torch.ones((1,) * (1 + 2 * nsp), dtype=torch.bool)
+        for d, (idx, w) in enumerate(taps):
+            view = [1] * (1 + 2 * nsp)
+            view[1 + d], view[1 + nsp + d] = idx.shape[0], idx.shape[1]
+            index.append(idx.clamp(min=0).reshape(view))
+            weight = weight * w.reshape(view)
+            ok = ok & (idx >= 0).reshape(view)
+        entry = p[tuple(index)]  # [C, *O, *K]
+        full = entry.shape
+        ok = ok.expand(full) & (entry >= 0)
+        cell = owner.reshape(*owner.shape, *([1] * nsp)).expand(full)
+        t_owner, node, coef = x.slots.expand(entry[ok])
+        slots = Slots.from_terms(cell[ok][t_owner], node, coef * weight.expand(full)[ok][t_owner], cells, "sum")
+        has = torch.bincount(cell[ok], minlength=cells) > 0
+        ids = torch.where(has, torch.arange(cells), torch.full((cells,), -1)).reshape(shape[1:])
+        return ChannelValue(ids.expand(shape).clone(), slots)
 
     def pool(self, x: ChannelValue, out_shape: Sequence[int], window: Window | None = None) -> ChannelValue:
         """A pool creates no neurons: each cell stands for the cells of its window (one route each)."""
@@ -167,10 +247,19 @@ class NeuronGraphBuilder(ChannelGraphBuilder):
         rec = self.layers[op.layer]
         entries_prov = op.x.prov[0]
         dst_all = torch.arange(rec.offset, rec.offset + rec.units).reshape(op.out_shape)
+        if op.kind == "identity":  # a shortcut: entry i -> neuron i, weight 1, never scaled by the branch's norm
+            keep = entries_prov >= 0
+            owner, node, coef = op.x.slots.expand(entries_prov[keep])
+            nz = coef != 0
+            return node[nz], dst_all[keep][owner][nz], coef.abs()[nz]
+        if op.weight is None:
+            raise UnsupportedOpError(f"layer {rec.name!r}: a {op.kind} operation without a weight")
         if op.kind == "linear":
             entry = entries_prov.unsqueeze(-2).expand(*op.out_shape, op.in_shape[-1])  # [*L, out, D]
             w = op.weight.expand(*op.out_shape[:-1], *op.weight.shape)
             dst = dst_all.unsqueeze(-1).expand_as(entry)
+        elif op.kind == "conv_transpose":
+            entry, w, dst = self._transposed_routes(op, entries_prov, dst_all)
         else:
             win = op.window
             if win is None:
@@ -191,6 +280,33 @@ class NeuronGraphBuilder(ChannelGraphBuilder):
         owner, node, coef = op.x.slots.expand(entry[keep])
         keep_term = coef != 0
         return node[keep_term], dst[keep][owner][keep_term], (w[keep][owner] * coef.abs())[keep_term].abs()
+
+    @staticmethod
+    def _transposed_routes(op: TapeOp, entries_prov: torch.Tensor,
+                           dst_all: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Entry, weight and target of every (input entry, tap) of a transposed convolution: input position
+        ``i`` reaches output position ``i * stride - pad + k * dilation`` (taps that land outside are none)."""
+        win, w0 = op.window, op.weight
+        if win is None or w0 is None:
+            raise UnsupportedOpError("a transposed convolution without its window or weight")
+        nsp = len(op.in_shape) - 1
+        cin, per_out = int(w0.shape[0]), int(w0.shape[1])
+        ks = [int(k) for k in w0.shape[2:]]
+        grids = torch.meshgrid(*[torch.arange(n) for n in op.in_shape[1:]], *[torch.arange(k) for k in ks],
+                               indexing="ij")  # every (input position, tap)
+        outs = [grids[d] * win.stride[d] - win.pad[d] + grids[nsp + d] * win.dilation[d] for d in range(nsp)]
+        inside = torch.ones_like(outs[0], dtype=torch.bool)
+        for d in range(nsp):
+            inside &= (outs[d] >= 0) & (outs[d] < op.out_shape[1 + d])
+        pos = [g[inside] for g in grids[:nsp]]
+        taps = [g[inside] for g in grids[nsp:]]
+        where = [o[inside] for o in outs]
+        ci = torch.arange(cin).unsqueeze(1)  # [Cin, 1]
+        co = (ci // (cin // op.groups)) * per_out + torch.arange(per_out)  # [Cin, per_out] output channels
+        entry = entries_prov[(ci.unsqueeze(2), *[p.reshape(1, 1, -1) for p in pos])].expand(cin, per_out, -1)
+        w = w0[(ci.unsqueeze(2), torch.arange(per_out).reshape(1, -1, 1), *[t.reshape(1, 1, -1) for t in taps])]
+        dst = dst_all[(co.unsqueeze(2), *[o.reshape(1, 1, -1) for o in where])]
+        return entry, w, dst
 
     def output_layers(self) -> list[int]:
         """Indices of the layers no op of the tape reads (the model's outputs), inputs excluded."""

@@ -81,20 +81,44 @@ class ImplicitCounter:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.layers = [(r.offset, r.units) for r in builder.layers]
         self.num_nodes = builder.num_nodes
-        self.tape = {op.layer: op for op in builder.tape}
+        self.tape: dict[int, list[TapeOp]] = {}  # layer -> the operations feeding it (a conv, its shortcut)
+        for op in builder.tape:
+            self.tape.setdefault(op.layer, []).append(op)
         self.scale = {k: v.to(self.device) for k, v in builder.unit_scale.items()}
         self._offsets = torch.tensor([o for o, _ in self.layers])
-        self._targets: dict[int, list[_Target]] = {}
+        self._targets: dict[int, list[_Target]] = {}  # id(op) -> where its input entries send messages
         self._tables: dict[tuple[int, int, int], list[_Target]] = {}
         self._kernels: dict[tuple[int, bool, bool], torch.Tensor] = {}
         #: routes (edges with multiplicity) into each layer, and in all
-        self.layer_edges = {lid: int(self._routes(op)) for lid, op in self.tape.items()}
+        self.layer_edges = {lid: int(sum(self._routes(op) for op in ops)) for lid, ops in self.tape.items()}
         self.num_edges = sum(self.layer_edges.values())
+        self._order = self._layer_order()
+
+    def _layer_order(self) -> list[int]:
+        """The layers in an order where every layer comes after those it reads (a projection shortcut may be
+        built after the branch layer it feeds by the residual rule, so index order is not enough)."""
+        reads = {lid: {t.layer for op in ops for t in self._targets_of(op)} for lid, ops in self.tape.items()}
+        order: list[int] = []
+        state: dict[int, int] = {}
+        for start in range(len(self.layers)):  # depth-first, iterative: any depth of layers
+            stack = [(start, False)]
+            while stack:
+                lid, done = stack.pop()
+                if done:
+                    state[lid] = 2
+                    order.append(lid)
+                    continue
+                if state.get(lid):
+                    continue
+                state[lid] = 1
+                stack.append((lid, True))
+                stack.extend((r, False) for r in sorted(reads.get(lid, ()), reverse=True) if not state.get(r))
+        return order
 
     # -- per-operation preparation (once) ---------------------------------------------------
     def _targets_of(self, op: TapeOp) -> list[_Target]:
-        if op.layer in self._targets:
-            return self._targets[op.layer]
+        if id(op) in self._targets:
+            return self._targets[id(op)]
         prov = op.x.prov[0].reshape(-1)
         ok = prov >= 0
         entries = ok.nonzero().flatten()
@@ -122,7 +146,7 @@ class ImplicitCounter:
             else:
                 same.append(_Target(lid, prov.numel(), n, e, c))
                 targets.append(same[-1])
-        self._targets[op.layer] = targets
+        self._targets[id(op)] = targets
         return targets
 
     def _kernel(self, op: TapeOp, weighted: bool, flipped: bool = False) -> torch.Tensor:
@@ -136,6 +160,8 @@ class ImplicitCounter:
                 w = w.reshape(g, w.shape[0] // g, *w.shape[1:]).transpose(1, 2)
                 w = w.reshape(-1, *w.shape[2:]).flip(tuple(range(2, 2 + nsp))).contiguous()
             else:
+                if op.weight is None:
+                    raise UnsupportedOpError(f"layer {op.layer}: a {op.kind} operation has no kernel")
                 w = op.weight.to(self.device)
                 w = w.abs() if weighted else (w != 0).double()
             self._kernels[key] = w
@@ -144,9 +170,13 @@ class ImplicitCounter:
     def _adjoint(self, op: TapeOp, msg: torch.Tensor, weighted: bool) -> torch.Tensor:
         """The transposed operation: messages on the output neurons -> messages on the input entries."""
         m = msg.reshape(op.out_shape)
+        if op.kind == "identity":  # a residual shortcut: neuron i's message goes to entry i
+            return msg.reshape(-1)
         if op.kind == "linear":
             return (m @ self._kernel(op, weighted)).reshape(-1)
         win = op.window
+        if op.kind == "conv_transpose" and win is not None:
+            return self._transposed_adjoint(op, m, weighted)
         if win is None:
             raise UnsupportedOpError(f"a {op.kind} operation of layer {op.layer} without a window")
         nsp = len(op.out_shape) - 1
@@ -180,10 +210,27 @@ class ImplicitCounter:
         sl = [slice(None)] + [slice(win.pad[d], win.pad[d] + op.in_shape[1 + d]) for d in range(nsp)]
         return out[tuple(sl)].reshape(-1)
 
+    def _transposed_adjoint(self, op: TapeOp, m: torch.Tensor, weighted: bool) -> torch.Tensor:
+        """A transposed convolution's adjoint: an ordinary convolution of the messages with its own weight
+        (``[in, out/groups, *kernel]`` is a convolution's ``[out, in/groups, *kernel]`` from outputs to inputs),
+        cropped or zero-padded to the input's size."""
+        win = op.window
+        assert win is not None  # checked by the caller
+        nsp = len(op.out_shape) - 1
+        conv = (F.conv1d, F.conv2d, F.conv3d)[nsp - 1]
+        out = conv(m.unsqueeze(0), self._kernel(op, weighted), stride=win.stride, padding=win.pad,
+                   dilation=win.dilation, groups=op.groups)[0]
+        pads = []
+        for d in reversed(range(nsp)):  # F.pad lists the last dim first
+            pads += [0, max(op.in_shape[1 + d] - out.shape[1 + d], 0)]
+        if any(pads):
+            out = F.pad(out, pads)
+        return out[(slice(None), *[slice(0, op.in_shape[1 + d]) for d in range(nsp)])].reshape(-1)
+
     def _routes(self, op: TapeOp) -> float:
         """Routes (edges with multiplicity) into ``op``'s layer."""
         _, units = self.layers[op.layer]
-        s = self.scale.get(op.layer)
+        s = None if op.kind == "identity" else self.scale.get(op.layer)  # a norm scales the branch only
         ones = torch.ones(units, dtype=torch.float64, device=self.device) if s is None else (s != 0).double()
         per_entry = self._adjoint(op, ones, False)
         total = 0.0
@@ -222,7 +269,7 @@ class ImplicitCounter:
         pending: dict[_Target, list] = {}  # shared target -> [per-entry message sum, exponent]
         node_log10 = torch.full((self.num_nodes,), -math.inf, dtype=torch.float64)
         sums: dict[int, tuple[float, int]] = {}
-        for lid in reversed(range(len(self.layers))):
+        for lid in reversed(self._order):
             for t in [t for t in pending if t.layer == lid]:
                 total, e_t = pending.pop(t)
                 vals = total[t.entry] * t.coef if weighted else total[t.entry]
@@ -235,23 +282,25 @@ class ImplicitCounter:
             if s > 0:
                 sums[lid] = (s, e)
                 node_log10[off : off + units] = (qi.log2_().mul_(_LOG10_2).add_(e * _LOG10_2)).cpu()
-            op = self.tape.get(lid)
-            if op is None:
+            ops = self.tape.get(lid)
+            if not ops:
                 continue
             mx = float(q.max()) if units else 0.0
             e2 = max(0, e + math.frexp(mx)[1]) if mx > 0 else 0
-            msg = q.mul_(2.0 ** (e - e2)).add_(2.0 ** (-e2)).masked_fill_(~h, 0.0)
+            base = q.mul_(2.0 ** (e - e2)).add_(2.0 ** (-e2)).masked_fill_(~h, 0.0)
             sc = self.scale.get(lid)
-            if sc is not None:
-                msg = msg * (sc if weighted else (sc != 0).double())
-            if not bool((msg != 0).any()):
-                continue
-            per_entry = self._adjoint(op, msg, weighted)
-            for t in self._targets_of(op):
-                if t.entry is None:
-                    self._add(acc, t.layer, t.entries, per_entry, e2)
-                else:
-                    self._add(pending, t, t.entries, per_entry, e2)
+            for op in ops:
+                msg = base
+                if sc is not None and op.kind != "identity":  # a norm after the branch scales its edges only
+                    msg = base * (sc if weighted else (sc != 0).double())
+                if not bool((msg != 0).any()):
+                    continue
+                per_entry = self._adjoint(op, msg, weighted)
+                for t in self._targets_of(op):
+                    if t.entry is None:
+                        self._add(acc, t.layer, t.entries, per_entry, e2)
+                    else:
+                        self._add(pending, t, t.entries, per_entry, e2)
         return self._result(sums, node_log10, int(active.sum()), weighted)
 
     def _add(self, bins: dict, key: int | _Target, size: int, vals: torch.Tensor, e: int,

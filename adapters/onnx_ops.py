@@ -325,7 +325,21 @@ class _Walker(Front):
         return None
 
     def _resize(self, node: Any) -> ChannelValue:
-        return self.resize(node.output[0], node.input[0], self._value(node), self._out(node))
+        from emergence.adapters._resize import scale_of
+
+        a = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in _attrs(node).items()}
+        x = self._value(node)
+        scales = None
+        if node.op_type == "Resize" and len(node.input) > 2 and node.input[2] in self.const \
+                and self.const[node.input[2]].size == x.prov.dim():
+            scales = [scale_of(v) for v in self.const[node.input[2]].tolist()[2:]]
+        elif node.op_type == "Upsample" and len(node.input) > 1 and node.input[1] in self.const:
+            scales = [scale_of(v) for v in self.const[node.input[1]].tolist()[2:]]
+        return self.resize(node.output[0], node.input[0], x, self._out(node), mode=str(a.get("mode", "nearest")),
+                           scales=scales, transform=str(a.get("coordinate_transformation_mode", "half_pixel")
+                                                        if node.op_type == "Resize" else "asymmetric"),
+                           nearest=str(a.get("nearest_mode", "round_prefer_floor")
+                                       if node.op_type == "Resize" else "floor"))
 
     def _dense(self, node: Any) -> ChannelValue:
         a = _attrs(node)
@@ -351,7 +365,10 @@ class _Walker(Front):
         x = self._value(node)
         shape = (x.prov.shape[0], *self._out(node)[1:])
         transposed = node.op_type == "ConvTranspose"
-        window = None if transposed else _window(node, [int(k) for k in w.shape[2:]], x.prov.shape[2:], shape[2:])
+        window: Window | None = _window(node, [int(k) for k in w.shape[2:]], x.prov.shape[2:], shape[2:])
+        if transposed and (_attrs(node).get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID")
+                           or "output_shape" in _attrs(node)):
+            window = None  # padding derived from the output shape: the neuron level refuses it
         return self.conv(node.output[0], x, w, groups=int(_attrs(node).get("group", 1)), shape=shape,
                          name=_module_path(node), kind=f"{node.op_type}{w.dim() - 2}d", window=window,
                          transposed=transposed)

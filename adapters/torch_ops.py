@@ -298,7 +298,7 @@ class _Walker(Front):
         if not isinstance(w, torch.Tensor):
             raise UnsupportedOpError(f"{op} (node {node.name!r}) needs a constant weight")
         transposed = bool(a.get("transposed")) or op.startswith("conv_transpose")
-        window = None if transposed else _conv_window(node, w, a.get("stride"), a.get("padding"), a.get("dilation"))
+        window = _conv_window(node, w, a.get("stride"), a.get("padding"), a.get("dilation"))
         return self.conv(node.name, x, w, groups=int(a.get("groups", 1)), shape=_out_shape(node, x.prov.shape[0]),
                          name=_layer_name(node), kind=_kind(node, op), window=window, transposed=transposed)
 
@@ -351,7 +351,23 @@ class _Walker(Front):
         return self.einsum(str(args[0]), args[1], f"node {node.name!r}")
 
     def _resize(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> ChannelValue:
-        return self.resize(node.name, _src(node, 0).name, args[0], _out_shape(node, args[0].prov.shape[0]))
+        from emergence.adapters._resize import scale_of
+
+        x = args[0]
+        linear = "linear" in op and "_aa" not in op  # bilinear / trilinear / linear, not anti-aliased
+        rest = list(args[2 + int(linear):])  # after (input, output_size[, align_corners])
+        vec = getattr(node.target, "_overloadname", "") == "vec"
+        nsp = x.prov.dim() - 2
+        factors = (rest[0] if rest else None) if vec else rest[:nsp]
+        scales = [scale_of(f) for f in factors] if factors else None
+        if linear:
+            mode, transform, nearest = "linear", "align_corners" if args[2] else "pytorch_half_pixel", "floor"
+        elif "nearest_exact" in op:
+            mode, transform, nearest = "nearest", "half_pixel", "round_prefer_ceil"
+        else:
+            mode, transform, nearest = ("nearest" if "nearest" in op else "cubic"), "asymmetric", "floor"
+        return self.resize(node.name, _src(node, 0).name, x, _out_shape(node, x.prov.shape[0]), mode=mode,
+                           scales=scales, transform=transform, nearest=nearest)
 
     def _pool(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:
         x = args[0]

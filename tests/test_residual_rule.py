@@ -110,3 +110,47 @@ def test_the_rule_is_the_same_in_every_format(tmp_path):
         u, e, a = graph_key(got)
         assert u == units and torch.equal(e, edges) and torch.equal(a, active), fmt
         assert emergence.measure(got.graph).value == emergence.measure(ref.graph).value, fmt
+
+
+@pytest.mark.parametrize("projection", [False, True])
+@pytest.mark.parametrize("shortcut_first", [False, True])
+def test_at_neuron_level_the_shortcut_feeds_each_neuron_from_its_own_entry(projection, shortcut_first):
+    """The oracle: conv2's neurons read c1's neurons in their 3x3 window (kernel taps), plus the shortcut's
+    neuron at the same (channel, position) by an edge of weight 1; the head reads conv2's neurons only; their
+    activity is read after the add and the ReLU; the implicit count equals the count of that edge list."""
+    torch.manual_seed(0)
+    net = Block(projection, shortcut_first).eval()
+    x = torch.rand(64, 1, 4, 4)
+    mg = model_graph(net, x, threshold=0.3, granularity="neuron")
+    n = _by_name(mg)
+    c2, c1 = torch.tensor(n["c2"]).reshape(-1, 4, 4), torch.tensor(n["c1"]).reshape(3, 4, 4)
+    short = torch.tensor(n["proj.0"] if projection else n["stem"]).reshape(-1, 4, 4)
+    kernel = set()
+    for o in range(c2.shape[0]):
+        for i in range(3):
+            for y in range(4):
+                for xx in range(4):
+                    for dy in (-1, 0, 1):
+                        for dx in (-1, 0, 1):
+                            if 0 <= y + dy < 4 and 0 <= xx + dx < 4 and float(net.c2.weight[o, i, dy + 1, dx + 1]):
+                                kernel.add((int(c1[i, y + dy, xx + dx]), int(c2[o, y, xx])))
+    identity = {(int(short.reshape(-1)[k]), int(c2.reshape(-1)[k])) for k in range(c2.numel())}
+    m = mg.materialize()
+    ei, w = m.graph.edge_index, m.graph.edge_weight
+    into = ei[1] >= c2.min()
+    into &= ei[1] <= c2.max()
+    got = [tuple(e) for e in ei[:, into].t().tolist()]
+    assert len(got) == len(set(got)) and set(got) == kernel | identity
+    weights = {tuple(e): float(v) for e, v in zip(ei.t().tolist(), w, strict=True)}
+    assert all(weights[e] == pytest.approx(1.0) for e in identity)
+    assert {e[0] for e in ei.t().tolist() if e[1] in set(n["head"])} == set(n["c2"])
+    with torch.no_grad():
+        s = F.relu(net.stem(x))
+        y = net.b2(net.c2(F.relu(net.b1(net.c1(s)))))
+        after = F.relu(y + (s if net.proj is None else net.proj(s))).mean(0).reshape(-1)
+    assert mg.graph.active[n["c2"]].tolist() == (after > 0.3).tolist()
+    m.graph.active = torch.arange(m.graph.num_nodes) % 3 != 0  # a mask with many emergent paths
+    for weighted in (False, True):
+        want = emergence.measure(m.graph, weighted=weighted, method="log").log10
+        assert want is not None and want > 1
+        assert mg.counter.count(m.graph.active, weighted=weighted).log10 == pytest.approx(want, rel=1e-12)
