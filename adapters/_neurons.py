@@ -18,6 +18,10 @@ Semantics, beyond the channel graph's:
 * Edges are counted with this multiplicity (``num_edges`` is the number of routes): for
   ω = 1 a connection counts once per route, for ω = |w| it weighs the sum of |w| over routes.
 * Batch norm after a layer scales that layer's incoming edges per neuron (folded, as exporters do).
+* The residual rule: a sum a nonlinearity reads is the branch layer's neurons, the shortcut feeding neuron
+  ``i`` from its entry ``i`` (an ``"identity"`` operation on the tape, weight 1).
+* A transposed convolution's neurons read the inputs its taps join; a resize makes no neurons (each output
+  entry is the weighted sum of the inputs it interpolates).
 """
 
 from __future__ import annotations

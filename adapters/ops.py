@@ -30,7 +30,7 @@ def ops_markdown() -> str:
     lines += ["", "ONNX (opset 7 and later; models below opset 13 are upgraded to 17 first; any op whose inputs "
               "are all constants is folded):", ""]
     lines += [f"- {what}: {', '.join(f'`{o}`' for o in sorted(ops))}" for what, ops in ONNX_GROUPS]
-    lines += ["", "Anything else — recurrent layers (LSTM, GRU), `TopK`, an einsum with a "
+    lines += ["", "Anything else — `TopK`, an einsum with a "
               "weight operand — is refused with one sentence naming the op and the node."]
     return "\n".join(lines)
 

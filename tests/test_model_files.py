@@ -147,8 +147,18 @@ def test_unsupported_torch_op_is_named():
         def forward(self, x):
             return self.rnn(x)[0][:, -1]
 
-    with pytest.raises(UnsupportedOpError, match="operation 'lstm'"):
-        model_graph(LastStep(), torch.rand(2, 5, 4))
+    assert model_graph(LastStep(), torch.rand(2, 5, 4)).layers[-1].name == "rnn.t4"  # recurrent layers map
+
+    class Cumulative(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return torch.cumsum(self.fc(x), dim=1)
+
+    with pytest.raises(UnsupportedOpError, match="operation 'cumsum'"):
+        model_graph(Cumulative(), torch.rand(2, 4))
 
 
 def test_unsupported_onnx_op_is_named():
