@@ -191,7 +191,7 @@ class Front:
         self.unary(out, src)
         return self.b.spread(x, dim % x.prov.dim())
 
-    def resize(self, out: str, src: str, x: ChannelValue, shape: Sequence[int], *, mode: str = "nearest",
+    def resize(self, x: ChannelValue, shape: Sequence[int], *, mode: str = "nearest",
                scales: Sequence[float | None] | None = None, transform: str = "asymmetric",
                nearest: str = "floor") -> ChannelValue:
         """Up- or down-sampling to ``shape`` (batch from ``x``) by ``mode`` ("nearest", "linear"; others have

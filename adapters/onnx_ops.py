@@ -335,7 +335,7 @@ class _Walker(Front):
             scales = [scale_of(v) for v in self.const[node.input[2]].tolist()[2:]]
         elif node.op_type == "Upsample" and len(node.input) > 1 and node.input[1] in self.const:
             scales = [scale_of(v) for v in self.const[node.input[1]].tolist()[2:]]
-        return self.resize(node.output[0], node.input[0], x, self._out(node), mode=str(a.get("mode", "nearest")),
+        return self.resize(x, self._out(node), mode=str(a.get("mode", "nearest")),
                            scales=scales, transform=str(a.get("coordinate_transformation_mode", "half_pixel")
                                                         if node.op_type == "Resize" else "asymmetric"),
                            nearest=str(a.get("nearest_mode", "round_prefer_floor")

@@ -366,7 +366,7 @@ class _Walker(Front):
             mode, transform, nearest = "nearest", "half_pixel", "round_prefer_ceil"
         else:
             mode, transform, nearest = ("nearest" if "nearest" in op else "cubic"), "asymmetric", "floor"
-        return self.resize(node.name, _src(node, 0).name, x, _out_shape(node, x.prov.shape[0]), mode=mode,
+        return self.resize(x, _out_shape(node, x.prov.shape[0]), mode=mode,
                            scales=scales, transform=transform, nearest=nearest)
 
     def _pool(self, node: fx.Node, op: str, args: tuple, kwargs: dict) -> Any:

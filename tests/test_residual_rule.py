@@ -154,3 +154,48 @@ def test_at_neuron_level_the_shortcut_feeds_each_neuron_from_its_own_entry(proje
         want = emergence.measure(m.graph, weighted=weighted, method="log").log10
         assert want is not None and want > 1
         assert mg.counter.count(m.graph.active, weighted=weighted).log10 == pytest.approx(want, rel=1e-12)
+
+
+class InPlaceBlock(nn.Module):
+    """A torchvision-style block: ``out += identity`` in place, then ReLU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 3, 3, padding=1)
+        self.c1, self.b1 = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+        self.c2, self.b2 = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+        self.head = nn.Linear(3 * 6 * 6, 2)
+        with torch.no_grad():
+            for bn in (self.b1, self.b2):
+                bn.running_mean.uniform_(-0.5, 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = F.relu(self.stem(x))
+        out = self.b2(self.c2(F.relu(self.b1(self.c1(identity)))))
+        out += identity
+        return self.head(F.relu(out).flatten(1))
+
+
+@pytest.mark.parametrize("granularity", ["channel", "neuron"])
+def test_an_in_place_residual_add_reads_the_same_in_every_format(granularity, tmp_path):
+    """conv2's activity is read on relu(out + identity), recorded when it is produced: the in-place add
+    does not change what an earlier layer was judged on, and every format agrees."""
+    torch.manual_seed(0)
+    net = InPlaceBlock().eval()
+    x = torch.randn(32, 1, 6, 6)
+    ref = model_graph(net, x, granularity=granularity)
+
+    def e(mg):
+        return emergence.measure(mg.graph).log10 if granularity == "channel" else \
+            mg.counter.count(mg.graph.active).log10
+
+    with torch.no_grad():
+        s = F.relu(net.stem(x))
+        after = F.relu(net.b2(net.c2(F.relu(net.b1(net.c1(s))))) + s)
+    n = _by_name(ref)
+    want = after.mean(0) if granularity == "neuron" else after.mean(dim=(0, 2, 3))
+    assert ref.graph.active[n["c2"]].tolist() == (want.reshape(-1) > 0.05).tolist()
+    for fmt in ("pt2", "onnx-torchscript", "onnx-dynamo"):
+        got = model_graph(str(export_as(net, x, tmp_path, fmt)), x, granularity=granularity)
+        assert torch.equal(got.graph.active, ref.graph.active), fmt
+        assert e(got) == pytest.approx(e(ref), rel=1e-12), fmt
