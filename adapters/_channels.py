@@ -291,6 +291,16 @@ class ChannelGraphBuilder:
             cur = torch.where(((a < 0) & (b < 0))[inv], torch.full_like(inv, -1), inv)
         return ChannelValue(cur.expand(provs[0].shape).clone(), slots)
 
+    def _residual_branch(self, values: Sequence[ChannelValue]) -> int | None:
+        """The operand of a residual sum that is a layer's own output (not an input's) and lies deepest; None
+        when the operands' shapes differ or no operand is a layer's output (both levels' rule)."""
+        if any(v.prov.shape != values[0].prov.shape for v in values):
+            return None
+        cands = [i for i, v in enumerate(values) if v.direct is not None and self.layers[v.direct].kind != "input"]
+        if not cands:
+            return None
+        return max(cands, key=lambda j: (self.layers[values[j].direct].depth, -j))  # type: ignore[index]
+
     def residual(self, values: Sequence[ChannelValue], signs: Sequence[float]) -> tuple[ChannelValue, int] | None:
         """A residual sum that a nonlinearity reads next: its units are the units of the branch's last layer.
 
@@ -301,12 +311,9 @@ class ChannelGraphBuilder:
         acts on (``relu(bn2(conv2(h)) + x)``). Returns the sum and the branch layer's index, or None when no
         operand is a layer's output of the sum's shape (then the union rule of :meth:`merge` applies).
         """
-        if any(v.prov.shape != values[0].prov.shape for v in values):
+        i = self._residual_branch(values)
+        if i is None:
             return None
-        cands = [i for i, v in enumerate(values) if v.direct is not None and self.layers[v.direct].kind != "input"]
-        if not cands:
-            return None
-        i = max(cands, key=lambda j: (self.layers[values[j].direct].depth, -j))  # type: ignore[index]
         branch = values[i]
         layer = int(branch.direct)  # type: ignore[arg-type]
         rec = self.layers[layer]

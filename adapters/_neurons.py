@@ -167,13 +167,9 @@ class NeuronGraphBuilder(ChannelGraphBuilder):
         operation on the tape, weight 1). None (the union rule) when the operands' shapes differ, when no
         operand is a layer's own output, when the shortcut holds the branch's own neurons, or when the
         branch layer already reads a neuron the shortcut holds (an edge would be counted twice)."""
-        if any(v.prov.shape != values[0].prov.shape for v in values):
+        i = self._residual_branch(values)
+        if i is None:
             return None
-        cands = [i for i, v in enumerate(values) if v.direct is not None and self.layers[v.direct].per_element
-                 and self.layers[v.direct].kind != "input"]
-        if not cands:
-            return None
-        i = max(cands, key=lambda j: (self.layers[values[j].direct].depth, -j))  # type: ignore[index]
         layer = int(values[i].direct)  # type: ignore[arg-type]
         rec = self.layers[layer]
         others = [v for j, v in enumerate(values) if j != i]

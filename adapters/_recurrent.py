@@ -103,7 +103,7 @@ def unroll(b: ChannelGraphBuilder, x: ChannelValue, weights: Sequence[tuple[torc
             rec = b._new_layer(f"{name}{suffix}.t{t}", kind, hidden, -1)
             rec.select = where(t, d)
             k, node, coef = b._feature_terms(ChannelValue(x.prov[:, t], x.slots), -1)
-            block = w_in[:, k].abs() * coef.abs()  # [H, m]
+            block = w_in[:, k] * coef.abs()  # [H, m] (w_in is already |w| summed over gates)
             j, m = block.nonzero(as_tuple=True)
             src, dst, w = [node[m]], [j], [block[j, m]]
             if prev is not None:
