@@ -90,6 +90,9 @@ app = typer.Typer(
 # Choices as Enums so that --help lists them. The library keeps the tables (METHODS,
 # AGGREGATIONS, ARCHITECTURES, OPTIMIZERS, PRUNE_*); tests/test_cli_choices.py checks that
 # these match, and the CLI stays importable without torch for a fast --help.
+#: The library's default threshold (``emergence.activity.DEFAULT_THRESHOLD``), repeated here so that the CLI starts
+#: without importing torch; tests/test_cli_choices.py checks that every command's default is the library's.
+_THRESHOLD = 0.05
 _OUTPUTS_HELP = ("How output units (logits) count: exclude (not nodes: logits have no nonlinearity, and shifting "
                  "all logits changes no prediction), logits (raw value > threshold, the old rule) or softmax "
                  "(mean probability > threshold).")
@@ -295,7 +298,7 @@ def measure_cmd(
                                                      "batch shaped like the model's inputs.")] = None,
     samples: Annotated[int, typer.Option(help="Probe batch size.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the random batch.")] = 0,
-    threshold: Annotated[float, typer.Option(help="A unit is active when its statistic exceeds this.")] = 0.05,
+    threshold: Annotated[float, typer.Option(help="A unit is active when its statistic exceeds this.")] = _THRESHOLD,
     thresholds: Annotated[Optional[str], typer.Option(help="More thresholds, comma-separated (one forward pass "
                                                            "serves all).")] = None,
     aggregation: Annotated[Aggregation, typer.Option(help="mean, absmean, or frac (fraction of samples above the "
@@ -528,7 +531,7 @@ def plot(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Results from 'emergence sweep': a .zarr store or a .nc "
                                                             "file.")],
     out: Annotated[Path, typer.Option(help="Folder for the PNG figures.")],
-    threshold: Annotated[float, typer.Option(help="Threshold of the per-epoch figures.")] = 0.05,
+    threshold: Annotated[float, typer.Option(help="Threshold of the per-epoch figures.")] = _THRESHOLD,
     sel: Annotated[Optional[list[str]], typer.Option(help="Fix a grid axis, KEY=VALUE (repeatable), e.g. "
                                                          "width=2.")] = None,
 ) -> None:
@@ -554,7 +557,7 @@ def report(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Results from 'emergence sweep': a .zarr store or a .nc "
                                                             "file.")],
     markdown: Annotated[Optional[Path], typer.Option(help="Also write the report as Markdown here.")] = None,
-    threshold: Annotated[float, typer.Option(help="Threshold of the tables.")] = 0.05,
+    threshold: Annotated[float, typer.Option(help="Threshold of the tables.")] = _THRESHOLD,
     sel: Annotated[Optional[list[str]], typer.Option(help="Fix a grid axis, KEY=VALUE (repeatable), e.g. "
                                                          "width=2.")] = None,
 ) -> None:

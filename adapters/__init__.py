@@ -8,7 +8,8 @@ Built only on the core (:mod:`emergence`); the experiment layer and the CLI buil
   state dicts, safetensors), :mod:`emergence.adapters.torch_model` / :mod:`emergence.adapters.torch_ops`
   (``torch.export`` programs), :mod:`emergence.adapters.onnx_model` / :mod:`emergence.adapters.onnx_ops`,
   all feeding one format-independent builder (:mod:`emergence.adapters._channels`);
-* measuring -- :mod:`emergence.adapters.model_measure` (:func:`measure_model`, :class:`ModelProbe`); neuron-level graphs
+* measuring -- :mod:`emergence.adapters.model_measure` (:func:`measure_model`), :mod:`emergence.adapters.model_probe`
+  (:class:`ModelProbe`, measuring a live model as it trains, re-walked when its structure changes); neuron-level graphs
   counted by transposed convolutions -- :mod:`emergence.adapters.neuron_count`;
 * data and built-in models -- :mod:`emergence.adapters.datasets` (bundled data, ``.npz``, CIFAR-10,
   probe batches), :mod:`emergence.adapters.architectures` (MLP / CNN / VGG and their weight files);
@@ -29,7 +30,8 @@ _LAZY = {
     "from_networkx": "networkx_graph", "to_networkx": "networkx_graph",
     "from_pyg": "pyg_graph", "to_pyg": "pyg_graph",
     "LoadedModel": "model_files", "load_model": "model_files", "model_graph": "model_files",
-    "ModelMeasurement": "model_measure", "ModelProbe": "model_measure", "measure_model": "model_measure",
+    "ModelMeasurement": "model_measure", "measure_model": "model_measure",
+    "ModelProbe": "model_probe", "ProbeRecord": "model_probe",
     "ImplicitCounter": "neuron_count", "NeuronModelGraph": "neuron_count",
     "SUPPORTED_ONNX_OPS": "onnx_model", "from_onnx": "onnx_model",
     "SUPPORTED_TORCH_OPS": "torch_model", "from_exported": "torch_model", "from_torch": "torch_model",
@@ -42,6 +44,7 @@ __all__ = [
     "LoadedModel",
     "ModelMeasurement",
     "ModelProbe",
+    "ProbeRecord",
     "NeuronModelGraph",
     "SUPPORTED_ONNX_OPS",
     "SUPPORTED_TORCH_OPS",

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from emergence.activity import Activity, LayerInfo, ModelGraph, check_aggregation
+from emergence.activity import DEFAULT_AGGREGATION, DEFAULT_OUTPUTS, Activity, LayerInfo, ModelGraph, check_aggregation
 from emergence.adapters._channels import ChannelGraphBuilder
 from emergence.errors import InputShapeError, NonFiniteError, UnsupportedOpError, check_choice
 from emergence.graph import graph as make_graph
@@ -29,57 +29,91 @@ def check_granularity(granularity: str) -> str:
 
 
 class ActivityRecorder:
-    """Collects per-sample activations of each layer's activity tensor, chunk by chunk.
+    """Collects each layer's activity, chunk by chunk: float64 sums over the samples of every unit's
+    activation and of its absolute value (per-sample values only for ``"frac"``, which needs them).
 
     ``act`` maps a layer index to the key (an FX node or ONNX value name) of the
     tensor holding that layer's activation.
     """
 
-    def __init__(self, builder: ChannelGraphBuilder, act: dict[int, str]) -> None:
+    def __init__(self, builder: ChannelGraphBuilder, act: dict[int, str],
+                 aggregation: str = DEFAULT_AGGREGATION, *, softmax: bool = True) -> None:
         self.layers = builder.layers
         self.by_key: dict[str, list[int]] = {}
         for layer, key in act.items():
             self.by_key.setdefault(key, []).append(layer)
         self.wanted = set(self.by_key)
-        self.values: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(self.layers))}
-        self.absvalues: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(self.layers))}
+        self.per_sample = check_aggregation(aggregation) == "frac"
+        self.absolute = aggregation == "absmean"  # sums of |x|: only this aggregation reads them
+        n = len(self.layers)
+        self.sums: list[torch.Tensor | None] = [None] * n
+        self.abssums: list[torch.Tensor | None] = [None] * n
+        self.rows = [0] * n
+        self.values: dict[int, list[torch.Tensor]] = {i: [] for i in range(n)}  # per sample, "frac" only
         self.outputs = builder.output_layers()
-        self.softmax: dict[int, list[torch.Tensor]] = {i: [] for i in self.outputs}
+        self.softmax_sums: dict[int, torch.Tensor | None] = {i: None for i in self.outputs} if softmax else {}
+        self.softmax: dict[int, list[torch.Tensor]] = {i: [] for i in self.outputs}  # per sample, "frac" only
         self.keep = 0
+        self.skip: set[str] = set()
 
     def start_chunk(self, keep: int) -> None:
         """The next recorded tensors hold ``keep`` real samples first (the rest is padding)."""
         self.keep = keep
 
     @staticmethod
-    def _reduce(rec: Any, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[samples, units]`` means of ``t`` and of ``|t|`` over everything but a unit's own axis."""
+    def _reduce(rec: Any, t: torch.Tensor, absolute: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``[samples, units]`` means of ``t`` over everything but a unit's own axis, and with ``absolute`` those
+        of ``|t|`` (None when a unit is one element: then the sums of ``|t|`` are taken directly)."""
         if rec.per_element or (rec.kind == "input" and rec.channel_dim == -1):
-            v = t.reshape(t.shape[0], -1)
-            return v, v.abs()
+            return t.reshape(t.shape[0], -1), None
         v = t.movedim(rec.channel_dim, 1)
         dims = tuple(range(2, v.dim()))
-        return (v.mean(dims), v.abs().mean(dims)) if dims else (v, v.abs())
+        if not dims:
+            return v, None
+        return v.mean(dims), (v.abs().mean(dims) if absolute else None)
+
+    @staticmethod
+    def _add(total: torch.Tensor | None, part: torch.Tensor, absolute: bool = False) -> torch.Tensor:
+        """``total`` plus the float64 sums over the samples (dim 0) of ``part``, or of ``|part|``."""
+        s = torch.sum(part.abs() if absolute else part, 0, dtype=torch.float64)
+        return s if total is None else total + s
+
+    def snapshot(self, keys: set[str]) -> dict[int, tuple[Any, ...]]:
+        """What was recorded for the layers read from ``keys`` (e.g. the model's inputs), for :meth:`preload`."""
+        return {i: (self.sums[i], self.abssums[i], self.rows[i], list(self.values[i]))
+                for key in keys & self.wanted for i in self.by_key[key] if i not in self.softmax_sums}
+
+    def preload(self, known: dict[int, tuple[Any, ...]]) -> None:
+        """Take these layers' records as recorded (a :meth:`snapshot` of the same batch); their keys are skipped."""
+        for i, (total, abstotal, rows, values) in known.items():
+            self.sums[i], self.abssums[i], self.rows[i], self.values[i] = total, abstotal, rows, list(values)
+        self.skip = {key for key, layers in self.by_key.items() if all(i in known for i in layers)}
 
     def record(self, key: str, tensor: torch.Tensor) -> None:
-        """Reduce one activity tensor to ``[samples, units]`` means (and means of absolute values)."""
+        """Reduce one activity tensor to per-unit sums over the chunk's real samples."""
+        if key in self.skip:
+            return
         raw = torch.as_tensor(tensor)
         for layer in self.by_key[key]:
             rec = self.layers[layer]
             own = (raw if rec.select is None else raw[rec.select])[: self.keep].detach().float()  # select: a step
-            v, a = self._reduce(rec, own)
-            if layer in self.softmax:  # probabilities over the output's unit axis, reduced the same way
-                self.softmax[layer].append(self._reduce(rec, own.softmax(rec.channel_dim))[0].cpu())
+            v, a = self._reduce(rec, own, self.absolute)
             if v.shape[1] != rec.units:
                 raise UnsupportedOpError(
                     f"layer {rec.name!r}: its activation has {v.shape[1]} units where its weights have {rec.units}"
                 )
-            if not bool(torch.isfinite(v).all()):
-                raise NonFiniteError(
-                    f"the probe batch gives NaN or infinite activations in layer {rec.name!r}; check inputs and weights"
-                )
-            self.values[layer].append(v.cpu())
-            self.absvalues[layer].append(a.cpu())
+            self.sums[layer] = self._add(self.sums[layer], v)  # finite exactly when every value is (checked later)
+            if self.absolute:
+                self.abssums[layer] = self._add(self.abssums[layer], v, absolute=True) if a is None \
+                    else self._add(self.abssums[layer], a)
+            self.rows[layer] += int(v.shape[0])
+            if layer in self.softmax_sums:  # probabilities over the output's unit axis, reduced the same way
+                p = self._reduce(rec, own.softmax(rec.channel_dim))[0]
+                self.softmax_sums[layer] = self._add(self.softmax_sums[layer], p)
+                if self.per_sample:
+                    self.softmax[layer].append(p.cpu())
+            if self.per_sample:
+                self.values[layer].append(v.cpu())
 
 
 def check_input_shape(declared: tuple[int | None, ...] | None, inputs_shape: tuple[int, ...]) -> None:
@@ -100,32 +134,46 @@ def check_input_shape(declared: tuple[int | None, ...] | None, inputs_shape: tup
 def assemble_activity(builder: ChannelGraphBuilder, recorder: ActivityRecorder, aggregation: str) -> Activity:
     """The :class:`Activity` of all nodes from what ``recorder`` collected."""
     check_aggregation(aggregation)
-    missing = [r.name for i, r in enumerate(builder.layers) if not recorder.values[i]]
+    missing = [r.name for i, r in enumerate(builder.layers) if recorder.sums[i] is None]
     if missing:
         raise UnsupportedOpError(f"no activation was recorded for layer(s) {', '.join(missing)}")
-    rows = {i: sum(v.shape[0] for v in recorder.values[i]) for i in range(len(builder.layers))}
-    common = rows[0] if rows else 0
-    off = [builder.layers[i].name for i, n in rows.items() if n != common]
+    common = recorder.rows[0] if recorder.rows else 0
+    off = [builder.layers[i].name for i, n in enumerate(recorder.rows) if n != common]
     if off:
         raise UnsupportedOpError(
             f"layer(s) {', '.join(off[:5])}: their activations hold the samples in another dim than dim 0 (the "
             "model moves the batch before them, as an exporter that writes a time-first recurrent layer out step "
             "by step does); measure the PyTorch module or its .pt2 instead"
         )
-    per_sample = torch.cat([torch.cat(recorder.values[i]) for i in range(len(builder.layers))], dim=1)
-    per_abs = torch.cat([torch.cat(recorder.absvalues[i]) for i in range(len(builder.layers))], dim=1)
+    n = len(builder.layers)
+
+    def cat(parts: list[Any], dim: int = 0) -> torch.Tensor:
+        return torch.cat([p.cpu() for p in parts], dim=dim)
+
+    sums = [s for s in recorder.sums if s is not None]  # all of them (checked above)
+    total = cat(sums)
+    if not bool(torch.isfinite(total).all()):  # a sum is finite exactly when every value summed is
+        bad = next(r.name for r, s in zip(builder.layers, sums, strict=True) if not bool(torch.isfinite(s).all()))
+        raise NonFiniteError(f"the probe batch gives NaN or infinite activations in layer {bad!r}; check inputs and "
+                             "weights")
+
     output = torch.zeros(builder.num_nodes, dtype=torch.bool)
     for i in recorder.outputs:
         rec = builder.layers[i]
         output[rec.offset:rec.offset + rec.units] = True
-    softmax = torch.cat([torch.cat(recorder.softmax[i]) for i in recorder.outputs], dim=1) if recorder.outputs \
-        else None
-    return Activity.from_samples(per_sample, per_abs, aggregation, output=output, softmax=softmax)
+    softmax = bool(recorder.outputs) and bool(recorder.softmax_sums)
+    frac = aggregation == "frac"
+    return Activity.from_sums(
+        total, cat(recorder.abssums) if recorder.absolute else None, common, aggregation,
+        per_sample=cat([cat(recorder.values[i]) for i in range(n)], 1) if frac else None,
+        output=output, softmax_sum=cat([recorder.softmax_sums[i] for i in recorder.outputs]) if softmax else None,
+        softmax_per_sample=cat([cat(recorder.softmax[i]) for i in recorder.outputs], 1) if frac and softmax else None,
+    )
 
 
 def assemble(
     builder: ChannelGraphBuilder, activity: Activity, threshold: float, source: str,
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = None, outputs: str = DEFAULT_OUTPUTS,
 ) -> ModelGraph:
     """The final :class:`ModelGraph`: edges, layers, node names and activity (a neuron-level builder gives a
     :class:`~emergence.adapters.neuron_count.NeuronModelGraph`, counted on ``device``)."""
@@ -133,22 +181,23 @@ def assemble(
     from emergence.adapters.neuron_count import assemble_neurons
 
     if isinstance(builder, NeuronGraphBuilder):
-        return assemble_neurons(builder, activity, threshold, source, device)
+        return assemble_neurons(builder, activity, threshold, source, device, outputs)
     edge_index, weight = builder.edges()
     units = torch.tensor([r.units for r in builder.layers])
     layer = torch.repeat_interleave(torch.arange(len(builder.layers)), units)
     names = [f"{r.name}:{u}" for r in builder.layers for u in range(r.units)]
-    g = make_graph(edge_index, builder.num_nodes, activity.mask(threshold), edge_weight=weight, layer=layer,
+    g = make_graph(edge_index, builder.num_nodes, activity.mask(threshold, outputs), edge_weight=weight, layer=layer,
                    names=names)
     g.activity = activity.statistic(threshold).float()
     layers = [LayerInfo(r.name, r.kind, r.units, r.offset) for r in builder.layers]
     return ModelGraph(g, layers, activity, float(threshold), source)
 
 
-def with_activity(base: ModelGraph, activity: Activity, threshold: float) -> ModelGraph:
+def with_activity(base: ModelGraph, activity: Activity, threshold: float, outputs: str = DEFAULT_OUTPUTS
+                  ) -> ModelGraph:
     """``base`` with new activity; the structure (and so the cached levels) is shared."""
     mg = dataclasses.replace(base, activity=activity, threshold=float(threshold))
-    return dataclasses.replace(mg, graph=mg.at(threshold))
+    return dataclasses.replace(mg, graph=mg.at(threshold, outputs))
 
 
 def as_batch(inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
+from emergence.activity import DEFAULT_AGGREGATION, DEFAULT_THRESHOLD, ModelGraph
 from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.errors import EmergenceError, FileFormatError, InputShapeError, UntrustedPickleError, first_line
 
@@ -337,7 +337,7 @@ def model_graph(
     inputs: Any,
     *,
     threshold: float = DEFAULT_THRESHOLD,
-    aggregation: str = "mean",
+    aggregation: str = DEFAULT_AGGREGATION,
     device: str | torch.device | None = None,
     trust_pickle: bool = False,
     granularity: str = "channel",

@@ -18,14 +18,21 @@ from typing import Any
 
 import torch
 
-from emergence.activity import DEFAULT_OUTPUTS, DEFAULT_THRESHOLD, ModelGraph, check_aggregation, check_outputs
+from emergence.activity import (
+    DEFAULT_AGGREGATION,
+    DEFAULT_OUTPUTS,
+    DEFAULT_THRESHOLD,
+    ModelGraph,
+    check_aggregation,
+    check_outputs,
+)
 from emergence.adapters._probe import check_granularity
 from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.device import resolve_device
 from emergence.errors import ConfigError
 from emergence.result import EmergenceResult
 
-__all__ = ["ModelMeasurement", "ModelProbe", "ProbeRecord", "measure_model", "layer_table"]
+__all__ = ["ModelMeasurement", "measure_model", "layer_table"]
 
 
 def layer_table(mg: ModelGraph, result: EmergenceResult, active: torch.Tensor | None = None) -> Any:
@@ -124,7 +131,7 @@ def measure_model(
     seed: int = 0,
     threshold: float = DEFAULT_THRESHOLD,
     thresholds: Sequence[float] | None = None,
-    aggregation: str = "mean",
+    aggregation: str = DEFAULT_AGGREGATION,
     weighted: bool = False,
     device: str | torch.device | None = None,
     trust_pickle: bool = False,
@@ -216,93 +223,3 @@ def measure_model(
     result, *others = mg.count(masks, weighted=weighted, device=device)  # one pass for all
     return ModelMeasurement(result, layer_table(mg, result), list(zip(ts[1:], others, strict=False)), mg,
                             float(threshold), aggregation, mg.activity.samples, outputs, mg.hidden_log10(result))
-
-
-@dataclass(frozen=True, eq=False)
-class ProbeRecord:
-    """One measurement during training, at every threshold.
-
-    Attributes
-    ----------
-    emergence_log10, relative_log10, hidden_log10 : torch.Tensor
-        ``[T]``; NaN where E = 0; ``hidden_log10`` counts only the paths that start outside the
-        input layers.
-    active_fraction, emergence_share : torch.Tensor
-        ``[T, L]`` per layer: fraction of its units active, and its share of E (paths
-        that start in it).
-    active_count : torch.Tensor
-        ``[T, L]`` active units per layer (for a dense net these determine E).
-    num_edges : int
-    """
-
-    emergence_log10: torch.Tensor
-    relative_log10: torch.Tensor
-    active_fraction: torch.Tensor
-    emergence_share: torch.Tensor
-    num_edges: int
-    hidden_log10: torch.Tensor | None = None
-    active_count: torch.Tensor | None = None
-
-
-class ModelProbe:
-    """Measures a PyTorch model on a fixed probe batch, again and again, as it trains.
-
-    The model is exported once; each call runs the exported graph on the probe batch
-    with the model's current weights (a real forward pass with no random numbers drawn,
-    the model's mode untouched) and counts emergence at every threshold. The graph's
-    structure is walked once (pruning masks keep it fixed); ``weighted=True`` walks it
-    again each call, since the weights change.
-
-    Parameters
-    ----------
-    model : nn.Module
-    probe : torch.Tensor
-        The fixed probe batch.
-    thresholds : sequence of float
-    aggregation : str, default "mean"
-    weighted : bool, default False
-    device : str or torch.device, optional
-    granularity : {"channel", "neuron"}, default "channel"
-    outputs : {"exclude", "logits", "softmax"}, default "exclude"
-    """
-
-    def __init__(self, model: Any, probe: torch.Tensor, thresholds: Sequence[float], *, aggregation: str = "mean",
-                 weighted: bool = False, device: str | torch.device | None = None,
-                 granularity: str = "channel", outputs: str = DEFAULT_OUTPUTS) -> None:
-        from emergence.adapters.torch_model import ExportedProbe, export_module
-
-        check_aggregation(aggregation)
-        self.outputs = check_outputs(outputs)
-        if not thresholds:
-            raise ConfigError("a probe needs at least one threshold")
-        self.probe, self.thresholds, self.weighted, self.device = probe, [float(t) for t in thresholds], weighted, \
-            device
-        rng = torch.get_rng_state()
-        self._exported = ExportedProbe(export_module(model, probe[:2]), aggregation=aggregation, device=device,
-                                       granularity=granularity)
-        torch.set_rng_state(rng)
-        self.layers: list[str] = []
-
-    def __call__(self, model: Any) -> ProbeRecord:
-        rng = torch.get_rng_state()
-        state = {k: v.detach() for k, v in model.state_dict().items()}
-        mg = self._exported(self.probe, threshold=self.thresholds[0], state=state, rewalk=self.weighted)
-        self.layers = [lay.name for lay in mg.layers]
-        n_layers = len(mg.layers)
-        layer = mg.graph.layer
-        units = torch.tensor([lay.units for lay in mg.layers], dtype=torch.float64)
-        log10 = torch.full((len(self.thresholds),), math.nan, dtype=torch.float64)
-        rel, hidden = log10.clone(), log10.clone()
-        count = torch.zeros(len(self.thresholds), n_layers, dtype=torch.int64)
-        share = torch.zeros(len(self.thresholds), n_layers, dtype=torch.float64)
-        masks = mg.masks(self.thresholds, self.outputs)
-        for i, r in enumerate(mg.count(masks, weighted=self.weighted, device=self.device)):
-            count[i] = torch.bincount(layer[masks[i]], minlength=n_layers)
-            if r.log10 is not None:
-                log10[i], rel[i] = r.log10, math.nan if r.log10_relative is None else r.log10_relative
-                h = mg.hidden_log10(r)
-                hidden[i] = math.nan if h is None else h
-                for j, v in r.layer_shares().items():
-                    share[i, j] = v
-        torch.set_rng_state(rng)
-        return ProbeRecord(log10, rel, count.double() / units, share, mg.num_edges, hidden, count)

@@ -25,11 +25,12 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from emergence.activity import Activity, LayerInfo, ModelGraph
+from emergence.activity import DEFAULT_OUTPUTS, Activity, LayerInfo, ModelGraph
 from emergence.adapters._neurons import MATERIALIZE_LIMIT, NeuronGraphBuilder, TapeOp
 from emergence.errors import ConfigError, GraphError, UnsupportedOpError
 from emergence.graph import graph as make_graph
 from emergence.graphdata import Graph
+from emergence.measure import Method
 from emergence.result import EmergenceResult
 
 __all__ = ["ImplicitCounter", "NeuronModelGraph", "assemble_neurons"]
@@ -379,12 +380,27 @@ class NeuronModelGraph(ModelGraph):
         """``[L]`` routes into each layer."""
         return torch.tensor([self._counter().layer_edges.get(i, 0) for i in range(len(self.layers))])
 
-    def count(self, masks: torch.Tensor, *, weighted: bool = False,
-              device: str | torch.device | None = None) -> list[EmergenceResult]:
+    def count(self, masks: torch.Tensor, *, weighted: bool = False, device: str | torch.device | None = None,
+              method: Method = "auto") -> list[EmergenceResult]:
         """One implicit sweep per row of ``masks``, on the counter's device (``device`` is the one the
-        graph was built for)."""
+        graph was built for), always in float64: ``method="exact"`` is refused."""
+        if method == "exact":
+            raise ConfigError("a neuron-level graph is counted in float64, not with exact integers; use method "
+                              "'auto' or 'log', or materialize() it first")
         counter = self._counter()
         return [counter.count(m, weighted=weighted) for m in masks]
+
+    def layer_log10(self, masks: torch.Tensor, *, weighted: bool = False,
+                    device: str | torch.device | None = None) -> tuple[torch.Tensor, int]:
+        """``[T, L]`` log10 of the emergent paths starting in each layer, from one implicit sweep per mask, and
+        the edge count results carry."""
+        results = self.count(masks, weighted=weighted, device=device)
+        out = torch.full((len(results), len(self.layers)), -math.inf, dtype=torch.float64)
+        for t, r in enumerate(results):
+            for j, v in (r.layer_log10 or {}).items():
+                if v is not None:
+                    out[t, j] = v
+        return out, self.num_edges
 
     def explicit(self) -> ModelGraph:
         """:meth:`materialize` with its default limit."""
@@ -409,13 +425,13 @@ class NeuronModelGraph(ModelGraph):
 
 
 def assemble_neurons(builder: NeuronGraphBuilder, activity: Activity, threshold: float, source: str,
-                     device: str | torch.device | None = None) -> NeuronModelGraph:
+                     device: str | torch.device | None = None, outputs: str = DEFAULT_OUTPUTS) -> NeuronModelGraph:
     """The :class:`NeuronModelGraph` of a walked model with its measured activity."""
     units = torch.tensor([r.units for r in builder.layers])
     layer = torch.repeat_interleave(torch.arange(len(builder.layers)), units)
     g = Graph(num_nodes=builder.num_nodes)
     g.layer = layer
-    g.active = activity.mask(threshold)
+    g.active = activity.mask(threshold, outputs)
     g.activity = activity.statistic(threshold).float()
     layers = [LayerInfo(r.name, r.kind, r.units, r.offset) for r in builder.layers]
     return NeuronModelGraph(g, layers, activity, float(threshold), source, ImplicitCounter(builder, device), builder)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
+from emergence.activity import DEFAULT_AGGREGATION, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD, ModelGraph, check_outputs
 from emergence.adapters._probe import (
     ActivityRecorder,
     as_batch,
@@ -236,11 +236,12 @@ def from_onnx(
     inputs: torch.Tensor,
     *,
     threshold: float = DEFAULT_THRESHOLD,
-    aggregation: str = "mean",
+    aggregation: str = DEFAULT_AGGREGATION,
     source: str = "",
     granularity: str = "channel",
     device: str | torch.device | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
+    outputs: str = DEFAULT_OUTPUTS,
 ) -> ModelGraph:
     """Build the graph of an ONNX model and measure activity on ``inputs`` with onnxruntime.
 
@@ -262,6 +263,10 @@ def from_onnx(
         Where a neuron-level count runs (onnxruntime itself runs on the CPU).
     timeout : float or None, default 600
         Seconds onnxruntime may run the model in all (None: no limit).
+
+    outputs : {"exclude", "logits", "softmax"}, default "exclude"
+        How output units are judged in the returned graph's ``active`` mask (as in
+        :func:`~emergence.measure_model`).
 
     Returns
     -------
@@ -300,7 +305,7 @@ def from_onnx(
     shapes.update({n: tuple(np.asarray(v).shape) for n, v in zip(names, outs, strict=False)})
     walker.run(shapes, batch=batch)
     step = fixed or 256
-    recorder = ActivityRecorder(walker.b, walker.act)
+    recorder = ActivityRecorder(walker.b, walker.act, aggregation)
     wanted = sorted(recorder.wanted - set(feeds))
     session = _session(model, wanted)
     for piece, keep in padded_chunks(tuple(torch.from_numpy(v) for v in feeds.values()), step, fixed=bool(fixed)):
@@ -310,4 +315,5 @@ def from_onnx(
             recorder.record(name, torch.from_numpy(np.asarray(value)))
         for name in set(feeds) & recorder.wanted:
             recorder.record(name, torch.from_numpy(chunk[name]))
-    return assemble(walker.b, assemble_activity(walker.b, recorder, aggregation), threshold, source, device)
+    return assemble(walker.b, assemble_activity(walker.b, recorder, aggregation), threshold, source, device,
+                    check_outputs(outputs))

@@ -12,12 +12,14 @@ References
 
 from __future__ import annotations
 
+import functools
+import warnings
 from typing import Any
 
 import torch
 from torch import fx
 
-from emergence.activity import DEFAULT_THRESHOLD, ModelGraph
+from emergence.activity import DEFAULT_AGGREGATION, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD, ModelGraph, check_outputs
 from emergence.adapters._probe import (
     ActivityRecorder,
     as_batch,
@@ -39,6 +41,9 @@ def export_module(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Te
                   ) -> torch.export.ExportedProgram:
     """Export ``model`` in eval mode with a dynamic batch dimension.
 
+    A model whose output holds something other than tensors (a `transformers` language model returns its
+    key-value cache) is exported with its first output tensor as the output (the logits, or the hidden states).
+
     Raises
     ------
     InputShapeError
@@ -55,10 +60,16 @@ def export_module(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Te
     examples = as_batch(example)
     if param is not None:
         examples = tuple(e.to(param.device) for e in examples)
+    dynamic = tuple({0: torch.export.Dim.AUTO} for _ in examples)
     try:
-        batch = torch.export.Dim.AUTO
         try:
-            return torch.export.export(model, examples, dynamic_shapes=tuple({0: batch} for _ in examples))
+            try:
+                return _export(model, examples, dynamic)
+            except (RuntimeError, ValueError, TypeError) as exc:
+                if "in output, which is not a known type" not in str(exc):
+                    raise
+                # e.g. a `transformers` language model returning its key-value cache: measure its first output
+                return _export(model, examples, dynamic, first_output=True)
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
             msg = first_line(exc)
             if "shape" in msg.lower() or "size" in msg.lower() or "dimension" in msg.lower():
@@ -68,6 +79,39 @@ def export_module(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Te
             raise UnsupportedOpError(f"torch.export could not capture the model: {msg}") from exc
     finally:
         model.train(was_training)
+
+
+def _first_tensor(out: Any) -> Any:
+    """The first tensor of a model's output (a tuple, a dict or a `transformers` ModelOutput), else ``out``."""
+    if isinstance(out, torch.Tensor):
+        return out
+    items = out.values() if isinstance(out, dict) else out if isinstance(out, (tuple, list)) else ()
+    for item in items:
+        found = _first_tensor(item)
+        if isinstance(found, torch.Tensor):
+            return found
+    return out
+
+
+def _export(model: torch.nn.Module, examples: tuple[torch.Tensor, ...], dynamic: Any, first_output: bool = False
+            ) -> torch.export.ExportedProgram:
+    """``torch.export.export`` of ``model``; with ``first_output`` its forward returns only its first output tensor
+    (patched on the instance for the export, so that parameter and layer names stay the model's own)."""
+    if first_output:
+        forward = model.forward
+
+        @functools.wraps(forward)  # the same signature, so that torch.export matches inputs as before
+        def first(*args: Any, **kwargs: Any) -> Any:
+            return _first_tensor(forward(*args, **kwargs))
+
+        model.forward = first
+    try:
+        with warnings.catch_warnings():  # torch.nn.utils.prune sets module.weight in a hook: harmless here
+            warnings.filterwarnings("ignore", message=".*was assigned during export", category=UserWarning)
+            return torch.export.export(model, examples, dynamic_shapes=dynamic)
+    finally:
+        if first_output:
+            del model.forward
 
 
 class ExportedProbe:
@@ -84,32 +128,65 @@ class ExportedProbe:
     aggregation : str, default "mean"
     device : str or torch.device, optional
     source : str
+    granularity : {"channel", "neuron"}, default "channel"
+    timeout : float or None, default 600
+        Seconds a forward pass may take, checked between ops by an interpreter; None runs the program's
+        generated code (no check, the speed of a plain forward pass).
+    softmax : bool, default True
+        Record the softmax of the outputs (what ``outputs="softmax"`` judges them by).
     """
 
-    def __init__(self, ep: torch.export.ExportedProgram, *, aggregation: str = "mean",
+    def __init__(self, ep: torch.export.ExportedProgram, *, aggregation: str = DEFAULT_AGGREGATION,
                  device: str | torch.device | None = None, source: str = "", granularity: str = "channel",
-                 timeout: float | None = DEFAULT_TIMEOUT) -> None:
+                 timeout: float | None = DEFAULT_TIMEOUT, softmax: bool = True) -> None:
         self.ep, self.aggregation, self.device, self.source = ep, aggregation, device, source
         Deadline(timeout)  # checks the value now
         self.timeout = timeout
         self.granularity = check_granularity(granularity)
+        self.softmax = softmax  # record the outputs' softmax (needed to judge outputs by it)
         self._walker: _Walker | None = None
         self._base: ModelGraph | None = None
+        self._recording: tuple[fx.GraphModule, list[str]] | None = None
+        self._inputs: tuple[Any, dict[int, Any]] | None = None  # (probe tensors, their input layers' sums)
 
     def __call__(self, inputs: torch.Tensor | tuple[torch.Tensor, ...], *, threshold: float = DEFAULT_THRESHOLD,
-                 state: dict[str, torch.Tensor] | None = None, rewalk: bool = False) -> ModelGraph:
+                 state: dict[str, torch.Tensor] | None = None, rewalk: bool = False,
+                 outputs: str = DEFAULT_OUTPUTS) -> ModelGraph:
         if self._walker is None or rewalk:
             self._walker = _Walker(self.ep, state, self.granularity)
             self._walker.run()
             self._base = None
-        recorder = ActivityRecorder(self._walker.b, self._walker.act)
-        deadline = Deadline(self.timeout, f"the forward pass of {self.source or 'the program'!r}")
-        _run_exported(self.ep, inputs, recorder, self.device, state, deadline)
+            self._recording = None
+        recorder = ActivityRecorder(self._walker.b, self._walker.act, self.aggregation, softmax=self.softmax)
+        if self.timeout is None:  # no time limit to check between ops: run the program's generated code
+            if self._recording is None:
+                self._recording = _recording_module(self.ep, recorder.wanted)
+                self._inputs = None
+            known = self._inputs
+            same = known is not None and _same_tensors(known[0], inputs)
+            if known is not None and same:  # the same probe batch: its input layers' sums are known
+                recorder.preload(known[1])
+            _run_exported(self.ep, inputs, recorder, self.device, state, recording=self._recording)
+            if not same:
+                keys = {s.arg.name for s in self.ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"}
+                self._inputs = (_tensor_ids(inputs), recorder.snapshot(keys))
+        else:
+            deadline = Deadline(self.timeout, f"the forward pass of {self.source or 'the program'!r}")
+            _run_exported(self.ep, inputs, recorder, self.device, state, deadline)
         activity = assemble_activity(self._walker.b, recorder, self.aggregation)
         if self._base is None:
-            self._base = assemble(self._walker.b, activity, threshold, self.source, self.device)
+            self._base = assemble(self._walker.b, activity, threshold, self.source, self.device, outputs)
             return self._base
-        return with_activity(self._base, activity, threshold)
+        return with_activity(self._base, activity, threshold, outputs)
+
+
+def _tensor_ids(inputs: Any) -> tuple[tuple[int, int, int], ...]:
+    """What identifies a batch's tensors and their contents: (id, in-place version, data pointer) each."""
+    return tuple((id(x), x._version, x.data_ptr()) for x in as_batch(inputs))
+
+
+def _same_tensors(ids: Any, inputs: Any) -> bool:
+    return bool(ids == _tensor_ids(inputs))
 
 
 def _as_input(x: Any) -> Any:
@@ -124,11 +201,12 @@ def from_exported(
     inputs: torch.Tensor | tuple[torch.Tensor, ...],
     *,
     threshold: float = DEFAULT_THRESHOLD,
-    aggregation: str = "mean",
+    aggregation: str = DEFAULT_AGGREGATION,
     device: str | torch.device | None = None,
     source: str = "",
     granularity: str = "channel",
     timeout: float | None = DEFAULT_TIMEOUT,
+    outputs: str = DEFAULT_OUTPUTS,
 ) -> ModelGraph:
     """Build the graph of an exported program and measure activity on ``inputs``.
 
@@ -153,6 +231,10 @@ def from_exported(
     timeout : float or None, default 600
         Seconds the forward pass may take (checked between operations; None: no limit).
 
+    outputs : {"exclude", "logits", "softmax"}, default "exclude"
+        How output units are judged in the returned graph's ``active`` mask (as in
+        :func:`~emergence.measure_model`).
+
     Returns
     -------
     ModelGraph
@@ -166,12 +248,27 @@ def from_exported(
     TimeLimitError
         If the forward pass runs past ``timeout``.
     """
-    return ExportedProbe(ep, aggregation=aggregation, device=device, source=source,
-                         granularity=granularity, timeout=timeout)(inputs, threshold=threshold)
+    return ExportedProbe(ep, aggregation=aggregation, device=device, source=source, granularity=granularity,
+                         timeout=timeout)(inputs, threshold=threshold, outputs=check_outputs(outputs))
+
+
+def _recording_module(ep: Any, wanted: set[str]) -> tuple[fx.GraphModule, list[str]]:
+    """The program's graph as generated code that also returns the values of the ``wanted`` nodes (in the order of
+    the returned names): the same ATen calls as an interpreter makes, at the speed of a plain forward pass."""
+    old = ep.graph_module.graph
+    graph = fx.Graph()
+    mapped: dict[fx.Node, fx.Node] = {}
+    out = graph.graph_copy(old, mapped)
+    nodes = [n for n in old.nodes if n.name in wanted]
+    graph.output((out, tuple(mapped[n] for n in nodes)))
+    return fx.GraphModule(ep.graph_module, graph), [n.name for n in nodes]
 
 
 def _run_exported(ep: Any, inputs: torch.Tensor | tuple[torch.Tensor, ...], recorder: ActivityRecorder, device: Any,
-                  state: dict[str, torch.Tensor] | None = None, deadline: Deadline | None = None) -> None:
+                  state: dict[str, torch.Tensor] | None = None, deadline: Deadline | None = None,
+                  recording: tuple[fx.GraphModule, list[str]] | None = None) -> None:
+    """Run the program on ``inputs`` chunk by chunk, handing the wanted activations to ``recorder``: through an
+    interpreter that checks ``deadline`` between ops, or through ``recording`` (see :func:`_recording_module`)."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     sig = ep.graph_signature
     state = state or {}
@@ -213,7 +310,12 @@ def _run_exported(ep: Any, inputs: torch.Tensor | tuple[torch.Tensor, ...], reco
             pieces = iter(chunk)
             args = [next(pieces) if c is None else c for c in consts]
             try:
-                _Interp(gm).run(*args)
+                if recording is None:
+                    _Interp(gm).run(*args)
+                else:
+                    _, values = recording[0](*args)
+                    for name, out in zip(recording[1], values, strict=True):
+                        recorder.record(name, out[0] if isinstance(out, tuple) else out)
             except (RuntimeError, ValueError, IndexError) as exc:
                 msg = first_line(exc)
                 raise InputShapeError(f"the model rejects inputs of shape "
@@ -225,9 +327,10 @@ def from_torch(
     inputs: torch.Tensor,
     *,
     threshold: float = DEFAULT_THRESHOLD,
-    aggregation: str = "mean",
+    aggregation: str = DEFAULT_AGGREGATION,
     device: str | torch.device | None = None,
     granularity: str = "channel",
+    outputs: str = DEFAULT_OUTPUTS,
 ) -> ModelGraph:
     """Build the graph of an in-memory ``nn.Module`` and measure activity on ``inputs``.
 
@@ -240,7 +343,7 @@ def from_torch(
         A single-input model.
     inputs : torch.Tensor
         The probe batch.
-    threshold, aggregation, device, granularity
+    threshold, aggregation, device, granularity, outputs
         As in :func:`from_exported`.
 
     Returns
@@ -266,5 +369,5 @@ def from_torch(
     batch = xs[0] if len(xs) == 1 else xs
     return from_exported(
         ep, batch, threshold=threshold, aggregation=aggregation, device=device,
-        source=type(model).__name__, granularity=granularity,
+        source=type(model).__name__, granularity=granularity, outputs=outputs,
     )

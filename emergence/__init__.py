@@ -22,7 +22,8 @@ by reading every module's imports:
 4. **CLI** -- ``cli.py`` imports everything; no module imports ``cli``.
 
 This file is the public facade: it re-exports the core, and :func:`measure_model` /
-:class:`ModelMeasurement` from ``emergence.adapters.model_measure`` *lazily*, on first use (PEP 562),
+:class:`ModelMeasurement` from ``emergence.adapters.model_measure`` and :class:`Monitor` /
+:class:`MonitorRecord` from ``emergence.experiments.monitor`` *lazily*, on first use (PEP 562),
 so that ``import emergence`` stays light (no onnx, onnxruntime, xarray or matplotlib)
 and no core module imports upward.
 
@@ -88,6 +89,8 @@ __all__ = [
     "Levels",
     "ModelGraph",
     "ModelMeasurement",
+    "Monitor",
+    "MonitorRecord",
     "NodeContribution",
     "NonFiniteError",
     "NotADAGError",
@@ -108,7 +111,8 @@ __all__ = [
 ]
 
 #: Names served lazily from the adapters layer (module that defines them).
-_LAZY = {"measure_model": "emergence.adapters.model_measure", "ModelMeasurement": "emergence.adapters.model_measure"}
+_LAZY = {"measure_model": "emergence.adapters.model_measure", "ModelMeasurement": "emergence.adapters.model_measure",
+         "Monitor": "emergence.experiments.monitor", "MonitorRecord": "emergence.experiments.monitor"}
 
 
 def __getattr__(name: str):  # PEP 562: resolved on first access, then cached in the module

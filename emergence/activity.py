@@ -46,13 +46,16 @@ import torch
 
 from emergence.errors import ConfigError, check_choice
 from emergence.graphdata import Graph
-from emergence.measure import measure_masks
+from emergence.measure import Method, measure_layers, measure_masks
 from emergence.result import EmergenceResult
 
-__all__ = ["AGGREGATIONS", "DEFAULT_OUTPUTS", "DEFAULT_THRESHOLD", "OUTPUTS", "Activity", "LayerInfo", "ModelGraph",
+__all__ = ["AGGREGATIONS", "DEFAULT_AGGREGATION", "DEFAULT_OUTPUTS", "DEFAULT_THRESHOLD", "OUTPUTS", "Activity",
+           "LayerInfo", "ModelGraph",
            "check_aggregation", "check_outputs"]
 
 AGGREGATIONS = ("mean", "absmean", "frac")
+#: The paper's aggregation: the mean activation over the probe batch.
+DEFAULT_AGGREGATION = "mean"
 #: The paper's activity threshold.
 DEFAULT_THRESHOLD = 0.05
 #: How output units are judged (see the module docs).
@@ -92,8 +95,8 @@ class Activity:
         One of :data:`AGGREGATIONS`.
     mean : torch.Tensor
         ``[N]`` mean activation over the probe batch.
-    absmean : torch.Tensor
-        ``[N]`` mean absolute activation.
+    absmean : torch.Tensor or None
+        ``[N]`` mean absolute activation (recorded for ``"absmean"``; may be None otherwise).
     per_sample : torch.Tensor or None
         ``[S, N]`` per-sample activations, kept for ``"frac"`` only.
     samples : int
@@ -107,7 +110,7 @@ class Activity:
 
     aggregation: str
     mean: torch.Tensor
-    absmean: torch.Tensor
+    absmean: torch.Tensor | None
     per_sample: torch.Tensor | None
     samples: int
     output: torch.Tensor | None = None
@@ -129,15 +132,42 @@ class Activity:
         ([True, False], [False, False])
         """
         check_aggregation(aggregation)
+        keep = aggregation == "frac"
+        return cls.from_sums(per_sample.double().sum(0), per_sample_abs.double().sum(0), int(per_sample.shape[0]),
+                             aggregation, per_sample=per_sample if keep else None, output=output,
+                             softmax_sum=None if softmax is None else softmax.double().sum(0),
+                             softmax_per_sample=softmax if keep else None)
+
+    @classmethod
+    def from_sums(cls, total: torch.Tensor, abs_total: torch.Tensor | None, samples: int, aggregation: str, *,
+                  per_sample: torch.Tensor | None = None, output: torch.Tensor | None = None,
+                  softmax_sum: torch.Tensor | None = None,
+                  softmax_per_sample: torch.Tensor | None = None) -> Activity:
+        """Aggregate from ``[N]`` sums over ``samples`` samples (float64), as a forward pass accumulates them
+        chunk by chunk; ``"frac"`` also needs the ``[S, N]`` per-sample values (and those of the softmax).
+
+        Examples
+        --------
+        >>> a = Activity.from_sums(torch.tensor([0.2, -1.0], dtype=torch.float64), None, 2, "mean")
+        >>> a.mean.tolist(), a.mask(0.05).tolist()
+        ([0.1, -0.5], [True, False])
+        """
+        check_aggregation(aggregation)
+        if aggregation == "absmean" and abs_total is None:
+            raise ConfigError("aggregation 'absmean' needs the sums of absolute activations")
+        if aggregation == "frac" and per_sample is None:
+            raise ConfigError("aggregation 'frac' needs the per-sample activations, not only their sums")
+        if samples < 1:
+            raise ConfigError(f"activity needs at least one sample, got {samples}")
         soft = None
-        if softmax is not None:
-            soft = cls.from_samples(softmax, softmax, aggregation)
+        if softmax_sum is not None:
+            soft = cls.from_sums(softmax_sum, softmax_sum, samples, aggregation, per_sample=softmax_per_sample)
         return cls(
             aggregation,
-            per_sample.double().mean(0),
-            per_sample_abs.double().mean(0),
-            per_sample.float().clone() if aggregation == "frac" else None,
-            int(per_sample.shape[0]),
+            total.double() / samples,
+            None if abs_total is None else abs_total.double() / samples,
+            per_sample.float().clone() if aggregation == "frac" and per_sample is not None else None,
+            int(samples),
             output,
             soft,
         )
@@ -147,13 +177,14 @@ class Activity:
         if self.aggregation == "mean":
             return self.mean
         if self.aggregation == "absmean":
+            assert self.absmean is not None  # from_sums refuses absmean without it
             return self.absmean
         if threshold is None:
             raise ConfigError("aggregation 'frac' needs a threshold to count samples above it")
         assert self.per_sample is not None
         return (self.per_sample > threshold).double().mean(0)
 
-    def mask(self, threshold: float, outputs: str = "logits") -> torch.Tensor:
+    def mask(self, threshold: float = DEFAULT_THRESHOLD, outputs: str = DEFAULT_OUTPUTS) -> torch.Tensor:
         """``[N]`` bool: which nodes are active at ``threshold``, output units judged as ``outputs`` says.
 
         Examples
@@ -235,27 +266,39 @@ class ModelGraph:
         g = self.graph
         return torch.bincount(g.layer[g.edge_index[1]], minlength=len(self.layers))
 
-    def count(self, masks: torch.Tensor, *, weighted: bool = False,
-              device: str | torch.device | None = None) -> list[EmergenceResult]:
+    def count(self, masks: torch.Tensor, *, weighted: bool = False, device: str | torch.device | None = None,
+              method: Method = "auto") -> list[EmergenceResult]:
         """Emergence under each row of ``masks`` (``[T, N]`` bool), all in one pass (see
         :func:`emergence.measure_masks`)."""
-        return measure_masks(self.graph, masks, weighted=weighted, device=device)
+        return measure_masks(self.graph, masks, weighted=weighted, device=device, method=method)
+
+    def layer_log10(self, masks: torch.Tensor, *, weighted: bool = False,
+                    device: str | torch.device | None = None) -> tuple[torch.Tensor, int]:
+        """``[T, L]`` log10 of the emergent paths starting in each layer under each mask, and the edges counted
+        (see :func:`emergence.measure.measure_layers`): what a monitor needs, without per-node results."""
+        per_layer, edges = measure_layers(self.graph, masks, weighted=weighted, device=device)
+        if per_layer.shape[1] < len(self.layers):  # trailing layers without nodes of their own
+            pad = torch.full((per_layer.shape[0], len(self.layers) - per_layer.shape[1]), -math.inf,
+                             dtype=torch.float64)
+            per_layer = torch.cat([per_layer, pad], 1)
+        return per_layer, edges
 
     def explicit(self) -> ModelGraph:
         """The graph with its edge list (here: itself)."""
         return self
 
-    def at(self, threshold: float) -> Graph:
+    def at(self, threshold: float = DEFAULT_THRESHOLD, outputs: str = DEFAULT_OUTPUTS) -> Graph:
         """The graph with ``active`` (and ``activity``) at another threshold; the structure is shared.
 
-        Sharing ``edge_index`` keeps the topological levels cached across thresholds.
+        Output units are judged as ``outputs`` says, by default as :func:`~emergence.measure_model` judges
+        them. Sharing ``edge_index`` keeps the topological levels cached across thresholds.
         """
         g = copy.copy(self.graph)
-        g.active = self.activity.mask(threshold)
+        g.active = self.activity.mask(threshold, outputs)
         g.activity = self.activity.statistic(threshold).float()
         return g
 
-    def masks(self, thresholds: Sequence[float], outputs: str = "logits") -> torch.Tensor:
+    def masks(self, thresholds: Sequence[float], outputs: str = DEFAULT_OUTPUTS) -> torch.Tensor:
         """``[T, N]`` masks for several thresholds, output units judged as ``outputs`` says."""
         if not thresholds:
             return torch.zeros(0, 0)

@@ -17,6 +17,7 @@ single ``repeat_interleave``. Index arrays are ``int32`` when the graph allows i
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from dataclasses import dataclass, field
 
@@ -60,6 +61,8 @@ class Levels:
     _order_parts: tuple[torch.Tensor, ...] = field(default=(), repr=False)
     _edge_order: torch.Tensor | None = field(default=None, repr=False)
     _on_device: dict[str, Levels] = field(default_factory=dict, repr=False)
+    _rows: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+    _ones: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def num_levels(self) -> int:
@@ -80,6 +83,42 @@ class Levels:
                 order = outer.index_select(0, order)
             self._edge_order = order
         return self._edge_order
+
+    def level_matrix(self, h: int, values: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Level ``h``'s edges as a sparse CSR matrix ``[nodes of level h, N]`` (None: no edges leave it).
+
+        Row ``i`` is the ``i``-th node of the level, column ``j`` node ``j``; entries are 1, or
+        ``values[edge_ptr[h]:edge_ptr[h + 1]]`` (one per ordered edge, e.g. ``|w|``). Parallel edges are
+        separate entries, which a product sums. A level's edges are already grouped by source, so the
+        matrix costs one ``bincount`` the first time and nothing after (rows, and the matrix of ones, are cached).
+
+        Examples
+        --------
+        >>> import torch
+        >>> lv = topological_levels(torch.tensor([[0, 0], [1, 2]]), 3)
+        >>> (lv.level_matrix(0) @ torch.ones(3, 1, dtype=torch.float64)).tolist()
+        [[2.0]]
+        """
+        ea, eb = self.edge_ptr[h], self.edge_ptr[h + 1]
+        if eb == ea:
+            return None
+        size = self.node_ptr[h + 1] - self.node_ptr[h]
+        rows = self._rows.get(h)
+        if rows is None:
+            counts = torch.bincount(self.src_local[ea:eb].long(), minlength=size)
+            rows = torch.zeros(size + 1, dtype=self.dst.dtype, device=self.dst.device)
+            torch.cumsum(counts, 0, out=rows[1:])
+            self._rows[h] = rows
+        if values is None and h in self._ones:
+            return self._ones[h]
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": products of CSR and dense are stable
+            warnings.simplefilter("ignore", UserWarning)
+            vals = torch.ones(eb - ea, dtype=torch.float64, device=self.dst.device) if values is None \
+                else values[ea:eb]
+            m = torch.sparse_csr_tensor(rows, self.dst[ea:eb], vals, (size, self.num_nodes))
+        if values is None:
+            self._ones[h] = m
+        return m
 
     def to(self, device: str | torch.device) -> Levels:
         """Return the levels with their tensors on ``device`` (copies are cached)."""

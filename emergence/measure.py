@@ -10,8 +10,9 @@ are not edges. Two methods compute it over the same cached topological levels
 (:mod:`emergence.levels`), one level per step, sinks last-in first-out:
 
 * ``"exact"`` -- Python integers in numpy object arrays (unweighted only);
-* ``"log"`` -- natural-log dynamic programming in float64 torch tensors on any device,
-  which never overflows.
+* ``"log"`` -- float64 torch tensors on any device, which never overflow: each level is one
+  sparse product ``P_h = 1 + A_h P`` (:meth:`~emergence.levels.Levels.level_matrix`), and if a count
+  passes float64's range (~1e308) the same program runs again in natural-log space.
 
 References
 ----------
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -36,9 +37,9 @@ from emergence.errors import ConfigError, GraphError
 from emergence.graphdata import Graph
 from emergence.levels import Levels, topological_levels
 from emergence.result import EmergenceResult
-from emergence.validate import node_count, validate_attributes
+from emergence.validate import node_count, tensor_memo, validate_attributes
 
-__all__ = ["measure", "measure_masks", "layered", "EXACT_EDGE_LIMIT", "METHODS"]
+__all__ = ["measure", "measure_layers", "measure_masks", "layered", "EXACT_EDGE_LIMIT", "METHODS"]
 
 #: ``method="auto"`` counts exactly up to this many edges (unweighted), in log space above.
 EXACT_EDGE_LIMIT = 100_000
@@ -138,6 +139,52 @@ def _log_counts(lv: Levels, active: torch.Tensor, logw: torch.Tensor | None) -> 
     return logc
 
 
+def _nonzero(w: torch.Tensor) -> torch.Tensor | None:
+    """``[E]`` bool: the edges of nonzero weight (None when all are)."""
+    keep = w != 0
+    return None if bool(keep.all()) else keep
+
+
+#: Devices whose sparse CSR x dense products torch implements; others take the log-space program directly.
+_CSR_DEVICES = ("cpu", "cuda")
+
+
+def _linear_counts(lv: Levels, active: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor | None:
+    """The emergent paths leaving each node, ``[N, T]`` float64, in linear space: one sparse product per level.
+
+    ``w`` holds ``|w|`` per ordered edge (None: unweighted). Every P of an active node is at least 1,
+    so nothing underflows; None when a count overflows float64 (the caller then counts in log space).
+    """
+    if active.device.type not in _CSR_DEVICES:
+        return None
+    dev, cols = active.device, active.shape[1]
+    p = torch.zeros(lv.num_nodes, cols, dtype=torch.float64, device=dev)
+    c = torch.zeros_like(p)
+    act_all = active.index_select(0, lv.node_order)
+    for h in reversed(range(lv.num_levels)):
+        a, b = lv.node_ptr[h], lv.node_ptr[h + 1]
+        ids, act = lv.node_order[a:b], act_all[a:b]
+        m = lv.level_matrix(h, w)
+        if m is None:  # sinks: P = 1 where active, C = 0
+            p.index_copy_(0, ids, act.double())
+            continue
+        s = m @ p
+        p.index_copy_(0, ids, (s + 1).masked_fill_(~act, 0.0))
+        c.index_copy_(0, ids, s.masked_fill_(act, 0.0))
+    if bool(torch.isinf(c).any()):  # an inactive node's count passed float64's range (an active P may: unused)
+        return None
+    return c
+
+
+def _node_log_counts(lv: Levels, active: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """Natural log of the emergent paths leaving each node, ``[N, T]``: in linear float64 (:func:`_linear_counts`)
+    and, past its range, in log space (:func:`_log_counts`)."""
+    c = _linear_counts(lv, active, w)
+    if c is not None:
+        return c.log_()
+    return _log_counts(lv, active, None if w is None else w.log())
+
+
 def _group_logsumexp(values: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-group log-sum-exp of the columns of ``values [N, T]`` (-inf ignored): (group ids, [G, T])."""
     ids, inv = torch.unique(groups, return_inverse=True)
@@ -204,6 +251,31 @@ def measure(
     return measure_masks(graph, masks, weighted=weighted, method=method, device=device)[0]
 
 
+def _prepare(graph: Graph, masks: Any, weighted: bool, method: str, device: str | torch.device | None
+             ) -> tuple[int, Levels, torch.device, torch.Tensor | None, bool]:
+    """Check a count's arguments; (nodes, levels, device, ordered ``|w|`` on it or None, count exactly?)."""
+    if method not in METHODS:
+        raise ConfigError(f"method must be 'auto', 'exact' or 'log', got {method!r}")
+    n = node_count(graph)
+    validate_attributes(graph, n)
+    if not isinstance(masks, torch.Tensor) or masks.dtype != torch.bool or masks.dim() != 2 or masks.shape[1] != n:
+        shape = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
+        raise GraphError(f"masks must be a bool tensor [T, {n}], got {shape}")
+    dev = resolve_device(device, graph.edge_index.device)
+    w = getattr(graph, "edge_weight", None)
+    if weighted and w is None:
+        raise GraphError("weighted=True needs edge weights, but the graph has no edge_weight")
+    if method == "exact" and weighted:
+        raise ConfigError("method='exact' counts unweighted paths only; use method='log' with weighted=True")
+    keep = None if w is None else tensor_memo(w, "keep", _nonzero)
+    lv = topological_levels(graph.edge_index, n, keep, graph=graph)
+    exact = method == "exact" or (method == "auto" and not weighted and lv.num_edges <= EXACT_EDGE_LIMIT)
+    absw = None
+    if weighted and w is not None and not exact:
+        absw = w.to(dev, torch.float64).index_select(0, lv.to(dev).edge_order).abs_()
+    return n, lv, dev, absw, exact
+
+
 def measure_masks(
     graph: Graph,
     masks: torch.Tensor | None,
@@ -244,25 +316,9 @@ def measure_masks(
     >>> [r.value for r in measure_masks(g, torch.tensor([[False, True, True], [False, False, True]]))]
     [2, 1]
     """
-    if method not in METHODS:
-        raise ConfigError(f"method must be 'auto', 'exact' or 'log', got {method!r}")
-    n = node_count(graph)
-    validate_attributes(graph, n)
-    if not isinstance(masks, torch.Tensor) or masks.dtype != torch.bool or masks.dim() != 2 or masks.shape[1] != n:
-        shape = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
-        raise GraphError(f"masks must be a bool tensor [T, {n}], got {shape}")
-    dev = resolve_device(device, graph.edge_index.device)
-    w = getattr(graph, "edge_weight", None)
-    if weighted and w is None:
-        raise GraphError("weighted=True needs edge weights, but the graph has no edge_weight")
-    if method == "exact" and weighted:
-        raise ConfigError("method='exact' counts unweighted paths only; use method='log' with weighted=True")
-    keep = None if w is None else w != 0
-    if keep is not None and bool(keep.all()):
-        keep = None
-    lv = topological_levels(graph.edge_index, n, keep, graph=graph)
+    n, lv, dev, absw, exact = _prepare(graph, masks, weighted, method, device)
+    masks = cast(torch.Tensor, masks)  # a [T, N] bool tensor: _prepare checked it
     num_edges = lv.num_edges
-    exact = method == "exact" or (method == "auto" and not weighted and num_edges <= EXACT_EDGE_LIMIT)
     layer = getattr(graph, "layer", None)
     common = dict(weighted=bool(weighted), num_nodes=n, num_edges=num_edges, names=getattr(graph, "names", None))
     if exact:
@@ -271,11 +327,7 @@ def measure_masks(
                                         num_active=int(m.sum()), **common)
             for m in masks
         ]
-    lvd = lv.to(dev)
-    logw = None
-    if weighted and w is not None:  # (weighted without weights was refused above)
-        logw = w.to(dev, torch.float64).index_select(0, lvd.edge_order).abs_().log_()
-    node_log = _log_counts(lvd, masks.to(dev).t(), logw)  # [N, T]
+    node_log = _node_log_counts(lv.to(dev), masks.to(dev).t(), absw)  # [N, T]
     totals = torch.logsumexp(node_log, 0).tolist() if n else [-math.inf] * masks.shape[0]
     layer_sums = _group_logsumexp(node_log, layer.to(dev)) if layer is not None else None
     node_log10 = (node_log / _LN10).cpu()
@@ -289,6 +341,62 @@ def measure_masks(
         out.append(EmergenceResult.from_log10(totals[t] / _LN10, node_log10[:, t].contiguous(),
                                               layer_log10=layer_log10, num_active=int(m.sum()), **common))
     return out
+
+
+def measure_layers(
+    graph: Graph,
+    masks: torch.Tensor,
+    *,
+    weighted: bool = False,
+    device: str | torch.device | None = None,
+) -> tuple[torch.Tensor, int]:
+    """``log10`` of the emergent paths that start in each layer, under each mask, in one float64 pass.
+
+    What a training-loop monitor needs from a count, without per-node results: E is the sum over the
+    layers, a layer's share its part of that sum. Counted like ``method="log"`` of :func:`measure_masks`.
+
+    Parameters
+    ----------
+    graph : emergence.Graph
+        With ``layer`` (``[N]`` layer index of each node).
+    masks : torch.Tensor
+        ``[T, N]`` bool.
+    weighted, device
+        As in :func:`measure`.
+
+    Returns
+    -------
+    (torch.Tensor, int)
+        ``[T, L]`` float64 on the CPU (``-inf`` where no path starts in a layer; ``L`` is one more than the
+        largest layer index), and the number of structural edges (nonzero weight).
+
+    Raises
+    ------
+    GraphError, NotADAGError, ConfigError
+        As :func:`measure_masks`; also for a graph without ``layer``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from emergence.graph import graph
+    >>> g = graph([[0, 1], [2, 2]], 3, [False, False, True], layer=[0, 1, 1])
+    >>> per_layer, edges = measure_layers(g, g.active.unsqueeze(0))
+    >>> (10 ** per_layer).tolist(), edges
+    ([[1.0, 1.0]], 2)
+    """
+    layer = getattr(graph, "layer", None)
+    if not isinstance(layer, torch.Tensor):
+        raise GraphError("measure_layers needs the graph's layer index (g.layer = LongTensor [N])")
+    n, lv, dev, absw, _ = _prepare(graph, masks, weighted, "log", device)
+    size = int(layer.max()) + 1 if n else 0
+    lvd, active, lay = lv.to(dev), masks.to(dev).t(), layer.to(dev)
+    c = _linear_counts(lvd, active, absw)
+    if c is not None:
+        sums = torch.zeros(size, c.shape[1], dtype=torch.float64, device=dev).index_add_(0, lay, c).log10_()
+    else:
+        node_log = _log_counts(lvd, active, None if absw is None else absw.log())
+        sums = _level_sums(node_log, lay, size, None) / _LN10
+    return sums.t().cpu(), lv.num_edges
 
 
 def layered(widths: Sequence[int], active_counts: Sequence[int]) -> int:

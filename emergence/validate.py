@@ -7,12 +7,43 @@ a :class:`~emergence.errors.GraphError` naming the bad value and the fix.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from emergence.errors import GraphError
 from emergence.graphdata import Graph, is_graph
 
-__all__ = ["check_edge_index", "node_count", "node_label", "validate", "validate_attributes"]
+__all__ = ["check_edge_index", "node_count", "node_label", "tensor_memo", "validate", "validate_attributes"]
+
+# Facts about tensors, keyed by (the id of the tensor, what): an entry holds the tensor's version and dies with it.
+_MEMO: dict[tuple[int, str], tuple[weakref.ref[torch.Tensor], int, Any]] = {}
+
+
+def tensor_memo(t: torch.Tensor, what: str, compute: Callable[[torch.Tensor], Any]) -> Any:
+    """``compute(t)``, remembered for as long as ``t`` lives unmodified (its in-place version is checked).
+
+    A graph measured again and again (a training loop) keeps its ``edge_weight`` tensor: facts about it (all
+    finite, which entries are zero) are computed once, not on every measurement.
+
+    Examples
+    --------
+    >>> w = torch.tensor([1.0, 0.0])
+    >>> tensor_memo(w, "zeros", lambda t: int((t == 0).sum()))
+    1
+    >>> w[0] = 0.0  # an in-place change: computed again
+    >>> tensor_memo(w, "zeros", lambda t: int((t == 0).sum()))
+    2
+    """
+    key = (id(t), what)
+    item = _MEMO.get(key)
+    if item is not None and item[0]() is t and item[1] == t._version:
+        return item[2]
+    value = compute(t)
+    _MEMO[key] = (weakref.ref(t, lambda _ref: _MEMO.pop(key, None)), t._version, value)
+    return value
 
 
 def node_count(g: Graph) -> int:
@@ -149,8 +180,8 @@ def validate_attributes(g: Graph, n: int) -> None:
             raise GraphError(f"edge_weight must be a float tensor, got {getattr(w, 'dtype', type(w))}")
         if w.dim() != 1 or w.numel() != ei.shape[1]:
             raise GraphError(f"edge_weight has shape {tuple(w.shape)} but there are {ei.shape[1]} edges")
-        bad = ~torch.isfinite(w)
-        if bool(bad.any()):
+        bad = tensor_memo(w, "nonfinite", lambda t: None if bool(torch.isfinite(t).all()) else ~torch.isfinite(t))
+        if bad is not None:
             e = int(bad.nonzero()[0, 0])
             raise GraphError(
                 f"edge_weight[{e}] = {float(w[e])} (edge {node_label(g, int(ei[0, e]))} -> "

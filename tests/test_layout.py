@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENT_PACKAGES = ("emergence.experiments", "emergence.landscape")
+EXPERIMENT_PACKAGES = ("emergence.experiments", "emergence.landscape", "emergence.integrations")
 
 
 def _module_name(path: Path) -> str:
@@ -66,7 +66,7 @@ ALLOWED = {
     "cli": {"core", "adapters", "experiments", "external"},
 }
 #: The facade's only upward names, served lazily (PEP 562) so ``import emergence`` stays light.
-FACADE_LAZY = {"emergence.adapters.model_measure"}
+FACADE_LAZY = {"emergence.adapters.model_measure", "emergence.experiments.monitor"}
 
 
 def test_the_layers_exist():

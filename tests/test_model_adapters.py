@@ -118,13 +118,14 @@ def test_dense_activity_matches_a_hand_computation():
         net[2].weight.copy_(torch.tensor([[1.0, 1.0]]))
         net[2].bias.zero_()
     x = torch.tensor([[0.2, 0.9], [0.0, 0.7]])
-    mg = from_torch(net, x)
+    mg = from_torch(net, x, outputs="logits")  # the output judged by its raw value, like any unit
     # inputs: means 0.1 and 0.8; hidden (after ReLU): 0.1 and 0; output: 0.1
     assert torch.allclose(mg.activity.mean, torch.tensor([0.1, 0.8, 0.1, 0.0, 0.1], dtype=torch.float64))
     assert mg.graph.active.tolist() == [True, True, True, False, True]
     assert mg.graph.num_edges == 3  # zero weights are not edges: in0->h0, h0->out, h1->out
     assert emergence.measure(mg.graph).value == 1  # h1 -> out
-    assert mg.at(0.5).active.tolist() == [False, True, False, False, False]
+    assert mg.at(0.5, "logits").active.tolist() == [False, True, False, False, False]
+    assert mg.at(0.05).active.tolist() == [True, True, True, False, False]  # by default outputs are not nodes
 
 
 @pytest.mark.parametrize("aggregation", ["mean", "absmean", "frac"])

@@ -83,7 +83,7 @@ OPS = {
 
 def _graph(model):
     x = torch.from_numpy(np.random.default_rng(5).random((32, 4)).astype(np.float32))
-    mg = from_onnx(model, x)
+    mg = from_onnx(model, x, outputs="logits")  # a two-layer net: E > 0 only with the outputs judged as units
     order = torch.argsort(mg.graph.edge_index[0] * mg.graph.num_nodes + mg.graph.edge_index[1])
     return mg, mg.graph.edge_index[:, order]
 

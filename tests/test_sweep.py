@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from emergence.adapters.datasets import Dataset
-from emergence.adapters.model_measure import ModelProbe
+from emergence.adapters.model_probe import ModelProbe
 from emergence.experiments.prune import PruneConfig
 from emergence.experiments.sweep import SweepConfig, run_sweep
 from emergence.experiments.train import TrainConfig, train

@@ -24,7 +24,7 @@ import torch
 
 from emergence.adapters.architectures import ArchSpec, build
 from emergence.adapters.datasets import Dataset, load_dataset
-from emergence.adapters.model_measure import ModelProbe
+from emergence.adapters.model_probe import ModelProbe
 from emergence.errors import EmergenceError, NonFiniteError, first_line
 from emergence.experiments.grid import apply_point
 from emergence.experiments.prune import apply_masks, iterative_levels, magnitude_masks, rewind, sparsity

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from emergence.activity import DEFAULT_THRESHOLD
 from emergence.errors import FileFormatError
 from emergence.experiments.report import correlate
 from emergence.experiments.results import recorded_threshold
@@ -79,7 +80,7 @@ def save_figure(fig: Any, path: Path) -> Path:
     return path
 
 
-def plot_sweeps(ds: Any, out: str | os.PathLike[str], *, threshold: float = 0.05,
+def plot_sweeps(ds: Any, out: str | os.PathLike[str], *, threshold: float = DEFAULT_THRESHOLD,
                 sel: dict[str, str] | None = None) -> list[Path]:
     """The figures of a sweep with any grid axes: :func:`plot_sweep` per setting, and the size study.
 
@@ -135,7 +136,7 @@ def _size_figure(ds: Any, folder: Path, threshold: float) -> Path:
     return path
 
 
-def plot_sweep(ds: Any, out: str | os.PathLike[str], *, threshold: float = 0.05) -> list[Path]:
+def plot_sweep(ds: Any, out: str | os.PathLike[str], *, threshold: float = DEFAULT_THRESHOLD) -> list[Path]:
     """Write the standard figures of a sweep into ``out`` and return their paths.
 
     * ``accuracy_vs_epoch.png`` -- test accuracy per sparsity (mean ± std over seeds);

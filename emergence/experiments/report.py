@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from emergence.activity import DEFAULT_THRESHOLD
 from emergence.experiments.claims import (
     ACCURACY_CLAIMS,
     CLAIMS,
@@ -106,7 +107,7 @@ class SweepReport:
                       key=lambda t: order.index(t.claim))
 
 
-def summarize_sweep(ds: Any, *, threshold: float = 0.05, sel: dict[str, str] | None = None,
+def summarize_sweep(ds: Any, *, threshold: float = DEFAULT_THRESHOLD, sel: dict[str, str] | None = None,
                     title: str = "") -> list[SweepReport]:
     """Reports of a sweep with any grid axes: one per grid setting (after ``sel``), and a size study.
 
@@ -151,7 +152,7 @@ def summarize_sweep(ds: Any, *, threshold: float = 0.05, sel: dict[str, str] | N
     return reports
 
 
-def summarize(ds: Any, *, threshold: float = 0.05, title: str = "") -> SweepReport:
+def summarize(ds: Any, *, threshold: float = DEFAULT_THRESHOLD, title: str = "") -> SweepReport:
     """Compute the report of a sweep Dataset (see the module docstring for the definitions).
 
     Parameters

@@ -2,7 +2,8 @@
 
 Dimensions: the sweep's grid axes if any (``width``, ``lr``, ... see
 :mod:`emergence.experiments.grid`), then ``sparsity``, ``seed``, ``epoch`` (0 = before
-training), ``threshold`` and ``layer`` (layer names). Variables (grid dims, where present,
+training; a :class:`~emergence.experiments.monitor.Monitor` may hold only some epochs), ``threshold`` and
+``layer`` (layer names). :func:`empty_results` makes the schema. Variables (grid dims, where present,
 come first in every variable that has ``sparsity``):
 
 ==========================  ==========================================  ==========================
@@ -28,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -70,20 +71,57 @@ def package_versions() -> dict[str, str]:
 
 
 def empty_results(
-    sparsities: list[float], seeds: list[int], epochs: int, thresholds: list[float], layers: list[str],
-    attrs: dict[str, Any], *, landscape: bool = False, grid: Sequence[tuple[str, Sequence[Any]]] = (),
+    sparsities: Sequence[float], seeds: Sequence[int], epochs: int | Sequence[int], thresholds: Sequence[float],
+    layers: Sequence[str], attrs: Mapping[str, Any] | None = None, *, landscape: bool = False,
+    grid: Sequence[tuple[str, Sequence[Any]]] = (),
 ) -> Any:
-    """A Dataset of the schema above filled with NaN (counts with -1), ready to be filled cell by cell.
+    """The sweep-results schema: a Dataset of the variables above, filled with NaN (counts with -1).
 
-    ``grid`` (``(key, values)`` pairs) adds leading dimensions with those coordinates.
+    This is the one place the schema is made: sweeps fill it cell by cell, a
+    :class:`~emergence.experiments.monitor.Monitor` fills it from its history, and your own code can fill
+    it too; ``emergence report`` and ``emergence plot`` read any Dataset made from it.
+
+    Parameters
+    ----------
+    sparsities, seeds : sequence
+        Coordinates of the ``sparsity`` and ``seed`` axes.
+    epochs : int or sequence of int
+        ``E`` for epochs ``0 .. E`` (0 = before training), or the epoch numbers themselves.
+    thresholds : sequence of float
+    layers : sequence of str
+        Layer names, inputs first.
+    attrs : mapping, optional
+        Dataset attributes (``config``, ``versions``, ``dataset`` ... as JSON strings or plain values).
+    landscape : bool, default False
+        Add the loss-landscape variables.
+    grid : sequence of (str, sequence)
+        ``(key, values)`` pairs: leading dimensions with those coordinates.
+
+    Returns
+    -------
+    xarray.Dataset
+
+    Raises
+    ------
+    ConfigError
+        For epoch numbers that are negative, repeated or unsorted.
 
     Examples
     --------
     >>> ds = empty_results([0.0, 0.5], [0], 2, [0.05], ["input", "fc"], {})
     >>> dict(ds.sizes)
     {'sparsity': 2, 'seed': 1, 'epoch': 3, 'threshold': 1, 'layer': 2}
+    >>> empty_results([0.0], [0], [0, 5, 10], [0.05], ["input"])["epoch"].values.tolist()
+    [0, 5, 10]
     """
     import xarray as xr
+
+    if isinstance(epochs, (int, np.integer)):
+        epoch_values = np.arange(int(epochs) + 1, dtype=np.int64)
+    else:
+        epoch_values = np.asarray(list(epochs), dtype=np.int64)
+        if epoch_values.size == 0 or (epoch_values < 0).any() or (np.diff(epoch_values) <= 0).any():
+            raise ConfigError(f"epochs must be increasing integers >= 0, got {epoch_values.tolist()}")
 
     coords: dict[str, np.ndarray] = {k: np.asarray(list(v)) for k, v in grid}
     g = tuple(k for k, _ in grid)
@@ -91,7 +129,7 @@ def empty_results(
     coords |= {
         "sparsity": np.asarray(sparsities, dtype=np.float64),
         "seed": np.asarray(seeds, dtype=np.int64),
-        "epoch": np.arange(epochs + 1, dtype=np.int64),
+        "epoch": epoch_values,
         "threshold": np.asarray(thresholds, dtype=np.float64),
         "layer": np.asarray(layers, dtype=str),
     }
@@ -118,7 +156,7 @@ def empty_results(
     }
     if landscape:
         data.update({k: (base, nan(s, r, e)) for k in LANDSCAPE_VARIABLES})
-    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    ds = xr.Dataset(data, coords=coords, attrs=dict(attrs or {}))
     units = {"train_accuracy": "fraction", "test_accuracy": "fraction", "active_fraction": "fraction",
              "emergence_share": "fraction", "actual_sparsity": "fraction", "emergence_log10": "log10 paths",
              "relative_emergence_log10": "log10 paths per edge", "emergence_hidden_log10": "log10 paths",

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from emergence.activity import DEFAULT_THRESHOLD
 from emergence.experiments.claims import ACCURACY_CLAIMS, CLAIMS, ClaimTest, adjust_all, claim_tests, epochs_to_fraction
 from emergence.experiments.facets import facets
 from emergence.experiments.report import table_md
@@ -93,7 +94,7 @@ def _paired(x: np.ndarray, y: np.ndarray) -> Estimate:
     return Estimate(m, lo, hi, p, int(d.size), "paired t over seeds")
 
 
-def init_report(sweeps: Sequence[tuple[str, Any]], threshold: float = 0.05) -> str:
+def init_report(sweeps: Sequence[tuple[str, Any]], threshold: float = DEFAULT_THRESHOLD) -> str:
     """Markdown: the emergence-promoting init (``init_alpha`` axis) against alpha = 1, per dataset.
 
     For each alpha: log10 E (and E from hidden sources) at epoch 0, accuracy after epochs 1 and

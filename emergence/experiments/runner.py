@@ -110,7 +110,7 @@ def _layers(cfg: SweepConfig, data: Dataset) -> list[str]:
     import torch
 
     from emergence.adapters.architectures import ArchSpec, build
-    from emergence.adapters.model_measure import ModelProbe
+    from emergence.adapters.model_probe import ModelProbe
     from emergence.experiments.grid import apply_point
 
     point = next(cfg.points())

@@ -11,7 +11,7 @@ cells ran before it, in which process, or how many ran at once. It is pruned as
 :class:`~emergence.experiments.prune.PruneConfig` says, and trained; at epoch 0
 (before training) and after every epoch it records train/test loss and accuracy and,
 on a fixed probe batch from the training set, emergence at every threshold (see
-:class:`~emergence.adapters.model_measure.ModelProbe`). The result is an xarray Dataset
+:class:`~emergence.adapters.model_probe.ModelProbe`). The result is an xarray Dataset
 (:mod:`emergence.experiments.results`) with the config and package versions in its attributes.
 
 References
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from emergence.activity import DEFAULT_OUTPUTS, check_aggregation, check_outputs
+from emergence.activity import DEFAULT_AGGREGATION, DEFAULT_OUTPUTS, check_aggregation, check_outputs
 from emergence.adapters import check_granularity
 from emergence.adapters.architectures import ArchSpec, build, check_arch_params
 from emergence.adapters.datasets import Dataset, load_dataset
@@ -76,7 +76,7 @@ class SweepConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     thresholds: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2)
-    aggregation: str = "mean"
+    aggregation: str = DEFAULT_AGGREGATION
     probe_samples: int = 256
     weighted: bool = False
     device: str | None = None
