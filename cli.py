@@ -148,6 +148,11 @@ class Outputs(str, Enum):
     softmax = "softmax"
 
 
+class Condense(str, Enum):
+    any = "any"
+    all = "all"
+
+
 class Init(str, Enum):
     default = "default"
     emergence = "emergence"
@@ -256,17 +261,31 @@ def graph(
         Optional[Path], typer.Option(help="Text file of active node names or indices (for edge lists).")
     ] = None,
     top: Annotated[int, typer.Option(min=0, help="How many inactive nodes to list by their share of E.")] = 10,
+    condense: Annotated[Optional[Condense], typer.Option(
+        help="Replace each strongly connected component by one node first, active if any (or all) of its "
+             "members are: a graph whose active nodes form cycles becomes countable.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(
+        min=1, help="Count emergent walks of at most this many edges (finite on any graph; on a DAG the "
+                    "paths of at most K edges).")] = None,
 ) -> None:
-    """Count emergent paths in a graph file (active nodes come from a node attribute)."""
+    """Count emergent paths in a graph file (active nodes come from a node attribute).
+
+    Cycles among inactive nodes do not matter; where active nodes form cycles, E is infinite: --condense or
+    --max-length make it finite.
+    """
     _igraph_without_drawing()
     from emergence.adapters.graphfile import read_graph, read_node_list
+    from emergence.cycles import condense as condensed
     from emergence.measure import measure
 
     with _errors():
         active = read_node_list(active_nodes) if active_nodes is not None else None
         g = read_graph(path, format=format.value if format else None, active_attr=active_attr,
                        weight_attr=weight_attr, active=active)
-        result = measure(g, weighted=weighted, method=method.value, device=device)  # type: ignore[arg-type]
+        if condense is not None:
+            g = condensed(g, condense.value)
+        result = measure(g, weighted=weighted, method=method.value, device=device,  # type: ignore[arg-type]
+                         max_length=max_length)
     if json:
         typer.echo(result.to_json())
         return

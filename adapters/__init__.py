@@ -3,7 +3,8 @@
 Built only on the core (:mod:`emergence`); the experiment layer and the CLI build on it.
 
 * graphs -- :mod:`emergence.adapters.graphfile` (GraphML, GML, edge lists, ... through igraph),
-  :mod:`emergence.adapters.igraph_graph`, :mod:`emergence.adapters.networkx_graph`;
+  :mod:`emergence.adapters.igraph_graph`, :mod:`emergence.adapters.networkx_graph`,
+  :mod:`emergence.adapters.rustworkx_graph`;
 * models -- :mod:`emergence.adapters.model_files` (recognise and load ``.pt2``, ONNX, TorchScript,
   state dicts, safetensors), :mod:`emergence.adapters.torch_model` / :mod:`emergence.adapters.torch_ops`
   (``torch.export`` programs), :mod:`emergence.adapters.onnx_model` / :mod:`emergence.adapters.onnx_ops`,
@@ -28,6 +29,7 @@ _LAZY = {
     "FORMATS": "graphfile", "read_graph": "graphfile", "read_node_list": "graphfile", "write_graph": "graphfile",
     "from_igraph": "igraph_graph", "to_igraph": "igraph_graph",
     "from_networkx": "networkx_graph", "to_networkx": "networkx_graph",
+    "from_rustworkx": "rustworkx_graph", "to_rustworkx": "rustworkx_graph",
     "from_pyg": "pyg_graph", "to_pyg": "pyg_graph",
     "LoadedModel": "model_files", "load_model": "model_files", "model_graph": "model_files",
     "ModelMeasurement": "model_measure", "measure_model": "model_measure",
@@ -54,6 +56,7 @@ __all__ = [
     "from_networkx",
     "from_onnx",
     "from_pyg",
+    "from_rustworkx",
     "from_torch",
     "load_model",
     "measure_model",
@@ -63,6 +66,7 @@ __all__ = [
     "to_igraph",
     "to_networkx",
     "to_pyg",
+    "to_rustworkx",
     "write_graph",
 ]
 

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from emergence.adapters._graphml_check import check_graphml
@@ -82,7 +83,9 @@ def read_graph(
     Parameters
     ----------
     path : str or path-like
-        The file. Its ending picks the format unless ``format`` is given (see :data:`FORMATS`).
+        The file. Its ending picks the format unless ``format`` is given (see :data:`FORMATS`); an edge
+        list (``.txt``, ``.edges`` ...) whose lines name their nodes (``numpy scipy``) rather than number
+        them is read as NCOL, names kept.
     format : str, optional
         One of graphml, gml, edgelist, ncol, lgl, pajek, dl, or torch (a ``.pt`` graph
         written by :func:`write_graph`).
@@ -113,6 +116,8 @@ def read_graph(
     fmt = _format(p, format, _READABLE)
     if not p.is_file():
         raise FileFormatError(f"no such file: {str(p)!r}")
+    if format is None and fmt == "edgelist" and _has_names(p):  # "numpy scipy" lines: named nodes
+        return _read_named_edges(p, weight_attr, active)
     if fmt == "torch":
         return _read_torch(p)
     if fmt == "graphml":
@@ -129,6 +134,62 @@ def read_graph(
             "explicitly (names or indices), or save the graph as GraphML or GML with an 'active' attribute"
         )
     return from_igraph(g, active_attr=active_attr, weight_attr=weight_attr, layer_attr=layer_attr, active=active)
+
+
+def _read_named_edges(path: Path, weight_attr: str | None, active: Any) -> Graph:
+    """An edge list of named nodes: ``source target [weight]`` per line, ``#`` and ``%`` comments; nodes numbered in
+    order of first appearance. The active nodes must be listed (the file carries no node attributes)."""
+    import pandas as pd
+
+    from emergence.adapters.igraph_graph import _active_from_list
+    from emergence.graph import graph as make_graph
+
+    if active is None:
+        raise GraphError(f"{path.name!r} is an edge list, which carries no node attributes; list the active nodes "
+                         "explicitly (names or indices), or save the graph as GraphML or GML with an 'active' "
+                         "attribute")
+    try:
+        table = pd.read_csv(path, sep=r"\s+", header=None, comment="#", dtype=str,
+                            skip_blank_lines=True)
+    except Exception as exc:  # pandas raises ParserError, ValueError, UnicodeDecodeError ...
+        raise FileFormatError(f"could not read {path.name!r} as an edge list: {first_line(exc)}") from exc
+    table = table[~table[0].astype(str).str.startswith("%")] if len(table) else table
+    if table.shape[1] < 2 and len(table):
+        raise FileFormatError(f"could not read {path.name!r} as an edge list: a line holds one name, not a pair")
+    pairs = table.iloc[:, :2].to_numpy(dtype=object) if len(table) else np.zeros((0, 2), dtype=object)
+    codes, names = pd.factorize(pairs.reshape(-1), sort=False)
+    ei = torch.from_numpy(codes.reshape(-1, 2).T.astype(np.int64).copy())
+    extra: dict[str, Any] = {}
+    if weight_attr is not None and table.shape[1] >= 3 and len(table):
+        try:
+            extra["edge_weight"] = torch.from_numpy(table.iloc[:, 2].astype(float).to_numpy())
+        except ValueError as exc:
+            raise FileFormatError(f"could not read {path.name!r}: a third column that is not a weight "
+                                  f"({first_line(exc)})") from exc
+    labels = [str(v) for v in names]
+    return make_graph(ei, len(labels), _active_from_list(active, labels), names=labels, **extra)
+
+
+def _has_names(path: Path, limit: int = 1 << 16) -> bool:
+    r"""Whether an edge list (its first ``limit`` bytes) names its nodes rather than numbering them.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+    ...     _ = f.write("# deps\nnumpy scipy\n")
+    >>> _has_names(Path(f.name)); os.remove(f.name)
+    True
+    """
+    with open(path, "rb") as f:
+        head = f.read(limit).decode("utf-8", errors="replace")
+    for line in head.splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith(("#", "%")):
+            continue
+        if any(not t.lstrip("-").isdigit() for t in fields[:2]):
+            return True
+    return False
 
 
 @contextmanager

@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from emergence.errors import GraphError
@@ -106,17 +107,27 @@ def _names(g: Any) -> list[str]:
     return [str(i) for i in range(g.vcount())]
 
 
-def _active_from_list(active: Iterable[Any], names: list[str]) -> torch.Tensor:
+def _active_from_list(active: Iterable[Any], names: list[str], nodes: dict[Any, int] | None = None) -> torch.Tensor:
+    """The mask of the listed nodes: each item a node of ``nodes`` (a library's own node objects), a name, or an
+    index."""
     index = {n: i for i, n in enumerate(names)}
-    mask = torch.zeros(len(names), dtype=torch.bool)
+    found: list[int] = []
     for item in active:
+        try:
+            if nodes is not None and item in nodes:
+                found.append(nodes[item])
+                continue
+        except TypeError:  # an unhashable item: not a node
+            pass
         key = str(item).strip()
         if key in index:
-            mask[index[key]] = True
+            found.append(index[key])
         elif key.isdigit() and int(key) < len(names):
-            mask[int(key)] = True
+            found.append(int(key))
         else:
             raise GraphError(f"active node {key!r} is not a node of the graph (neither a name nor an index)")
+    mask = torch.zeros(len(names), dtype=torch.bool)
+    mask[torch.tensor(found, dtype=torch.long)] = True
     return mask
 
 
@@ -174,7 +185,7 @@ def from_igraph(
             f"the graph has no node attribute {active_attr!r} (node attributes: {present}); "
             "name the activity attribute or list the active nodes"
         )
-    ei = torch.tensor(g.get_edgelist(), dtype=torch.long).reshape(-1, 2).t()
+    ei = torch.from_numpy(np.asarray(g.get_edgelist(), dtype=np.int64).reshape(-1, 2).T.copy())
     extra: dict[str, Any] = {}
     if weight_attr is not None and weight_attr in g.es.attributes():
         extra["edge_weight"] = _weights(g.es[weight_attr], f"edge attribute {weight_attr!r}")

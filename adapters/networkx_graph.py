@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
+import numpy as np
 import torch
 
-from emergence.adapters.igraph_graph import parse_flags
+from emergence.adapters.igraph_graph import _active_from_list, parse_flags
 from emergence.errors import GraphError
 from emergence.graph import graph as make_graph
 from emergence.graphdata import Graph
@@ -21,21 +24,27 @@ def from_networkx(
     active_attr: str = "active",
     weight_attr: str | None = "weight",
     layer_attr: str | None = "layer",
+    active: Iterable[Any] | None = None,
 ) -> Graph:
-    """Convert a ``networkx.DiGraph`` into the toolkit's graph.
+    """Convert a ``networkx.DiGraph`` (or ``MultiDiGraph``) into the toolkit's graph.
 
-    Nodes are numbered in ``g.nodes`` order and named ``str(node)``.
+    Nodes are numbered in ``g.nodes`` order and named ``str(node)``. The edges are read straight from
+    networkx's adjacency dicts in one pass (no per-edge Python objects), so a graph of 2.6·10⁵ edges converts
+    in a few times the cost of :func:`emergence.from_edges` (``benchmarks/bench_converters.py``).
 
     Parameters
     ----------
-    g : networkx.DiGraph
-        A directed graph whose nodes carry ``active_attr``.
+    g : networkx.DiGraph or networkx.MultiDiGraph
+        A directed graph (parallel edges of a multigraph stay parallel edges).
     active_attr : str, default "active"
         Node attribute with the activity flags.
     weight_attr : str or None, default "weight"
         Edge attribute with weights (used when every edge has it).
     layer_attr : str or None, default "layer"
         Node attribute with integer layer ids (used when every node has it).
+    active : iterable, optional
+        The active nodes (networkx nodes, their names, or indices), used instead of ``active_attr``, as in
+        :func:`~emergence.adapters.from_igraph`.
 
     Returns
     -------
@@ -44,32 +53,60 @@ def from_networkx(
     Raises
     ------
     GraphError
-        If the graph is undirected or a node lacks the activity attribute.
+        If the graph is undirected, or a node lacks the activity attribute (and ``active`` is not given).
 
     Examples
     --------
     >>> import networkx as nx
-    >>> h = nx.DiGraph()
-    >>> h.add_node("x", active=False); h.add_node("y", active=True); h.add_edge("x", "y")
-    >>> from_networkx(h).names
-    ['x', 'y']
+    >>> h = nx.DiGraph([("x", "y"), ("y", "z")])
+    >>> from_networkx(h, active=["y", "z"]).active.tolist()
+    [False, True, True]
     """
     if not g.is_directed():
         raise GraphError("the graph is undirected; emergence counts directed paths, so use a DiGraph")
     nodes = list(g.nodes)
+    n = len(nodes)
     index = {v: i for i, v in enumerate(nodes)}
-    missing = [v for v in nodes if active_attr not in g.nodes[v]]
-    if missing:
-        raise GraphError(f"node {missing[0]!r} has no attribute {active_attr!r}; set it on every node")
-    mask = parse_flags([g.nodes[v][active_attr] for v in nodes], f"attribute {active_attr!r}")
-    edges = list(g.edges(data=True))
-    ei = torch.tensor([[index[u], index[v]] for u, v, _ in edges], dtype=torch.long).reshape(-1, 2).t()
+    names = [str(v) for v in nodes]
+    if active is not None:
+        mask = _active_from_list(active, names, index)
+    else:
+        flags = dict(g.nodes(data=active_attr))
+        missing = next((v for v in nodes if flags[v] is None), _NONE)
+        if missing is not _NONE:
+            raise GraphError(f"node {missing!r} has no attribute {active_attr!r}; set it on every node, or pass "
+                             "active=[...]")
+        mask = parse_flags([flags[v] for v in nodes], f"attribute {active_attr!r}")
+    succ = g._succ  # node -> {neighbour -> edge data} (a multigraph: neighbour -> {key -> edge data})
+    multi = g.is_multigraph()
+    if multi:
+        per = [[(v, d) for v, keyed in nbrs.items() for d in keyed.values()] for nbrs in succ.values()]
+        counts = np.fromiter((len(p) for p in per), dtype=np.int64, count=n)
+        targets: Any = (v for p in per for v, _ in p)
+        datas: Any = [d for p in per for _, d in p]
+    else:
+        counts = np.fromiter(map(len, succ.values()), dtype=np.int64, count=n)
+        targets = chain.from_iterable(succ.values())
+        datas = None
+    e = int(counts.sum())
+    src = np.repeat(np.arange(n, dtype=np.int64), counts)
+    dst = np.fromiter(map(index.__getitem__, targets), dtype=np.int64, count=e)
     extra: dict[str, Any] = {}
-    if weight_attr is not None and edges and all(weight_attr in d for _, _, d in edges):
-        extra["edge_weight"] = torch.tensor([float(d[weight_attr]) for _, _, d in edges], dtype=torch.float64)
-    if layer_attr is not None and nodes and all(layer_attr in g.nodes[v] for v in nodes):
-        extra["layer"] = torch.tensor([int(g.nodes[v][layer_attr]) for v in nodes], dtype=torch.long)
-    return make_graph(ei, len(nodes), mask, names=[str(v) for v in nodes], **extra)
+    if weight_attr is not None and e:
+        if datas is None:
+            datas = chain.from_iterable(nbrs.values() for nbrs in succ.values())
+        values = np.fromiter((d.get(weight_attr, np.nan) for d in datas), dtype=np.float64, count=e)
+        if not np.isnan(values).any():  # every edge has it
+            extra["edge_weight"] = torch.from_numpy(values)
+    if layer_attr is not None and n:
+        layers = dict(g.nodes(data=layer_attr))
+        if all(layers[v] is not None for v in nodes):
+            extra["layer"] = torch.tensor([int(layers[v]) for v in nodes], dtype=torch.long)
+    ei = torch.from_numpy(np.stack([src, dst]))
+    return make_graph(ei, n, mask, names=names, **extra)
+
+
+_NONE = object()
 
 
 def to_networkx(graph: Graph, *, active_attr: str = "active", weight_attr: str = "weight") -> Any:

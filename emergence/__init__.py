@@ -1,8 +1,9 @@
 """emergence: count the paths from inactive to active neurons in networks and graphs.
 
-A network is a directed acyclic graph (an :class:`emergence.Graph` with an
-``active`` mask); its emergence is the number of paths that leave an inactive node
-and run on through active ones (AlShinaifi et al., arXiv:2409.01568, 2024).
+A network is a directed graph (an :class:`emergence.Graph` with an ``active`` mask); its
+emergence is the number of paths that leave an inactive node and run on through active ones
+(AlShinaifi et al., arXiv:2409.01568, 2024), finite whenever the active nodes form no cycle
+(:mod:`emergence.cycles`; :func:`condense` and ``measure(g, max_length=k)`` for graphs where they do).
 
 Layers and the dependency rule
 ------------------------------
@@ -36,6 +37,7 @@ Examples
 """
 
 from emergence.activity import AGGREGATIONS, DEFAULT_THRESHOLD, Activity, LayerInfo, ModelGraph
+from emergence.cycles import condense
 from emergence.errors import (
     ConfigError,
     EmergenceError,
@@ -51,7 +53,7 @@ from emergence.errors import (
 from emergence.graph import from_adjacency, from_edges, from_layers, graph
 from emergence.graphdata import Graph
 from emergence.levels import Levels, topological_levels
-from emergence.measure import EXACT_EDGE_LIMIT, layered, measure, measure_masks
+from emergence.measure import EXACT_EDGE_LIMIT, layered, measure, measure_layers, measure_masks
 from emergence.result import EmergenceResult, NodeContribution
 from emergence.validate import node_count, validate
 
@@ -97,12 +99,14 @@ __all__ = [
     "TimeLimitError",
     "UnsupportedOpError",
     "UntrustedPickleError",
+    "condense",
     "from_adjacency",
     "from_edges",
     "from_layers",
     "graph",
     "layered",
     "measure",
+    "measure_layers",
     "measure_masks",
     "measure_model",
     "node_count",

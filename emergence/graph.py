@@ -169,8 +169,8 @@ def from_edges(
     [[0, 1], [2, 2]]
     """
     e = _as_tensor(edges, "edges")
-    if e.numel() == 0:
-        e = e.reshape(0, 2)
+    if e.numel() == 0:  # no edges at all (an empty list reads as floats)
+        e = e.reshape(0, 2).long()
     if e.dim() != 2 or e.shape[1] != 2:
         raise GraphError(f"edges must have shape [E, 2], got {tuple(e.shape)}")
     return graph(e.t(), num_nodes, active, edge_weight=weights, layer=layer, names=names)
@@ -184,7 +184,8 @@ def from_adjacency(
     Parameters
     ----------
     adjacency : torch.Tensor, numpy array or scipy sparse matrix, shape [N, N]
-        Entry ``A[i, j]`` is the weight of edge i -> j; zeros are absent edges.
+        Entry ``A[i, j]`` is the weight of edge i -> j; zeros are absent edges. A sparse matrix's repeated
+        ``(i, j)`` entries (a COO matrix may hold them) are summed into one edge, as scipy itself reads them.
     active : array-like of bool, shape [N]
         Which nodes are active.
     names : sequence of str, optional
@@ -211,6 +212,7 @@ def from_adjacency(
 
     if sp.issparse(adjacency):
         coo = sp.coo_array(adjacency)
+        coo.sum_duplicates()  # repeated (row, col) entries are one entry, their values summed, as scipy reads them
         shape = coo.shape
         keep = coo.data != 0
         rows, cols, vals = coo.row[keep], coo.col[keep], coo.data[keep]

@@ -143,22 +143,24 @@ class _CacheEntry:
     version: int
     num_nodes: int
     keep: torch.Tensor | None
-    levels: Levels
+    levels: Levels | None
+    error: NotADAGError | None = None  # the graph (or its kept edges) has a cycle
 
 
-# Levels keyed by the id of the edge_index tensor they were computed from; an entry
-# dies with its tensor. (A WeakKeyDictionary would compare tensors with ==.)
-_CACHE: dict[int, tuple[weakref.ref[torch.Tensor], _CacheEntry]] = {}
+# Levels keyed by the id of the edge_index tensor they were computed from, one slot for all edges and one for
+# the latest subset (``keep``); an entry dies with its tensor. (A WeakKeyDictionary would compare tensors
+# with ==.) A cycle is remembered too, so a cyclic graph is not walked again to find it refused.
+_CACHE: dict[tuple[int, bool], tuple[weakref.ref[torch.Tensor], _CacheEntry]] = {}
 
 
-def _cached(t: torch.Tensor) -> _CacheEntry | None:
-    item = _CACHE.get(id(t))
+def _cached(t: torch.Tensor, kept: bool) -> _CacheEntry | None:
+    item = _CACHE.get((id(t), kept))
     return item[1] if item is not None and item[0]() is t else None
 
 
-def _store(t: torch.Tensor, entry: _CacheEntry) -> None:
-    key = id(t)
-    _CACHE[key] = (weakref.ref(t, lambda _ref: _CACHE.pop(key, None)), entry)
+def _store(t: torch.Tensor, kept: bool, entry: _CacheEntry) -> None:
+    key = (id(t), kept)
+    _CACHE[key] = (weakref.ref(t, lambda _ref: _CACHE.pop(key, None) if _CACHE is not None else None), entry)
 
 
 def _raise_cycle(src: torch.Tensor, dst: torch.Tensor, indeg: torch.Tensor, g: Graph | None) -> None:
@@ -293,23 +295,30 @@ def topological_levels(
     >>> lv.num_levels, lv.node_order.tolist()
     (3, [0, 3, 1, 2])
     """
-    entry = _cached(edge_index)
+    kept = keep is not None
+    entry = _cached(edge_index, kept)
     if (
         entry is not None
         and entry.version == edge_index._version
         and entry.num_nodes == num_nodes
-        and (entry.keep is None) == (keep is None)
         and (keep is None or (entry.keep is not None and torch.equal(entry.keep, keep.cpu())))
     ):
+        if entry.error is not None:  # a fresh exception each time: a re-raised one would pile up tracebacks
+            raise NotADAGError(str(entry.error), entry.error.cycle)
+        assert entry.levels is not None
         return entry.levels
     check_edge_index(edge_index, num_nodes)
     ei = edge_index.cpu()
     kp = None if keep is None else keep.cpu()
-    if kp is not None:
-        ids = kp.nonzero().flatten()
-        levels = _compute(ei[0, ids], ei[1, ids], num_nodes, graph)
-        levels._order_parts = (ids, *levels._order_parts)
-    else:
-        levels = _compute(ei[0], ei[1], num_nodes, graph)
-    _store(edge_index, _CacheEntry(edge_index._version, num_nodes, kp, levels))
+    try:
+        if kp is not None:
+            ids = kp.nonzero().flatten()
+            levels = _compute(ei[0, ids], ei[1, ids], num_nodes, graph)
+            levels._order_parts = (ids, *levels._order_parts)
+        else:
+            levels = _compute(ei[0], ei[1], num_nodes, graph)
+    except NotADAGError as exc:
+        _store(edge_index, kept, _CacheEntry(edge_index._version, num_nodes, kp, None, exc))
+        raise
+    _store(edge_index, kept, _CacheEntry(edge_index._version, num_nodes, kp, levels))
     return levels

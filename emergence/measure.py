@@ -32,12 +32,14 @@ from typing import Any, Literal, cast
 import numpy as np
 import torch
 
+from emergence.cycles import levels_for
 from emergence.device import resolve_device
 from emergence.errors import ConfigError, GraphError
 from emergence.graphdata import Graph
-from emergence.levels import Levels, topological_levels
+from emergence.levels import Levels
 from emergence.result import EmergenceResult
 from emergence.validate import node_count, tensor_memo, validate_attributes
+from emergence.walks import EXACT_WALK_STEPS, check_max_length, walk_counts
 
 __all__ = ["measure", "measure_layers", "measure_masks", "layered", "EXACT_EDGE_LIMIT", "METHODS"]
 
@@ -197,14 +199,17 @@ def measure(
     weighted: bool = False,
     method: Method = "auto",
     device: str | torch.device | None = None,
+    max_length: int | None = None,
 ) -> EmergenceResult:
     """Count the paths that leave an inactive node and run on through active nodes.
 
     Parameters
     ----------
     graph : emergence.Graph
-        A DAG with ``edge_index``, ``active`` and a stored ``num_nodes``; optional
-        ``edge_weight``, ``layer`` and ``names`` (see :mod:`emergence.graph`).
+        A directed graph with ``edge_index``, ``active`` and a stored ``num_nodes``; optional
+        ``edge_weight``, ``layer`` and ``names`` (see :mod:`emergence.graph`). Cycles are allowed where they
+        pass an inactive node (an emergent path never uses an edge into one); the active subgraph must be
+        acyclic, or ``max_length`` given.
     weighted : bool, default False
         Weight each path by the product of ``|edge_weight|`` along it.
     method : {"auto", "exact", "log"}, default "auto"
@@ -214,6 +219,10 @@ def measure(
         :data:`EXACT_EDGE_LIMIT` edges, in log space otherwise.
     device : str or torch.device, optional
         Where the log-space program runs (default: the device of ``edge_index``).
+    max_length : int, optional
+        Count emergent *walks* of at most this many edges instead (see :mod:`emergence.walks`): finite on
+        any graph, equal to E on a DAG once it reaches the longest path; ``"auto"`` counts them exactly
+        while edges x max_length <= :data:`~emergence.walks.EXACT_WALK_STEPS` (unweighted).
 
     Returns
     -------
@@ -226,9 +235,12 @@ def measure(
     GraphError
         If the graph is malformed (shapes, indices, non-finite weights).
     NotADAGError
-        If the graph has a directed cycle; the message names a node on it.
+        If the *active* subgraph (the edges into active nodes) has a directed cycle: E is infinite. Cycles
+        through inactive nodes do not matter (see :mod:`emergence.cycles`); the message names an active
+        cycle and sums up the strongly connected components of active nodes.
     ConfigError
-        For an unknown method, ``method="exact"`` with ``weighted=True``, or an unusable device.
+        For an unknown method, ``method="exact"`` with ``weighted=True``, a ``max_length`` below 1, or an
+        unusable device.
     GraphError
         Also for ``weighted=True`` on a graph without ``edge_weight``.
 
@@ -248,12 +260,18 @@ def measure(
     """
     active = getattr(graph, "active", None)
     masks = active.unsqueeze(0) if isinstance(active, torch.Tensor) and active.dim() == 1 else active
+    if max_length is not None:
+        k = check_max_length(max_length)
+        n, dev, w = _check(graph, masks, weighted, method, device)
+        edges = int(graph.edge_index.shape[1])
+        exact = method == "exact" or (method == "auto" and not weighted and edges * k <= EXACT_WALK_STEPS)
+        return walk_counts(graph, cast(torch.Tensor, masks), k, weighted=weighted, exact=exact, device=dev)[0]
     return measure_masks(graph, masks, weighted=weighted, method=method, device=device)[0]
 
 
-def _prepare(graph: Graph, masks: Any, weighted: bool, method: str, device: str | torch.device | None
-             ) -> tuple[int, Levels, torch.device, torch.Tensor | None, bool]:
-    """Check a count's arguments; (nodes, levels, device, ordered ``|w|`` on it or None, count exactly?)."""
+def _check(graph: Graph, masks: Any, weighted: bool, method: str, device: str | torch.device | None
+           ) -> tuple[int, torch.device, torch.Tensor | None]:
+    """Check a count's arguments; (nodes, device, edge weights or None)."""
     if method not in METHODS:
         raise ConfigError(f"method must be 'auto', 'exact' or 'log', got {method!r}")
     n = node_count(graph)
@@ -267,8 +285,28 @@ def _prepare(graph: Graph, masks: Any, weighted: bool, method: str, device: str 
         raise GraphError("weighted=True needs edge weights, but the graph has no edge_weight")
     if method == "exact" and weighted:
         raise ConfigError("method='exact' counts unweighted paths only; use method='log' with weighted=True")
+    return n, dev, w
+
+
+def _edges(graph: Graph) -> int:
+    """Edges of nonzero weight (all of them, also those a cyclic graph's count leaves out)."""
+    w = getattr(graph, "edge_weight", None)
     keep = None if w is None else tensor_memo(w, "keep", _nonzero)
-    lv = topological_levels(graph.edge_index, n, keep, graph=graph)
+    return int(graph.edge_index.shape[1]) if keep is None else int(keep.sum())
+
+
+class _MaskByMask(Exception):
+    """The masks' active subgraphs together have a cycle: count each mask on its own."""
+
+
+def _prepare(graph: Graph, masks: Any, weighted: bool, method: str, device: str | torch.device | None
+             ) -> tuple[int, Levels, torch.device, torch.Tensor | None, bool]:
+    """Check a count's arguments; (nodes, levels, device, ordered ``|w|`` on it or None, count exactly?)."""
+    n, dev, w = _check(graph, masks, weighted, method, device)
+    keep = None if w is None else tensor_memo(w, "keep", _nonzero)
+    lv = levels_for(graph, n, keep, masks)  # a cyclic graph: the levels of its active subgraph
+    if lv is None:
+        raise _MaskByMask
     exact = method == "exact" or (method == "auto" and not weighted and lv.num_edges <= EXACT_EDGE_LIMIT)
     absw = None
     if weighted and w is not None and not exact:
@@ -316,9 +354,13 @@ def measure_masks(
     >>> [r.value for r in measure_masks(g, torch.tensor([[False, True, True], [False, False, True]]))]
     [2, 1]
     """
-    n, lv, dev, absw, exact = _prepare(graph, masks, weighted, method, device)
+    try:
+        n, lv, dev, absw, exact = _prepare(graph, masks, weighted, method, device)
+    except _MaskByMask:
+        return [r for m in cast(torch.Tensor, masks)
+                for r in measure_masks(graph, m.unsqueeze(0), weighted=weighted, method=method, device=device)]
     masks = cast(torch.Tensor, masks)  # a [T, N] bool tensor: _prepare checked it
-    num_edges = lv.num_edges
+    num_edges = _edges(graph)
     layer = getattr(graph, "layer", None)
     common = dict(weighted=bool(weighted), num_nodes=n, num_edges=num_edges, names=getattr(graph, "names", None))
     if exact:
@@ -387,7 +429,11 @@ def measure_layers(
     layer = getattr(graph, "layer", None)
     if not isinstance(layer, torch.Tensor):
         raise GraphError("measure_layers needs the graph's layer index (g.layer = LongTensor [N])")
-    n, lv, dev, absw, _ = _prepare(graph, masks, weighted, "log", device)
+    try:
+        n, lv, dev, absw, _ = _prepare(graph, masks, weighted, "log", device)
+    except _MaskByMask:
+        parts = [measure_layers(graph, m.unsqueeze(0), weighted=weighted, device=device) for m in masks]
+        return torch.cat([p[0] for p in parts]), parts[0][1]
     size = int(layer.max()) + 1 if n else 0
     lvd, active, lay = lv.to(dev), masks.to(dev).t(), layer.to(dev)
     c = _linear_counts(lvd, active, absw)
@@ -396,7 +442,7 @@ def measure_layers(
     else:
         node_log = _log_counts(lvd, active, None if absw is None else absw.log())
         sums = _level_sums(node_log, lay, size, None) / _LN10
-    return sums.t().cpu(), lv.num_edges
+    return sums.t().cpu(), _edges(graph)
 
 
 def layered(widths: Sequence[int], active_counts: Sequence[int]) -> int:

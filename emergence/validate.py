@@ -42,7 +42,8 @@ def tensor_memo(t: torch.Tensor, what: str, compute: Callable[[torch.Tensor], An
     if item is not None and item[0]() is t and item[1] == t._version:
         return item[2]
     value = compute(t)
-    _MEMO[key] = (weakref.ref(t, lambda _ref: _MEMO.pop(key, None)), t._version, value)
+    _MEMO[key] = (weakref.ref(t, lambda _ref: _MEMO.pop(key, None) if _MEMO is not None else None), t._version,
+                  value)
     return value
 
 

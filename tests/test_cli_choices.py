@@ -11,6 +11,7 @@ from emergence.adapters._probe import GRANULARITIES
 from emergence.adapters.architectures import ARCHITECTURES
 from emergence.adapters.graphfile import FORMATS
 from emergence.adapters.init import INITS
+from emergence.cycles import CONDENSE_RULES
 from emergence.experiments.prune import PRUNE_SCOPES, PRUNE_STRUCTURES, PRUNE_WHEN
 from emergence.experiments.train import OPTIMIZERS
 from emergence.measure import METHODS
@@ -19,7 +20,7 @@ from emergence.measure import METHODS
 @pytest.mark.parametrize("enum, table", [
     (cli.Method, METHODS), (cli.Aggregation, AGGREGATIONS), (cli.Arch, ARCHITECTURES), (cli.Optimizer, OPTIMIZERS),
     (cli.PruneAt, PRUNE_WHEN), (cli.PruneScope, PRUNE_SCOPES), (cli.PruneStructure, PRUNE_STRUCTURES),
-    (cli.Granularity, GRANULARITIES), (cli.Outputs, OUTPUTS), (cli.Init, INITS),
+    (cli.Granularity, GRANULARITIES), (cli.Outputs, OUTPUTS), (cli.Init, INITS), (cli.Condense, CONDENSE_RULES),
 ])
 def test_enum_matches_library(enum, table):
     assert [e.value for e in enum] == list(table)

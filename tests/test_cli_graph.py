@@ -106,7 +106,7 @@ BAD_WEIGHT = ('graph [ directed 1 node [ id 0 active 0 ] node [ id 1 active 1 ] 
     [
         ("missing.graphml", None, [], "no such file"),
         ("broken.graphml", "<graphml><graph", [], "could not read"),
-        ("cycle.gml", CYCLE, [], "directed cycle through node"),
+        ("cycle.gml", CYCLE, [], "the active nodes form a directed cycle"),
         ("nomask.gml", NO_MASK, [], "no node attribute 'active'"),
         ("badweight.gml", BAD_WEIGHT, [], "non-numeric"),
         ("noweights.gml", CYCLE.replace("edge [ source 2 target 1 ] ", ""), ["--weighted"], "needs edge weights"),

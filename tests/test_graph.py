@@ -85,12 +85,17 @@ def test_from_layers_shape_errors():
 
 
 @pytest.mark.parametrize("edges, on_cycle", [([(0, 1), (1, 2), (2, 0)], {0, 1, 2}), ([(0, 1), (1, 1)], {1})])
-def test_cycles_are_refused_naming_a_node_on_them(edges, on_cycle):
-    g = emergence.from_edges(edges + [(3, 0)], 4, [True, True, False, False], names=list("abcd"))
-    with pytest.raises(NotADAGError, match="directed cycle through node") as info:
+def test_cycles_of_active_nodes_are_refused_naming_them(edges, on_cycle):
+    g = emergence.from_edges(edges + [(3, 0)], 4, [True, True, True, False], names=list("abcd"))
+    with pytest.raises(NotADAGError, match="the active nodes form a directed cycle") as info:
         emergence.measure(g)
     assert set(info.value.cycle) <= on_cycle and info.value.cycle
     assert any(f"'{'abcd'[v]}'" in str(info.value) for v in info.value.cycle)
+
+
+def test_a_cycle_through_an_inactive_node_is_counted():
+    g = emergence.from_edges([(0, 1), (1, 2), (2, 0), (3, 0)], 4, [True, True, False, False])
+    assert emergence.measure(g).value == 4  # 2 -> 0, 2 -> 0 -> 1, 3 -> 0, 3 -> 0 -> 1; no path enters 2
 
 
 def test_a_zero_weight_edge_does_not_close_a_cycle():

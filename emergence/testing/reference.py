@@ -7,7 +7,7 @@ import math
 from emergence.graphdata import Graph
 from emergence.validate import node_count
 
-__all__ = ["brute_force_emergence"]
+__all__ = ["brute_force_emergence", "brute_force_walks"]
 
 
 def brute_force_emergence(graph: Graph, *, weighted: bool = False) -> float | int:
@@ -61,3 +61,42 @@ def brute_force_emergence(graph: Graph, *, weighted: bool = False) -> float | in
         return int(total)
     return float(total) if math.isfinite(total) else math.inf
 
+
+
+def brute_force_walks(graph: Graph, max_length: int, *, weighted: bool = False) -> float | int:
+    """Count emergent walks of at most ``max_length`` edges by enumeration (any graph; tiny ones only).
+
+    The walks ``x -> s1 -> ... -> sj`` with ``x`` inactive, every ``si`` active and ``j <= max_length``,
+    each enumerated (cycles may be passed more than once), weighted by the product of ``|w|`` when
+    ``weighted``.
+
+    Examples
+    --------
+    >>> from emergence import graph
+    >>> brute_force_walks(graph([[0, 1, 2], [1, 2, 1]], 3, [False, True, True]), 3)  # 0-1, 0-1-2, 0-1-2-1
+    3
+    """
+    n = node_count(graph)
+    active = graph.active.tolist()
+    w = getattr(graph, "edge_weight", None)
+    weights = [1.0] * graph.edge_index.shape[1] if w is None else w.tolist()
+    succ: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+    for (s, t), wt in zip(graph.edge_index.t().tolist(), weights, strict=True):
+        if wt != 0:
+            succ[s].append((t, abs(wt) if weighted else 1))
+
+    def walks_from(s: int, acc: float, left: int) -> float:
+        total = acc
+        if left:
+            for t, wt in succ[s]:
+                if active[t]:
+                    total += walks_from(t, acc * wt, left - 1)
+        return total
+
+    total: float = 0
+    for x in range(n):
+        if not active[x]:
+            for s, wt in succ[x]:
+                if active[s]:
+                    total += walks_from(s, wt, max_length - 1)
+    return int(total) if not weighted else float(total)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from emergence.graph import from_layers, graph
 from emergence.graphdata import Graph
 
-__all__ = ["conv_nets", "dags", "layered_nets"]
+__all__ = ["conv_nets", "dags", "digraphs", "layered_nets"]
 
 
 @st.composite
@@ -56,6 +56,32 @@ def dags(
     if layers > 0:
         ids = draw(st.lists(st.integers(0, layers - 1), min_size=n, max_size=n))
         extra["layer"] = torch.tensor(ids, dtype=torch.long)
+    ei = torch.tensor(edges, dtype=torch.long).reshape(-1, 2).t()
+    return graph(ei, n, active, **extra)
+
+
+@st.composite
+def digraphs(draw: st.DrawFn, *, min_nodes: int = 0, max_nodes: int = 7,
+             weights: st.SearchStrategy[float] | None = None) -> Graph:
+    """Random directed graphs, cycles, self-loops and parallel edges allowed, with a random active mask.
+
+    Parameters
+    ----------
+    min_nodes, max_nodes : int
+        Bounds on the number of nodes.
+    weights : strategy of float, optional
+        When given, every edge gets a weight drawn from it.
+
+    Returns
+    -------
+    strategy of emergence.Graph
+    """
+    n = draw(st.integers(min_nodes, max_nodes))
+    edges = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=3 * n)) if n else []
+    active = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    extra: dict[str, Any] = {}
+    if weights is not None:
+        extra["edge_weight"] = torch.tensor([draw(weights) for _ in edges], dtype=torch.float64)
     ei = torch.tensor(edges, dtype=torch.long).reshape(-1, 2).t()
     return graph(ei, n, active, **extra)
 
