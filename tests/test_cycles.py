@@ -143,7 +143,8 @@ def test_from_edges_takes_no_edges_and_coo_duplicates_are_summed():
 
 
 def test_networkx_converter_takes_active_and_keeps_parallel_edges():
-    nx = pytest.importorskip("networkx")
+    import networkx as nx
+
     from emergence.adapters import from_networkx, to_networkx
 
     h = nx.DiGraph([("numpy", "scipy"), ("scipy", "numpy"), ("scipy", "pandas")])
@@ -159,7 +160,6 @@ def test_networkx_converter_takes_active_and_keeps_parallel_edges():
 
 
 def test_rustworkx_round_trip():
-    pytest.importorskip("rustworkx")
     from emergence.adapters import from_rustworkx, to_rustworkx
 
     g = emergence.from_edges([(0, 1), (1, 2), (2, 1), (0, 2)], 3, [False, True, False], weights=[1.0, 2.0, 3.0, 4.0],

@@ -11,14 +11,13 @@ import csv
 import math
 import warnings
 
+import lightning  # noqa: F401  -- test extras: these tests run the real libraries
 import pytest
 import torch
+import transformers
 
 import emergence
 from emergence.errors import ConfigError
-
-pytest.importorskip("lightning")  # a test extra, installed in CI
-transformers = pytest.importorskip("transformers")
 
 
 def _finite_floats(values):

@@ -10,6 +10,18 @@ from emergence.validate import node_count
 __all__ = ["brute_force_emergence", "brute_force_walks"]
 
 
+def _successors(graph: Graph, weighted: bool) -> tuple[int, list[bool], list[list[tuple[int, float]]]]:
+    """(nodes, activity flags, each node's out-edges as ``(target, weight)``, zero-weight edges left out)."""
+    n = node_count(graph)
+    w = getattr(graph, "edge_weight", None)
+    weights = [1.0] * graph.edge_index.shape[1] if w is None else w.tolist()
+    succ: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+    for (s, t), wt in zip(graph.edge_index.t().tolist(), weights, strict=True):
+        if wt != 0:
+            succ[s].append((t, abs(wt) if weighted else 1))
+    return n, graph.active.tolist(), succ
+
+
 def brute_force_emergence(graph: Graph, *, weighted: bool = False) -> float | int:
     """Count emergent paths by depth-first enumeration (exponential time: tiny graphs only).
 
@@ -35,14 +47,7 @@ def brute_force_emergence(graph: Graph, *, weighted: bool = False) -> float | in
     >>> brute_force_emergence(graph([[0, 1], [1, 2]], 3, [False, True, True]))
     2
     """
-    n = node_count(graph)
-    active = graph.active.tolist()
-    w = getattr(graph, "edge_weight", None)
-    weights = [1.0] * graph.edge_index.shape[1] if w is None else w.tolist()
-    succ: list[list[tuple[int, float]]] = [[] for _ in range(n)]
-    for (s, t), wt in zip(graph.edge_index.t().tolist(), weights, strict=False):
-        if wt != 0:
-            succ[s].append((t, abs(wt) if weighted else 1))
+    n, active, succ = _successors(graph, weighted)
 
     def paths_from(s: int, acc: float) -> float:
         total = acc  # the path that ends at s
@@ -76,14 +81,7 @@ def brute_force_walks(graph: Graph, max_length: int, *, weighted: bool = False) 
     >>> brute_force_walks(graph([[0, 1, 2], [1, 2, 1]], 3, [False, True, True]), 3)  # 0-1, 0-1-2, 0-1-2-1
     3
     """
-    n = node_count(graph)
-    active = graph.active.tolist()
-    w = getattr(graph, "edge_weight", None)
-    weights = [1.0] * graph.edge_index.shape[1] if w is None else w.tolist()
-    succ: list[list[tuple[int, float]]] = [[] for _ in range(n)]
-    for (s, t), wt in zip(graph.edge_index.t().tolist(), weights, strict=True):
-        if wt != 0:
-            succ[s].append((t, abs(wt) if weighted else 1))
+    n, active, succ = _successors(graph, weighted)
 
     def walks_from(s: int, acc: float, left: int) -> float:
         total = acc
