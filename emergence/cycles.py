@@ -72,14 +72,14 @@ def _refuse_active_cycles(graph: Graph, edge_index: torch.Tensor, keep: torch.Te
             _raise_cycle(sub[0][within], sub[1][within], members.long(), graph)
         except NotADAGError as exc:
             cycle = exc.cycle
-    _refuse(graph, cycle, len(found), found)
+    closed = bool(((sub[0] == cycle[-1]) & (sub[1] == cycle[0])).any())  # a long cycle is named in part
+    _refuse(graph, cycle, closed, len(found), found)
 
 
-def _refuse(graph: Graph, cycle: list[int], count: int, sizes: list[int]) -> NoReturn:
+def _refuse(graph: Graph, cycle: list[int], closed: bool, count: int, sizes: list[int]) -> NoReturn:
     """Raise the one-line refusal for an active subgraph with cycles."""
     path = " -> ".join(node_label(graph, v) for v in cycle)
-    if cycle:
-        path += f" -> {node_label(graph, cycle[0])}"
+    path += f" -> {node_label(graph, cycle[0])}" if closed else " -> ..."
     largest = ", ".join(str(s) for s in sizes[:3])
     raise NotADAGError(
         f"the active nodes form a directed cycle ({path}), so emergence is infinite; {count} strongly connected "

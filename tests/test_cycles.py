@@ -202,3 +202,10 @@ def test_cli_condense_and_max_length_agree_with_the_library(tmp_path):
     assert json.loads(out.stdout)["emergence"] == emergence.measure(condense(g)).value == 2
     out = run.invoke(cli.app, ["graph", str(p), "--active-nodes", str(act), "--max-length", "3", "--json"])
     assert json.loads(out.stdout)["emergence"] == brute_force_walks(g, 3) == 4
+
+
+def test_a_long_active_cycle_is_named_in_part():
+    n = 20
+    g = emergence.from_edges([(i, (i + 1) % n) for i in range(n)], n, [True] * n)
+    with pytest.raises(NotADAGError, match=r"-> \.\.\.\), so emergence is infinite.*largest: 20 nodes"):
+        emergence.measure(g)
