@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from emergence.graphdata import Graph
 from emergence.validate import node_count
@@ -20,6 +21,12 @@ def _successors(graph: Graph, weighted: bool) -> tuple[int, list[bool], list[lis
         if wt != 0:
             succ[s].append((t, abs(wt) if weighted else 1))
     return n, graph.active.tolist(), succ
+
+
+def _starts(n: int, active: list[bool], succ: list[list[tuple[int, float]]],
+            onward: Callable[[int, float], float]) -> float:
+    """The sum of ``onward(s, w)`` over the edges ``x -> s`` (weight w) from an inactive x into an active s."""
+    return sum((onward(s, wt) for x in range(n) if not active[x] for s, wt in succ[x] if active[s]), 0)
 
 
 def brute_force_emergence(graph: Graph, *, weighted: bool = False) -> float | int:
@@ -56,12 +63,7 @@ def brute_force_emergence(graph: Graph, *, weighted: bool = False) -> float | in
                 total += paths_from(t, acc * wt)
         return total
 
-    total: float = 0
-    for x in range(n):
-        if not active[x]:
-            for s, wt in succ[x]:
-                if active[s]:
-                    total += paths_from(s, wt)
+    total = _starts(n, active, succ, paths_from)
     if not weighted:
         return int(total)
     return float(total) if math.isfinite(total) else math.inf
@@ -91,10 +93,5 @@ def brute_force_walks(graph: Graph, max_length: int, *, weighted: bool = False) 
                     total += walks_from(t, acc * wt, left - 1)
         return total
 
-    total: float = 0
-    for x in range(n):
-        if not active[x]:
-            for s, wt in succ[x]:
-                if active[s]:
-                    total += walks_from(s, wt, max_length - 1)
+    total = _starts(n, active, succ, lambda s, wt: walks_from(s, wt, max_length - 1))
     return int(total) if not weighted else float(total)
