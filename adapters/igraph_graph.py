@@ -110,9 +110,24 @@ def _names(g: Any) -> list[str]:
 def _active_from_list(active: Iterable[Any], names: list[str], nodes: dict[Any, int] | None = None) -> torch.Tensor:
     """The mask of the listed nodes: each item a node of ``nodes`` (a library's own node objects), a name, or an
     index."""
-    index = {n: i for i, n in enumerate(names)}
+    items = list(active)
+    found: list[int] | None = None
+    if nodes is not None:
+        try:  # the common case, every item one of the library's nodes: one C-level pass
+            found = list(map(nodes.__getitem__, items))
+        except (KeyError, TypeError):
+            found = None
+    if found is None:
+        found = _resolve_items(items, names, nodes)
+    mask = torch.zeros(len(names), dtype=torch.bool)
+    mask[torch.tensor(found, dtype=torch.long)] = True
+    return mask
+
+
+def _resolve_items(items: list[Any], names: list[str], nodes: dict[Any, int] | None) -> list[int]:
+    index = dict(zip(names, range(len(names)), strict=True))
     found: list[int] = []
-    for item in active:
+    for item in items:
         try:
             if nodes is not None and item in nodes:
                 found.append(nodes[item])
@@ -126,9 +141,7 @@ def _active_from_list(active: Iterable[Any], names: list[str], nodes: dict[Any, 
             found.append(int(key))
         else:
             raise GraphError(f"active node {key!r} is not a node of the graph (neither a name nor an index)")
-    mask = torch.zeros(len(names), dtype=torch.bool)
-    mask[torch.tensor(found, dtype=torch.long)] = True
-    return mask
+    return found
 
 
 def from_igraph(

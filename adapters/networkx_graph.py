@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from itertools import chain
+from operator import methodcaller
 from typing import Any
 
 import numpy as np
@@ -66,8 +67,8 @@ def from_networkx(
         raise GraphError("the graph is undirected; emergence counts directed paths, so use a DiGraph")
     nodes = list(g.nodes)
     n = len(nodes)
-    index = {v: i for i, v in enumerate(nodes)}
-    names = [str(v) for v in nodes]
+    index = dict(zip(nodes, range(n), strict=True))
+    names = list(map(str, nodes))
     if active is not None:
         mask = _active_from_list(active, names, index)
     else:
@@ -90,14 +91,16 @@ def from_networkx(
         datas = None
     e = int(counts.sum())
     src = np.repeat(np.arange(n, dtype=np.int64), counts)
-    dst = np.fromiter(map(index.__getitem__, targets), dtype=np.int64, count=e)
+    dst = _node_indices(targets, nodes, index, e)
     extra: dict[str, Any] = {}
     if weight_attr is not None and e:
-        if datas is None:
-            datas = chain.from_iterable(nbrs.values() for nbrs in succ.values())
-        values = np.fromiter((d.get(weight_attr, np.nan) for d in datas), dtype=np.float64, count=e)
-        if not np.isnan(values).any():  # every edge has it
-            extra["edge_weight"] = torch.from_numpy(values)
+        first = datas[0] if datas is not None else next(d for nbrs in succ.values() for d in nbrs.values())
+        if weight_attr in first:  # weights are used only when every edge has them: the first one decides
+            if datas is None:
+                datas = chain.from_iterable(nbrs.values() for nbrs in succ.values())
+            values = np.fromiter(map(methodcaller("get", weight_attr, np.nan), datas), dtype=np.float64, count=e)
+            if not np.isnan(values).any():
+                extra["edge_weight"] = torch.from_numpy(values)
     if layer_attr is not None and n:
         layers = dict(g.nodes(data=layer_attr))
         if all(layers[v] is not None for v in nodes):
@@ -107,6 +110,23 @@ def from_networkx(
 
 
 _NONE = object()
+
+
+def _node_indices(targets: Iterable[Any], nodes: list[Any], index: dict[Any, int], e: int) -> np.ndarray:
+    """The index of each target node. networkx keeps the node objects themselves as the adjacency keys, so
+    they are matched by identity (a sort and a search over ``id``s, no hashing); a key that is an equal but
+    distinct object (not the node dict's own) is looked up by value."""
+    targets = list(targets)
+    ids = np.fromiter(map(id, nodes), dtype=np.uint64, count=len(nodes))
+    order = np.argsort(ids)
+    sorted_ids = ids[order]
+    want = np.fromiter(map(id, targets), dtype=np.uint64, count=e)
+    pos = np.minimum(np.searchsorted(sorted_ids, want), max(len(nodes) - 1, 0))
+    out = order[pos].astype(np.int64)
+    missed = np.flatnonzero(sorted_ids[pos] != want) if e else np.zeros(0, dtype=np.int64)
+    if missed.size:
+        out[missed] = [index[targets[i]] for i in missed.tolist()]
+    return out
 
 
 def to_networkx(graph: Graph, *, active_attr: str = "active", weight_attr: str = "weight") -> Any:

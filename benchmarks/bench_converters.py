@@ -2,7 +2,8 @@
 
 One random directed graph with cycles (node names like ``pkg123``), in one process, best of ``--repeat``:
 
-* converters -- ``from_edges`` (the floor: integer pairs and the names) against ``from_networkx``
+* converters -- ``from_edges`` (the floor: integer pairs as an array and the names; and the same pairs as a
+  Python list, which is what any converter from a Python graph library starts from) against ``from_networkx``
   (a ``DiGraph``), ``from_igraph`` and ``from_rustworkx`` of the same graph (building those is not timed);
 * cycles -- a first ``measure`` of the graph when only inactive nodes form cycles (counted exactly as the
   DAG it is for emergent paths), the same graph refused because active nodes form cycles (the one-line
@@ -72,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     gr.add_edges_from_no_data([tuple(p) for p in pairs.tolist()])
 
     floor = _best(lambda: emergence.from_edges(pairs, n, active, names=names), args.repeat)
-    rows = [("from_edges (floor)", floor)]
+    listed = pairs.tolist()  # what a converter starts from: Python objects, not an array
+    rows = [("from_edges (floor)", floor),
+            ("from_edges, pairs as a Python list", _best(lambda: emergence.from_edges(listed, n, active, names=names),
+                                                         args.repeat))]
     rows.append(("from_networkx", _best(lambda: from_networkx(h, active=on), args.repeat)))
     rows.append(("from_igraph", _best(lambda: from_igraph(gi, active=on), args.repeat)))
     rows.append(("from_rustworkx", _best(lambda: from_rustworkx(gr, active=on), args.repeat)))

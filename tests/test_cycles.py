@@ -159,6 +159,23 @@ def test_networkx_converter_takes_active_and_keeps_parallel_edges():
     assert back.edge_index.tolist() == g.edge_index.tolist() and back.active.tolist() == g.active.tolist()
 
 
+def test_networkx_nodes_equal_but_distinct_objects_and_partial_weights():
+    import networkx as nx
+
+    from emergence.adapters import from_networkx
+
+    h = nx.DiGraph()
+    h.add_nodes_from([(1, "a"), (2, "b"), (3, "c")])
+    h.add_edge((1, "a"), (2, "b"), weight=2.0)  # new tuples: equal to the nodes, not the same objects
+    h.add_edge((2, "b"), (3, "c"), weight=5.0)
+    h.add_edge((1, "a"), (3, "c"), weight=7.0)
+    g = from_networkx(h, active=[(2, "b"), (3, "c")])
+    assert sorted(map(tuple, g.edge_index.t().tolist())) == [(0, 1), (0, 2), (1, 2)]
+    assert emergence.measure(g, weighted=True).value == pytest.approx(2.0 * (1 + 5.0) + 7.0)
+    del h.edges[(2, "b"), (3, "c")]["weight"]  # one edge without a weight: the graph is unweighted
+    assert getattr(from_networkx(h, active=[(3, "c")]), "edge_weight", None) is None
+
+
 def test_rustworkx_round_trip():
     from emergence.adapters import from_rustworkx, to_rustworkx
 
