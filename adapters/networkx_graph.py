@@ -31,7 +31,8 @@ def from_networkx(
 
     Nodes are numbered in ``g.nodes`` order and named ``str(node)``. The edges are read straight from
     networkx's adjacency dicts in one pass (no per-edge Python objects), so a graph of 2.6·10⁵ edges converts
-    in a few times the cost of :func:`emergence.from_edges` (``benchmarks/bench_converters.py``).
+    within 3× of :func:`emergence.from_edges` given the same pairs as a Python list
+    (``benchmarks/bench_converters.py``).
 
     Parameters
     ----------
@@ -123,7 +124,7 @@ def _node_indices(targets: Iterable[Any], nodes: list[Any], index: dict[Any, int
     want = np.fromiter(map(id, targets), dtype=np.uint64, count=e)
     pos = np.minimum(np.searchsorted(sorted_ids, want), max(len(nodes) - 1, 0))
     out = order[pos].astype(np.int64)
-    missed = np.flatnonzero(sorted_ids[pos] != want) if e else np.zeros(0, dtype=np.int64)
+    missed = np.flatnonzero(sorted_ids[pos] != want)
     if missed.size:
         out[missed] = [index[targets[i]] for i in missed.tolist()]
     return out

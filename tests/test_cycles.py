@@ -164,11 +164,15 @@ def test_networkx_nodes_equal_but_distinct_objects_and_partial_weights():
 
     from emergence.adapters import from_networkx
 
+    def node(i):  # a new tuple on every call: equal to the node, not the same object
+        return tuple([i, "abc"[i - 1]])
+
     h = nx.DiGraph()
-    h.add_nodes_from([(1, "a"), (2, "b"), (3, "c")])
-    h.add_edge((1, "a"), (2, "b"), weight=2.0)  # new tuples: equal to the nodes, not the same objects
-    h.add_edge((2, "b"), (3, "c"), weight=5.0)
-    h.add_edge((1, "a"), (3, "c"), weight=7.0)
+    h.add_nodes_from([node(1), node(2), node(3)])
+    h.add_edge(node(1), node(2), weight=2.0)
+    h.add_edge(node(2), node(3), weight=5.0)
+    h.add_edge(node(1), node(3), weight=7.0)
+    assert all(v is not next(k for k in h.nodes if k == v) for v in h._succ[node(1)])  # the fallback is tested
     g = from_networkx(h, active=[(2, "b"), (3, "c")])
     assert sorted(map(tuple, g.edge_index.t().tolist())) == [(0, 1), (0, 2), (1, 2)]
     assert emergence.measure(g, weighted=True).value == pytest.approx(2.0 * (1 + 5.0) + 7.0)
