@@ -16,6 +16,14 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from emergence.defaults import (
+    DEFAULT_AGGREGATION,
+    DEFAULT_GRANULARITY,
+    DEFAULT_OUTPUTS,
+    DEFAULT_THRESHOLD,
+    SWEEP_THRESHOLDS,
+)
+
 
 class _PlainHelp:
     """Help that reads as a user types it: ``--help`` without a ``<bool>`` type, arguments shown by their
@@ -90,9 +98,6 @@ app = typer.Typer(
 # Choices as Enums so that --help lists them. The library keeps the tables (METHODS,
 # AGGREGATIONS, ARCHITECTURES, OPTIMIZERS, PRUNE_*); tests/test_cli_choices.py checks that
 # these match, and the CLI stays importable without torch for a fast --help.
-#: The library's default threshold (``emergence.activity.DEFAULT_THRESHOLD``), repeated here so that the CLI starts
-#: without importing torch; tests/test_cli_choices.py checks that every command's default is the library's.
-_THRESHOLD = 0.05
 _OUTPUTS_HELP = ("How output units (logits) count: exclude (not nodes: logits have no nonlinearity, and shifting "
                  "all logits changes no prediction), logits (raw value > threshold, the old rule) or softmax "
                  "(mean probability > threshold).")
@@ -146,6 +151,12 @@ class Outputs(str, Enum):
     exclude = "exclude"
     logits = "logits"
     softmax = "softmax"
+
+
+#: The library's defaults (:mod:`emergence.defaults`) as the CLI's choices.
+_AGGREGATION, _GRANULARITY, _OUTPUTS = (Aggregation(DEFAULT_AGGREGATION), Granularity(DEFAULT_GRANULARITY),
+                                        Outputs(DEFAULT_OUTPUTS))
+_SWEEP_THRESHOLDS = ",".join(f"{t:g}" for t in SWEEP_THRESHOLDS)
 
 
 class Condense(str, Enum):
@@ -317,17 +328,18 @@ def measure_cmd(
                                                      "batch shaped like the model's inputs.")] = None,
     samples: Annotated[int, typer.Option(help="Probe batch size.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the random batch.")] = 0,
-    threshold: Annotated[float, typer.Option(help="A unit is active when its statistic exceeds this.")] = _THRESHOLD,
+    threshold: Annotated[float, typer.Option(help="A unit is active when its statistic exceeds this.")] = (
+        DEFAULT_THRESHOLD),
     thresholds: Annotated[Optional[str], typer.Option(help="More thresholds, comma-separated (one forward pass "
                                                            "serves all).")] = None,
     aggregation: Annotated[Aggregation, typer.Option(help="mean, absmean, or frac (fraction of samples above the "
-                                                          "threshold).")] = Aggregation.mean,
+                                                          "threshold).")] = _AGGREGATION,
     weighted: Annotated[bool, _flag("--weighted", "Weight paths by |w| of the effective weights.")] = False,
     granularity: Annotated[Granularity, typer.Option(
         help="channel: one node per channel of a conv layer (activity averaged over positions); neuron: one node "
              "per (channel, position) activation, counted by transposed convolutions without an edge "
-             "list.")] = Granularity.channel,
-    outputs: Annotated[Outputs, typer.Option(help=_OUTPUTS_HELP)] = Outputs.exclude,
+             "list.")] = _GRANULARITY,
+    outputs: Annotated[Outputs, typer.Option(help=_OUTPUTS_HELP)] = _OUTPUTS,
     json: Annotated[bool, _flag("--json", "Print one JSON object on stdout and nothing else.")] = False,
     save_graph: Annotated[Optional[Path], typer.Option(help="Also save the graph: .pt (plain tensors), .graphml "
                                                              "or .gml (with activity and layer attributes); at neuron "
@@ -426,18 +438,18 @@ def sweep(
                                                  help="Dense epochs before pruning (after), or per round "
                                                       "(iterative).")] = 1,
     thresholds: Annotated[str, typer.Option(rich_help_panel="Measurement",
-                                            help="Activity thresholds, comma-separated.")] = "0.01,0.05,0.1,0.2",
+                                            help="Activity thresholds, comma-separated.")] = _SWEEP_THRESHOLDS,
     aggregation: Annotated[Aggregation, typer.Option(rich_help_panel="Measurement",
                                                      help="How activations are aggregated over the probe "
-                                                          "batch.")] = Aggregation.mean,
+                                                          "batch.")] = _AGGREGATION,
     probe_samples: Annotated[int, typer.Option(rich_help_panel="Measurement",
                                                help="Training images in the probe batch.")] = 256,
     weighted: Annotated[bool, _flag("--weighted", "Record weighted emergence (|w|) instead of path counts.",
                                     rich_help_panel="Measurement")] = False,
     granularity: Annotated[Granularity, typer.Option(rich_help_panel="Measurement", 
         help="Graph of a conv net: one node per channel, or per (channel, position) neuron (counted by transposed "
-             "convolutions).")] = Granularity.channel,
-    outputs: Annotated[Outputs, typer.Option(rich_help_panel="Measurement", help=_OUTPUTS_HELP)] = Outputs.exclude,
+             "convolutions).")] = _GRANULARITY,
+    outputs: Annotated[Outputs, typer.Option(rich_help_panel="Measurement", help=_OUTPUTS_HELP)] = _OUTPUTS,
     init: Annotated[Init, typer.Option(rich_help_panel="Model and data",
                                        help="default: the architecture's own initialization; emergence: then "
                                             "rescale layer i by alpha**(i - (L-1)/2) (Li, George, Silva "
@@ -550,7 +562,7 @@ def plot(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Results from 'emergence sweep': a .zarr store or a .nc "
                                                             "file.")],
     out: Annotated[Path, typer.Option(help="Folder for the PNG figures.")],
-    threshold: Annotated[float, typer.Option(help="Threshold of the per-epoch figures.")] = _THRESHOLD,
+    threshold: Annotated[float, typer.Option(help="Threshold of the per-epoch figures.")] = DEFAULT_THRESHOLD,
     sel: Annotated[Optional[list[str]], typer.Option(help="Fix a grid axis, KEY=VALUE (repeatable), e.g. "
                                                          "width=2.")] = None,
 ) -> None:
@@ -576,7 +588,7 @@ def report(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Results from 'emergence sweep': a .zarr store or a .nc "
                                                             "file.")],
     markdown: Annotated[Optional[Path], typer.Option(help="Also write the report as Markdown here.")] = None,
-    threshold: Annotated[float, typer.Option(help="Threshold of the tables.")] = _THRESHOLD,
+    threshold: Annotated[float, typer.Option(help="Threshold of the tables.")] = DEFAULT_THRESHOLD,
     sel: Annotated[Optional[list[str]], typer.Option(help="Fix a grid axis, KEY=VALUE (repeatable), e.g. "
                                                          "width=2.")] = None,
 ) -> None:

@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 
-from emergence.activity import DEFAULT_AGGREGATION, DEFAULT_OUTPUTS, Activity, LayerInfo, ModelGraph, check_aggregation
+from emergence.activity import Activity, LayerInfo, ModelGraph, check_aggregation
 from emergence.adapters._channels import ChannelGraphBuilder
+from emergence.defaults import DEFAULT_AGGREGATION, DEFAULT_OUTPUTS
 from emergence.errors import InputShapeError, NonFiniteError, UnsupportedOpError, check_choice
 from emergence.graph import graph as make_graph
 

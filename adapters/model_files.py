@@ -25,8 +25,9 @@ from typing import Any
 
 import torch
 
-from emergence.activity import DEFAULT_AGGREGATION, DEFAULT_THRESHOLD, ModelGraph
+from emergence.activity import ModelGraph
 from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
+from emergence.defaults import DEFAULT_AGGREGATION, DEFAULT_GRANULARITY, DEFAULT_THRESHOLD
 from emergence.errors import EmergenceError, FileFormatError, InputShapeError, UntrustedPickleError, first_line
 
 __all__ = ["LoadedModel", "check_terminates", "load_model", "model_graph"]
@@ -340,7 +341,7 @@ def model_graph(
     aggregation: str = DEFAULT_AGGREGATION,
     device: str | torch.device | None = None,
     trust_pickle: bool = False,
-    granularity: str = "channel",
+    granularity: str = DEFAULT_GRANULARITY,
     timeout: float | None = DEFAULT_TIMEOUT,
 ) -> ModelGraph:
     """The graph and activity of a model given as an object or a file.
@@ -355,7 +356,7 @@ def model_graph(
         As in :func:`emergence.adapters.from_torch`.
     trust_pickle : bool, default False
         As in :func:`load_model`.
-    granularity : {"channel", "neuron"}, default "channel"
+    granularity : {"channel", "neuron"}, default ``DEFAULT_GRANULARITY``
         One node per channel of a conv layer, or one per neuron (a
         :class:`~emergence.adapters.neuron_count.NeuronModelGraph`, counted without an edge list).
     timeout : float or None, default 600

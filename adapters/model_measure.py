@@ -18,16 +18,10 @@ from typing import Any
 
 import torch
 
-from emergence.activity import (
-    DEFAULT_AGGREGATION,
-    DEFAULT_OUTPUTS,
-    DEFAULT_THRESHOLD,
-    ModelGraph,
-    check_aggregation,
-    check_outputs,
-)
+from emergence.activity import ModelGraph, check_aggregation, check_outputs
 from emergence.adapters._probe import check_granularity
 from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
+from emergence.defaults import DEFAULT_AGGREGATION, DEFAULT_GRANULARITY, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD
 from emergence.device import resolve_device
 from emergence.errors import ConfigError
 from emergence.result import EmergenceResult
@@ -135,7 +129,7 @@ def measure_model(
     weighted: bool = False,
     device: str | torch.device | None = None,
     trust_pickle: bool = False,
-    granularity: str = "channel",
+    granularity: str = DEFAULT_GRANULARITY,
     outputs: str = DEFAULT_OUTPUTS,
     timeout: float | None = DEFAULT_TIMEOUT,
 ) -> ModelMeasurement:
@@ -155,11 +149,11 @@ def measure_model(
         Probe batch size when ``inputs`` is not a tensor.
     seed : int, default 0
         Seed of a random batch.
-    threshold : float, default 0.05
+    threshold : float, default ``DEFAULT_THRESHOLD``
         Activity threshold of the main result.
     thresholds : sequence of float, optional
         More thresholds, all served by the same forward pass.
-    aggregation : {"mean", "absmean", "frac"}, default "mean"
+    aggregation : {"mean", "absmean", "frac"}, default ``DEFAULT_AGGREGATION``
         How activations are aggregated over the batch (see :mod:`emergence.activity`).
     weighted : bool, default False
         Weight paths by ``|w|`` (the effective weights, batch norm folded in).
@@ -167,7 +161,7 @@ def measure_model(
         Where the PyTorch forward pass and the count run.
     trust_pickle : bool, default False
         Allow unpickling a whole model file (runs its code).
-    granularity : {"channel", "neuron"}, default "channel"
+    granularity : {"channel", "neuron"}, default ``DEFAULT_GRANULARITY``
         One node per channel of a conv layer (activity averaged over positions), or one per
         neuron -- every (channel, position) activation, counted by transposed convolutions
         without building the edge list (:mod:`emergence.adapters.neuron_count`).

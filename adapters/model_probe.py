@@ -36,8 +36,9 @@ from typing import Any
 
 import torch
 
-from emergence.activity import DEFAULT_AGGREGATION, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD, check_aggregation, check_outputs
+from emergence.activity import check_aggregation, check_outputs
 from emergence.adapters._probe import as_batch, check_granularity
+from emergence.defaults import DEFAULT_AGGREGATION, DEFAULT_GRANULARITY, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD
 from emergence.errors import ConfigError
 
 __all__ = ["ModelProbe", "ProbeRecord"]
@@ -158,12 +159,12 @@ class ModelProbe:
         Exported now, in eval mode (its mode is restored).
     probe : torch.Tensor or tuple of torch.Tensor
         The fixed probe batch, batch first (a tuple for several inputs).
-    thresholds : sequence of float, default (0.05,)
-    aggregation : {"mean", "absmean", "frac"}, default "mean"
+    thresholds : sequence of float, default ``(DEFAULT_THRESHOLD,)``
+    aggregation : {"mean", "absmean", "frac"}, default ``DEFAULT_AGGREGATION``
     weighted : bool, default False
     device : str or torch.device, optional
         Where the forward pass and the count run.
-    granularity : {"channel", "neuron"}, default "channel"
+    granularity : {"channel", "neuron"}, default ``DEFAULT_GRANULARITY``
     outputs : {"exclude", "logits", "softmax"}, default "exclude"
 
     Raises
@@ -189,7 +190,7 @@ class ModelProbe:
     def __init__(self, model: Any, probe: torch.Tensor | Sequence[torch.Tensor],
                  thresholds: Sequence[float] = (DEFAULT_THRESHOLD,), *, aggregation: str = DEFAULT_AGGREGATION,
                  weighted: bool = False, device: str | torch.device | None = None,
-                 granularity: str = "channel", outputs: str = DEFAULT_OUTPUTS) -> None:
+                 granularity: str = DEFAULT_GRANULARITY, outputs: str = DEFAULT_OUTPUTS) -> None:
         from emergence.adapters.torch_model import _as_input
         from emergence.device import resolve_device
 

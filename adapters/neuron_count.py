@@ -25,8 +25,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from emergence.activity import DEFAULT_OUTPUTS, Activity, LayerInfo, ModelGraph
+from emergence.activity import Activity, LayerInfo, ModelGraph
 from emergence.adapters._neurons import MATERIALIZE_LIMIT, NeuronGraphBuilder, TapeOp
+from emergence.defaults import DEFAULT_OUTPUTS
 from emergence.errors import ConfigError, GraphError, UnsupportedOpError
 from emergence.graph import graph as make_graph
 from emergence.graphdata import Graph

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from emergence.activity import DEFAULT_AGGREGATION, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD, ModelGraph, check_outputs
+from emergence.activity import ModelGraph, check_outputs
 from emergence.adapters._probe import (
     ActivityRecorder,
     as_batch,
@@ -34,6 +34,7 @@ from emergence.adapters._probe import (
 )
 from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.adapters.onnx_ops import SUPPORTED_ONNX_OPS, _Walker
+from emergence.defaults import DEFAULT_AGGREGATION, DEFAULT_GRANULARITY, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD
 from emergence.errors import FileFormatError, InputShapeError, TimeLimitError, UnsupportedOpError, first_line
 
 __all__ = ["from_onnx", "load_onnx", "SUPPORTED_ONNX_OPS"]
@@ -238,7 +239,7 @@ def from_onnx(
     threshold: float = DEFAULT_THRESHOLD,
     aggregation: str = DEFAULT_AGGREGATION,
     source: str = "",
-    granularity: str = "channel",
+    granularity: str = DEFAULT_GRANULARITY,
     device: str | torch.device | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     outputs: str = DEFAULT_OUTPUTS,
@@ -251,13 +252,13 @@ def from_onnx(
         The model.
     inputs : torch.Tensor
         The probe batch, batch dimension first.
-    threshold : float, default 0.05
+    threshold : float, default ``DEFAULT_THRESHOLD``
         Activity threshold for the returned graph's ``active`` mask.
     aggregation : {"mean", "absmean", "frac"}
         How a unit's activations are aggregated over the batch.
     source : str
         A label for reports.
-    granularity : {"channel", "neuron"}, default "channel"
+    granularity : {"channel", "neuron"}, default ``DEFAULT_GRANULARITY``
         As in :func:`emergence.adapters.from_exported`.
     device : str or torch.device, optional
         Where a neuron-level count runs (onnxruntime itself runs on the CPU).

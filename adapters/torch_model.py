@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from emergence.activity import DEFAULT_AGGREGATION, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD, ModelGraph, check_outputs
+from emergence.activity import ModelGraph, check_outputs
 from emergence.adapters._probe import (
     ActivityRecorder,
     as_batch,
@@ -32,6 +32,7 @@ from emergence.adapters._probe import (
 )
 from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.adapters.torch_ops import SUPPORTED_TORCH_OPS, _Walker
+from emergence.defaults import DEFAULT_AGGREGATION, DEFAULT_GRANULARITY, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD
 from emergence.errors import InputShapeError, UnsupportedOpError, first_line
 
 __all__ = ["from_torch", "from_exported", "export_module", "ExportedProbe", "SUPPORTED_TORCH_OPS"]
@@ -125,10 +126,10 @@ class ExportedProbe:
     Parameters
     ----------
     ep : torch.export.ExportedProgram
-    aggregation : str, default "mean"
+    aggregation : str, default ``DEFAULT_AGGREGATION``
     device : str or torch.device, optional
     source : str
-    granularity : {"channel", "neuron"}, default "channel"
+    granularity : {"channel", "neuron"}, default ``DEFAULT_GRANULARITY``
     timeout : float or None, default 600
         Seconds a forward pass may take, checked between ops by an interpreter; None runs the program's
         generated code (no check, the speed of a plain forward pass).
@@ -137,7 +138,7 @@ class ExportedProbe:
     """
 
     def __init__(self, ep: torch.export.ExportedProgram, *, aggregation: str = DEFAULT_AGGREGATION,
-                 device: str | torch.device | None = None, source: str = "", granularity: str = "channel",
+                 device: str | torch.device | None = None, source: str = "", granularity: str = DEFAULT_GRANULARITY,
                  timeout: float | None = DEFAULT_TIMEOUT, softmax: bool = True) -> None:
         self.ep, self.aggregation, self.device, self.source = ep, aggregation, device, source
         Deadline(timeout)  # checks the value now
@@ -204,7 +205,7 @@ def from_exported(
     aggregation: str = DEFAULT_AGGREGATION,
     device: str | torch.device | None = None,
     source: str = "",
-    granularity: str = "channel",
+    granularity: str = DEFAULT_GRANULARITY,
     timeout: float | None = DEFAULT_TIMEOUT,
     outputs: str = DEFAULT_OUTPUTS,
 ) -> ModelGraph:
@@ -216,7 +217,7 @@ def from_exported(
         E.g. from ``torch.export.load("model.pt2")``.
     inputs : torch.Tensor
         The probe batch, batch dimension first.
-    threshold : float, default 0.05
+    threshold : float, default ``DEFAULT_THRESHOLD``
         Activity threshold for the returned graph's ``active`` mask.
     aggregation : {"mean", "absmean", "frac"}
         How a unit's activations are aggregated over the batch.
@@ -224,7 +225,7 @@ def from_exported(
         Where the forward pass runs (default CPU).
     source : str
         A label for reports.
-    granularity : {"channel", "neuron"}, default "channel"
+    granularity : {"channel", "neuron"}, default ``DEFAULT_GRANULARITY``
         One node per channel of a conv layer (activity averaged over positions), or one per
         neuron, i.e. per (channel, position) activation (a
         :class:`~emergence.adapters.neuron_count.NeuronModelGraph`, counted without an edge list).
@@ -329,7 +330,7 @@ def from_torch(
     threshold: float = DEFAULT_THRESHOLD,
     aggregation: str = DEFAULT_AGGREGATION,
     device: str | torch.device | None = None,
-    granularity: str = "channel",
+    granularity: str = DEFAULT_GRANULARITY,
     outputs: str = DEFAULT_OUTPUTS,
 ) -> ModelGraph:
     """Build the graph of an in-memory ``nn.Module`` and measure activity on ``inputs``.

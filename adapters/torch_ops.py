@@ -26,6 +26,7 @@ from emergence.adapters._channels import ChannelValue
 from emergence.adapters._front import Front
 from emergence.adapters._window import Window
 from emergence.adapters.op_registry import TORCH, TORCH_ACTIVATIONS, dispatch, ops_of, supported
+from emergence.defaults import DEFAULT_GRANULARITY
 from emergence.errors import UnsupportedOpError
 
 __all__ = ['SUPPORTED_TORCH_OPS']
@@ -175,7 +176,7 @@ class _Walker(Front):
     """Reads an exported program's graph and feeds the IR-neutral :class:`Front`."""
 
     def __init__(self, ep: torch.export.ExportedProgram, state: dict[str, torch.Tensor] | None = None,
-                 granularity: str = "channel") -> None:
+                 granularity: str = DEFAULT_GRANULARITY) -> None:
         super().__init__(granularity, TORCH_ACTIVATIONS)
         self.ep = ep
         self.state = state or {}

@@ -44,6 +44,7 @@ from typing import ClassVar
 
 import torch
 
+from emergence.defaults import DEFAULT_AGGREGATION, DEFAULT_GRANULARITY, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD
 from emergence.errors import ConfigError, check_choice
 from emergence.graphdata import Graph
 from emergence.measure import Method, measure_layers, measure_masks
@@ -54,13 +55,8 @@ __all__ = ["AGGREGATIONS", "DEFAULT_AGGREGATION", "DEFAULT_OUTPUTS", "DEFAULT_TH
            "check_aggregation", "check_outputs"]
 
 AGGREGATIONS = ("mean", "absmean", "frac")
-#: The paper's aggregation: the mean activation over the probe batch.
-DEFAULT_AGGREGATION = "mean"
-#: The paper's activity threshold.
-DEFAULT_THRESHOLD = 0.05
 #: How output units are judged (see the module docs).
 OUTPUTS = ("exclude", "logits", "softmax")
-DEFAULT_OUTPUTS = "exclude"
 
 
 def check_outputs(outputs: str) -> str:
@@ -254,7 +250,7 @@ class ModelGraph:
     source: str = ""
 
     #: One node per channel of a conv layer; a neuron-level subclass says ``"neuron"``.
-    granularity: ClassVar[str] = "channel"
+    granularity: ClassVar[str] = DEFAULT_GRANULARITY
 
     @property
     def num_edges(self) -> int:

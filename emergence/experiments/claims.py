@@ -54,9 +54,11 @@ from emergence.experiments.stats import (
     spearman_permutation,
 )
 
-__all__ = ["ACCURACY_CLAIMS", "CLAIMS", "LANDSCAPE_CLAIMS", "ClaimTest", "adjust_all", "claim_tests",
+__all__ = ["ALPHA", "ACCURACY_CLAIMS", "CLAIMS", "LANDSCAPE_CLAIMS", "ClaimTest", "adjust_all", "claim_tests",
            "epochs_to_fraction", "landscape_tests", "verdict"]
 
+#: The significance level of every verdict (adjusted p below it).
+ALPHA = 0.05
 #: Claim id -> (statement, claimed sign of the effect).
 CLAIMS: dict[str, tuple[str, int]] = {
     "C1": ("higher E goes with a larger next-epoch accuracy gain", +1),
@@ -121,7 +123,7 @@ class ClaimTest:
                 "test": e.test, "p": format_p(e.p), "p adj.": format_p(self.p_adjusted), "verdict": self.verdict}
 
 
-def verdict(effect: float, p_adjusted: float, sign: int, alpha: float = 0.05) -> str:
+def verdict(effect: float, p_adjusted: float, sign: int, alpha: float = ALPHA) -> str:
     """``holds``, ``opposite`` or ``not shown`` (see the module docs).
 
     Examples

@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from emergence.activity import DEFAULT_AGGREGATION, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD
 from emergence.adapters.model_probe import ModelProbe, ProbeRecord, _unwrap
+from emergence.defaults import DEFAULT_AGGREGATION, DEFAULT_GRANULARITY, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD
 from emergence.errors import ConfigError
 
 __all__ = ["METRICS", "Monitor", "MonitorConfig", "MonitorRecord", "ThresholdRecord"]
@@ -69,7 +69,7 @@ class MonitorConfig:
     """
 
     thresholds: tuple[float, ...] = (DEFAULT_THRESHOLD,)
-    granularity: str = "channel"
+    granularity: str = DEFAULT_GRANULARITY
     outputs: str = DEFAULT_OUTPUTS
     aggregation: str = DEFAULT_AGGREGATION
     weighted: bool = False
@@ -261,13 +261,13 @@ class Monitor:
     probe : torch.Tensor or tuple of torch.Tensor
         The fixed probe batch, batch first (a tuple for a model with several inputs, e.g. token ids and a
         mask).
-    thresholds : sequence of float, default (0.05,)
+    thresholds : sequence of float, default ``(DEFAULT_THRESHOLD,)``
         Activity thresholds, all served by one forward pass; the first is the main one.
-    granularity : {"channel", "neuron"}, default "channel"
+    granularity : {"channel", "neuron"}, default ``DEFAULT_GRANULARITY``
     outputs : {"exclude", "logits", "softmax"}, default "exclude"
     weighted : bool, default False
         Weight paths by ``|w|``; every call then walks the graph again (the weights are the edges').
-    aggregation : {"mean", "absmean", "frac"}, default "mean"
+    aggregation : {"mean", "absmean", "frac"}, default ``DEFAULT_AGGREGATION``
     device : str or torch.device, optional
         Where the forward pass and the count run.
 
@@ -285,7 +285,7 @@ class Monitor:
     """
 
     def __init__(self, model: Any, probe: torch.Tensor | Sequence[torch.Tensor], *,
-                 thresholds: Sequence[float] = (DEFAULT_THRESHOLD,), granularity: str = "channel",
+                 thresholds: Sequence[float] = (DEFAULT_THRESHOLD,), granularity: str = DEFAULT_GRANULARITY,
                  outputs: str = DEFAULT_OUTPUTS, weighted: bool = False, aggregation: str = DEFAULT_AGGREGATION,
                  device: str | torch.device | None = None) -> None:
         if isinstance(thresholds, (int, float)):

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from emergence.activity import DEFAULT_THRESHOLD
+from emergence.defaults import DEFAULT_THRESHOLD
 from emergence.errors import FileFormatError
 from emergence.experiments.report import correlate
 from emergence.experiments.results import recorded_threshold
@@ -155,7 +155,7 @@ def plot_sweep(ds: Any, out: str | os.PathLike[str], *, threshold: float = DEFAU
         A sweep result.
     out : str or path-like
         Folder (created if missing).
-    threshold : float, default 0.05
+    threshold : float, default ``DEFAULT_THRESHOLD``
         The threshold of the per-epoch figures (the nearest recorded).
 
     Returns

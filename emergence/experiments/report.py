@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from emergence.activity import DEFAULT_THRESHOLD
+from emergence.defaults import DEFAULT_THRESHOLD
 from emergence.experiments.claims import (
     ACCURACY_CLAIMS,
     CLAIMS,
@@ -114,7 +114,7 @@ def summarize_sweep(ds: Any, *, threshold: float = DEFAULT_THRESHOLD, sel: dict[
     Parameters
     ----------
     ds : xarray.Dataset
-    threshold : float, default 0.05
+    threshold : float, default ``DEFAULT_THRESHOLD``
     sel : dict, optional
         Grid axes to fix, ``{"width": "2"}`` (see :func:`emergence.experiments.facets.select`).
     title : str
@@ -159,7 +159,7 @@ def summarize(ds: Any, *, threshold: float = DEFAULT_THRESHOLD, title: str = "")
     ----------
     ds : xarray.Dataset
         A sweep result.
-    threshold : float, default 0.05
+    threshold : float, default ``DEFAULT_THRESHOLD``
         The activity threshold the tables use (the nearest one recorded).
     title : str
 

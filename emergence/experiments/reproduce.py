@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from emergence.adapters.atomic import write_text
+from emergence.defaults import with_default_threshold
 from emergence.errors import EmergenceError, FileFormatError
 from emergence.experiments.plot import plot_sweep
 from emergence.experiments.prune import PruneConfig
@@ -42,7 +43,7 @@ __all__ = ["Reproduction", "init_configs", "reproduce", "reproduce_configs", "ro
 DATASETS = ("mnist", "fashion-mnist")
 SPARSITIES = (0.0, 0.5, 0.8, 0.95)
 #: Thresholds recorded by every sweep of the reproduction (tau = 0: active means a positive mean).
-THRESHOLDS = (0.0, 0.01, 0.05, 0.1, 0.2)
+THRESHOLDS = with_default_threshold(0.0, 0.01, 0.1, 0.2)
 #: Optimizers of the robustness grid, each with a learning rate that trains it.
 OPTIMIZERS = (("sgd", 0.1), ("adam", 0.001))
 #: alpha values of the emergence-promoting initialization (1 = the default initialization).
@@ -76,9 +77,10 @@ def reproduce_configs(quick: bool = False) -> list[SweepConfig]:
 def robustness_configs(quick: bool = False) -> list[tuple[str, SweepConfig]]:
     """The robustness grid: dataset x optimizer sweeps, each over the three pruning schedules.
 
-    Every sweep records the thresholds 0, 0.05 and 0.1 (with the others), so a claim's verdict can
-    be given per (dataset, optimizer, schedule, threshold). Iterative pruning removes half of the
-    remaining weights per round (one epoch each) and rewinds; ``after`` prunes after one dense epoch.
+    Every sweep records the thresholds of :data:`THRESHOLDS` (0, the default one and 0.1 among them),
+    so a claim's verdict can be given per (dataset, optimizer, schedule, threshold). Iterative pruning
+    removes half of the remaining weights per round (one epoch each) and rewinds; ``after`` prunes
+    after one dense epoch.
 
     Examples
     --------
@@ -165,9 +167,10 @@ def reproduce(out: str | os.PathLike[str], *, quick: bool = False, progress: Pro
                 "MLP 784-256-128-10 (ReLU), magnitude pruning at initialization (layerwise), plain SGD with a "
                 "constant learning rate; emergence on 256 training images after every epoch; loss landscape "
                 "(top Hessian eigenvalue, Hessian trace, a filter-normalized 1-D slice) on 512 training images at "
-                "the final epoch. Output units are not nodes (`--outputs exclude`); thresholds 0, 0.01, 0.05, "
-                "0.1 and 0.2 are recorded. Every test takes one value per independent run, and every p-value of "
-                "a section is Holm-adjusted with the others.", ""]
+                "the final epoch. Output units are not nodes (`--outputs exclude`); thresholds "
+                f"{', '.join(f'{t:g}' for t in THRESHOLDS[:-1])} and {THRESHOLDS[-1]:g} are recorded. Every test "
+                "takes one value per independent run, and every p-value of a section is Holm-adjusted with the "
+                "others.", ""]
 
     def run(cfg: SweepConfig, path: Path) -> Any:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from emergence.activity import DEFAULT_THRESHOLD
-from emergence.experiments.claims import ACCURACY_CLAIMS, CLAIMS, ClaimTest, adjust_all, claim_tests, epochs_to_fraction
+from emergence.defaults import DEFAULT_THRESHOLD, with_default_threshold
+from emergence.experiments.claims import (
+    ACCURACY_CLAIMS,
+    ALPHA,
+    CLAIMS,
+    ClaimTest,
+    adjust_all,
+    claim_tests,
+    epochs_to_fraction,
+)
 from emergence.experiments.facets import facets
 from emergence.experiments.report import table_md
 from emergence.experiments.results import recorded_threshold
@@ -29,7 +37,7 @@ from emergence.experiments.stats import Estimate, adjust, format_p, mean_ci
 
 __all__ = ["init_report", "robustness_report"]
 
-_THRESHOLDS = (0.0, 0.05, 0.1)
+_THRESHOLDS = with_default_threshold(0.0, 0.1)
 
 
 def robustness_tests(sweeps: Sequence[tuple[str, Any]], thresholds: Sequence[float] = _THRESHOLDS) -> list[ClaimTest]:
@@ -136,7 +144,7 @@ def init_report(sweeps: Sequence[tuple[str, Any]], threshold: float = DEFAULT_TH
     for (name, a, k, e), pa in zip(diffs, adj, strict=False):
         drows.append({"dataset": name, "alpha": f"{a:g}", "quantity": k, "alpha minus default [95% CI]": e.ci(),
                       "n": e.n, "p": format_p(e.p), "p adj. (Holm)": format_p(pa),
-                      "significant": "yes" if math.isfinite(pa) and pa < 0.05 else "no"})
+                      "significant": "yes" if math.isfinite(pa) and pa < ALPHA else "no"})
     return "\n".join(["## Emergence-promoting initialization (Li, George, Silva 2024) against the default", "",
                       f"Dense MLPs, τ = {threshold:g}; alpha = 1 is the default initialization; the same seeds "
                       "give the same standard initialization before the rescaling, so comparisons are paired "

@@ -29,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from emergence.activity import DEFAULT_AGGREGATION, DEFAULT_OUTPUTS, check_aggregation, check_outputs
+from emergence.activity import check_aggregation, check_outputs
 from emergence.adapters import check_granularity
 from emergence.adapters.architectures import ArchSpec, build, check_arch_params
 from emergence.adapters.datasets import Dataset, load_dataset
 from emergence.adapters.init import check_init
+from emergence.defaults import DEFAULT_AGGREGATION, DEFAULT_GRANULARITY, DEFAULT_OUTPUTS, SWEEP_THRESHOLDS
 from emergence.errors import ConfigError, EmergenceError
 from emergence.experiments.cell import CellResult, run_cell
 from emergence.experiments.grid import Grid, apply_point, check_grid
@@ -75,7 +76,7 @@ class SweepConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     train: TrainConfig = field(default_factory=TrainConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
-    thresholds: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2)
+    thresholds: tuple[float, ...] = SWEEP_THRESHOLDS
     aggregation: str = DEFAULT_AGGREGATION
     probe_samples: int = 256
     weighted: bool = False
@@ -83,7 +84,7 @@ class SweepConfig:
     landscape: LandscapeConfig | None = None
     grid: Grid = ()
     threads: int = 1
-    granularity: str = "channel"
+    granularity: str = DEFAULT_GRANULARITY
     outputs: str = DEFAULT_OUTPUTS
 
     def __post_init__(self) -> None:

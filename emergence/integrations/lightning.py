@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from emergence.activity import DEFAULT_AGGREGATION, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD
+from emergence.defaults import DEFAULT_AGGREGATION, DEFAULT_GRANULARITY, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD
 from emergence.experiments.monitor import METRICS, Monitor, MonitorRecord
 from emergence.integrations._common import check_every, on_device
 
@@ -62,7 +62,7 @@ class EmergenceCallback(Callback):
     """
 
     def __init__(self, probe: torch.Tensor | Sequence[torch.Tensor], *, every_n_epochs: int = 1,
-                 thresholds: Sequence[float] = (DEFAULT_THRESHOLD,), granularity: str = "channel",
+                 thresholds: Sequence[float] = (DEFAULT_THRESHOLD,), granularity: str = DEFAULT_GRANULARITY,
                  outputs: str = DEFAULT_OUTPUTS, weighted: bool = False, aggregation: str = DEFAULT_AGGREGATION,
                  prefix: str = "emergence/", per_layer: bool = False,
                  module: Callable[[Any], torch.nn.Module] | None = None) -> None:

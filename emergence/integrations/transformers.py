@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from emergence.activity import DEFAULT_AGGREGATION, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD
+from emergence.defaults import DEFAULT_AGGREGATION, DEFAULT_GRANULARITY, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD
 from emergence.experiments.monitor import Monitor, MonitorRecord
 from emergence.integrations._common import check_every, on_device
 
@@ -66,7 +66,7 @@ class EmergenceCallback(TrainerCallback):
 
     def __init__(self, probe: torch.Tensor | Sequence[torch.Tensor], trainer: Any = None, *,
                  every_n_epochs: int = 1, thresholds: Sequence[float] = (DEFAULT_THRESHOLD,),
-                 granularity: str = "channel", outputs: str = DEFAULT_OUTPUTS, weighted: bool = False,
+                 granularity: str = DEFAULT_GRANULARITY, outputs: str = DEFAULT_OUTPUTS, weighted: bool = False,
                  aggregation: str = DEFAULT_AGGREGATION, prefix: str = "emergence/", per_layer: bool = False) -> None:
         self.probe, self.trainer = probe, trainer
         self.every_n_epochs = check_every(every_n_epochs)
