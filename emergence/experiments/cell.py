@@ -17,7 +17,7 @@ import copy
 import functools
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,14 +26,11 @@ from emergence.adapters.architectures import ArchSpec, build
 from emergence.adapters.datasets import Dataset, load_dataset
 from emergence.adapters.model_probe import ModelProbe
 from emergence.errors import EmergenceError, NonFiniteError, first_line
-from emergence.experiments.grid import apply_point
+from emergence.experiments.config import CellSpec, Event, Progress, SweepConfig, cell_spec, ignore_progress
 from emergence.experiments.prune import apply_masks, iterative_levels, magnitude_masks, rewind, sparsity
 from emergence.experiments.results import LANDSCAPE_VARIABLES
 from emergence.experiments.train import evaluate, train
 from emergence.landscape import cross_entropy, probe_landscape
-
-if TYPE_CHECKING:
-    from emergence.experiments.sweep import Progress, SweepConfig
 
 __all__ = ["CellResult", "run_cell"]
 
@@ -104,11 +101,11 @@ class _Cell:
                                       progress=self._probe_step)
             self.landscape.append((epoch, figures))
             t["landscape"] += time.perf_counter() - t0
-        self.emit("epoch", epoch=epoch, test_accuracy=self.test_metrics[-1].accuracy)
+        self.emit(Event.EPOCH, epoch=epoch, test_accuracy=self.test_metrics[-1].accuracy)
         self.clock = time.perf_counter()
 
     def _probe_step(self, stage: str, done: int, total: int) -> None:
-        self.emit("probe", stage=stage, done=done, total=total)
+        self.emit(Event.PROBE, stage=stage, done=done, total=total)
 
     def values(self) -> dict[str, np.ndarray]:
         """This cell's arrays, by variable, over the dims after the cell dims (see ``CELL_VARIABLES``)."""
@@ -173,13 +170,8 @@ def _cached_dataset(name: str) -> Dataset:
 
 def _cell_settings(cfg: SweepConfig, index: tuple[int, ...]) -> tuple[SweepConfig, float, int]:
     """The single-cell config (grid applied), the target sparsity and the seed of cell ``index``."""
-    coords = cfg.cell_coords
-    point = {d: coords[d][i] for d, i in zip(cfg.cell_dims[:-2], index[:-2], strict=False)}
-    train_cfg, prune_cfg, arch_params = apply_point(cfg.train, cfg.prune, cfg.arch_params, point)
-    one = copy.copy(cfg)
-    for k, v in dict(train=train_cfg, prune=prune_cfg, arch_params=arch_params, grid=()).items():
-        object.__setattr__(one, k, v)
-    return one, cfg.sparsities[index[-2]], cfg.seeds[index[-1]]
+    spec = cell_spec(cfg, index)
+    return spec.config, spec.sparsity, spec.seed
 
 
 def run_cell(cfg: SweepConfig, index: tuple[int, ...], *, data: Dataset | None = None,
@@ -214,9 +206,8 @@ def run_cell(cfg: SweepConfig, index: tuple[int, ...], *, data: Dataset | None =
     start = time.perf_counter()
     timing = {"train": 0.0, "probe": 0.0, "epochs": 0, "probes": 0, "landscape": 0.0}
     threads = torch.get_num_threads()
-    one, target, seed = _cell_settings(cfg, index)
-    if device is not None:
-        object.__setattr__(one, "device", device)
+    spec: CellSpec = cell_spec(cfg, index, device=device)
+    one, target, seed = spec.config, spec.sparsity, spec.seed
     cell = None
     try:
         torch.set_num_threads(cfg.threads)
@@ -233,7 +224,7 @@ def run_cell(cfg: SweepConfig, index: tuple[int, ...], *, data: Dataset | None =
             n = one.landscape.samples
             landscape_batch = (data.x_train[:n].to(one.device or "cpu"), data.y_train[:n].to(one.device or "cpu"))
         cell = _Cell(one, model, masks, data, data.x_train[: one.probe_samples], landscape_batch, timing,
-                     progress or (lambda *a, **k: None))
+                     progress or ignore_progress)
         train(model, data.x_train, data.y_train, one.train, generator=gen, masks=masks, on_epoch=cell)
         values, error = cell.values(), None
     except Exception as exc:  # a cell's failure is data: recorded, reported, and the other cells go on

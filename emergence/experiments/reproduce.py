@@ -28,13 +28,13 @@ from typing import Any
 from emergence.adapters.atomic import write_text
 from emergence.defaults import with_default_threshold
 from emergence.errors import EmergenceError, FileFormatError
+from emergence.experiments.config import Progress, SweepConfig
 from emergence.experiments.plot import plot_sweep
 from emergence.experiments.prune import PruneConfig
 from emergence.experiments.report import summarize, to_markdown
 from emergence.experiments.results import open_results
 from emergence.experiments.robustness import init_report, robustness_report
 from emergence.experiments.runner import run_stored_sweep
-from emergence.experiments.sweep import Progress, SweepConfig
 from emergence.experiments.train import TrainConfig
 from emergence.landscape import LandscapeConfig
 

@@ -38,9 +38,10 @@ from emergence.device import resolve_device
 from emergence.errors import ClusterError, ConfigError, FileFormatError, first_line
 from emergence.experiments import sweep as _sweep
 from emergence.experiments.cell import CellResult, run_cell
+from emergence.experiments.config import Event, Progress, SweepConfig, ignore_progress
 from emergence.experiments.results import open_results, save_results
 from emergence.experiments.store import STATUS, StoreLock, SweepStore, first_difference
-from emergence.experiments.sweep import Progress, SweepConfig, empty_sweep, sweep_attrs
+from emergence.experiments.sweep import empty_sweep, sweep_attrs
 
 __all__ = ["saved_cells", "SweepOutcome", "run_stored_sweep", "store_path"]
 
@@ -145,8 +146,8 @@ def _in_process(cfg: SweepConfig, todo: list[tuple[int, ...]], data: Dataset | N
                 emit: Progress) -> Iterator[CellResult]:
     coords = cfg.cell_coords
     for index in todo:
-        emit("cell", sparsity=coords["sparsity"][index[-2]], seed=coords["seed"][index[-1]], label=cfg.label(index))
-        emit("running", count=1)
+        emit(Event.CELL, sparsity=coords["sparsity"][index[-2]], seed=coords["seed"][index[-1]], label=cfg.label(index))
+        emit(Event.RUNNING, count=1)
         yield run_cell(cfg, index, data=data, progress=emit)
 
 
@@ -220,7 +221,7 @@ def _on_dask(cfg: SweepConfig, todo: list[tuple[int, ...]], workers: int, schedu
     try:
         futures = {client.submit(_remote_cell, cfg, index, pure=False, key=f"emergence-cell-{cfg.label(index)}-"
                                  f"{time.time_ns()}"): index for index in todo}
-        emit("running", count=min(len(futures), sum(client.nthreads().values()) or 1))
+        emit(Event.RUNNING, count=min(len(futures), sum(client.nthreads().values()) or 1))
         lost: list[BaseException] = []
         for future in as_completed(futures):
             try:
@@ -230,7 +231,7 @@ def _on_dask(cfg: SweepConfig, todo: list[tuple[int, ...]], workers: int, schedu
                 continue
             yield result
             with contextlib.suppress(Exception):  # the scheduler went away; the next results say so
-                emit("running", count=sum(len(v) for v in client.processing().values()))
+                emit(Event.RUNNING, count=sum(len(v) for v in client.processing().values()))
         if lost:
             raise ClusterError(f"the Dask cluster failed under {len(lost)} cells ({_fault(lost[0])})")
     finally:
@@ -301,7 +302,7 @@ def run_stored_sweep(
     store_p, nc = store_path(out)
     if not store_p.parent.is_dir():
         raise FileFormatError(f"the folder {str(store_p.parent)!r} does not exist")
-    emit = progress or (lambda *a, **k: None)
+    emit = progress or ignore_progress
     outcome = SweepOutcome(nc or store_p, store_p)
     with StoreLock(store_p):
         local = data if data is not None else _sweep.load_dataset(cfg.dataset)
@@ -312,14 +313,14 @@ def run_stored_sweep(
         if damaged:
             names = ", ".join(cfg.label(i) for i in damaged[:3]) + (f" and {len(damaged) - 3} more"
                                                                     if len(damaged) > 3 else "")
-            emit("note", text=f"{len(damaged)} done cells of {str(store_p)!r} no longer match the checksum written "
+            emit(Event.NOTE, text=f"{len(damaged)} done cells of {str(store_p)!r} no longer match the checksum written "
                               f"with them ({names}): their data was changed or lost; computing them again")
         outcome.recomputed = [cfg.label(i) for i in damaged]
         status = store.status()
         wanted = {STATUS["pending"]} | ({STATUS["failed"]} if retry_failed else set())
         todo = [idx for idx in cfg.indices() if int(status[idx]) in wanted]
         outcome.skipped = int((status == STATUS["done"]).sum())
-        emit("start", cells=cfg.cells, epochs=cfg.train.epochs, done=outcome.skipped,
+        emit(Event.START, cells=cfg.cells, epochs=cfg.train.epochs, done=outcome.skipped,
              failed=int((status == STATUS["failed"]).sum()) if not retry_failed else 0)
         results = (_on_dask(cfg, todo, workers, scheduler, emit) if distributed
                    else _in_process(cfg, todo, data if data is not None else local, emit))
@@ -328,11 +329,11 @@ def run_stored_sweep(
                 outcome.write_seconds += store.write(result)
                 outcome.ran += 1
                 outcome.cell_seconds += result.seconds if np.isfinite(result.seconds) else 0.0
-                emit("cell-done", label=cfg.label(result.index), status="done" if result.ok else "failed",
+                emit(Event.CELL_DONE, label=cfg.label(result.index), status="done" if result.ok else "failed",
                      seconds=result.seconds, error=result.error)
         except ClusterError as exc:
             status = store.status()
-            emit("done")
+            emit(Event.DONE)
             raise ClusterError(f"{exc}; {int((status == STATUS['done']).sum())} of {cfg.cells} cells are saved "
                                f"and {int((status == STATUS['pending']).sum())} stay pending: rerun the same command "
                                "(on a working cluster, or without --scheduler) to resume") from exc
@@ -351,7 +352,7 @@ def run_stored_sweep(
             for stale in nc.parent.glob(f".{nc.name}.*.tmp"):  # left by a NetCDF write that was killed
                 stale.unlink(missing_ok=True)
             save_results(store.dataset(), nc)
-    emit("done")
+    emit(Event.DONE)
     return outcome
 
 
