@@ -28,7 +28,7 @@ from emergence.adapters.model_probe import ModelProbe
 from emergence.errors import EmergenceError, NonFiniteError, first_line
 from emergence.experiments.config import CellSpec, Event, Progress, SweepConfig, cell_spec, ignore_progress
 from emergence.experiments.prune import apply_masks, iterative_levels, magnitude_masks, rewind, sparsity
-from emergence.experiments.results import LANDSCAPE_VARIABLES
+from emergence.experiments.results import SCHEMA, Source, probe_values
 from emergence.experiments.train import evaluate, train
 from emergence.landscape import cross_entropy, probe_landscape
 
@@ -108,25 +108,23 @@ class _Cell:
         self.emit(Event.PROBE, stage=stage, done=done, total=total)
 
     def values(self) -> dict[str, np.ndarray]:
-        """This cell's arrays, by variable, over the dims after the cell dims (see ``CELL_VARIABLES``)."""
-        out: dict[str, np.ndarray] = {}
-        for name, split in (("train", self.train_metrics), ("test", self.test_metrics)):
-            out[f"{name}_loss"] = np.array([m.loss for m in split])
-            out[f"{name}_accuracy"] = np.array([m.accuracy for m in split])
-        for var, field_ in (("emergence_log10", "emergence_log10"), ("relative_emergence_log10", "relative_log10"),
-                            ("active_fraction", "active_fraction"), ("emergence_share", "emergence_share"),
-                            ("emergence_hidden_log10", "hidden_log10"), ("active_count", "active_count")):
-            out[var] = torch.stack([getattr(r, field_) for r in self.records]).double().numpy()
-        out["actual_sparsity"] = np.array(sparsity(self.model))
-        out["n_params"] = np.array(sum(int((p != 0).sum()) for p in self.model.parameters()), dtype=np.int64)
-        out["n_edges"] = np.array(self.records[-1].num_edges, dtype=np.int64)
-        if self.cfg.landscape is not None:
-            epochs = self.cfg.train.epochs + 1
-            for key in LANDSCAPE_VARIABLES:
-                out[key] = np.full(epochs, np.nan)
-            for epoch, figures in self.landscape:
-                for key in LANDSCAPE_VARIABLES:
-                    out[key][epoch] = figures[key]
+        """This cell's arrays, by variable of :data:`~emergence.experiments.results.SCHEMA`, over the dims after
+        the cell dims."""
+        metrics = {"train": self.train_metrics, "test": self.test_metrics}
+        model = {"actual_sparsity": sparsity(self.model), "num_edges": self.records[-1].num_edges,
+                 "n_params": sum(int((p != 0).sum()) for p in self.model.parameters())}
+        out = probe_values(self.records, self.probe.layers)
+        epochs = self.cfg.train.epochs + 1
+        for v in SCHEMA:
+            if v.source is Source.METRIC:
+                split, _, quantity = v.attribute.partition("_")
+                out[v.name] = np.array([getattr(m, quantity) for m in metrics[split]], dtype=v.dtype)
+            elif v.source is Source.MODEL:
+                out[v.name] = np.array(model[v.attribute], dtype=v.dtype)
+            elif v.source is Source.LANDSCAPE and self.cfg.landscape is not None:
+                out[v.name] = np.full(epochs, v.fill, dtype=v.dtype)
+                for epoch, figures in self.landscape:
+                    out[v.name][epoch] = figures[v.attribute]
         return out
 
 

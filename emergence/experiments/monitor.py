@@ -45,11 +45,12 @@ import torch
 from emergence.adapters.model_probe import ModelProbe, ProbeRecord, _unwrap
 from emergence.defaults import DEFAULT_AGGREGATION, DEFAULT_GRANULARITY, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD
 from emergence.errors import ConfigError
+from emergence.experiments.results import METRIC_VARIABLES
 
 __all__ = ["METRICS", "Monitor", "MonitorConfig", "MonitorRecord", "ThresholdRecord"]
 
 #: Per-epoch metrics a measurement may carry (the sweep schema's loss and accuracy variables).
-METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+METRICS = METRIC_VARIABLES
 #: Largest E a logger's float32 holds; above it only the log10 values are logged.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -155,6 +156,8 @@ class MonitorRecord:
         Nonzero parameters (a pruned weight counts as ``weight_orig * weight_mask``).
     sparsity : float
         Fraction of the dense and conv weights that are zero (as a sweep's ``actual_sparsity``).
+    probe : ProbeRecord or None
+        The probe's own record, every threshold as tensors (what :meth:`Monitor.to_dataset` stores).
     """
 
     epoch: int
@@ -165,6 +168,7 @@ class MonitorRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     n_params: int = 0
     sparsity: float = 0.0
+    probe: ProbeRecord | None = field(default=None, repr=False, compare=False)
 
     def at(self, threshold: float) -> ThresholdRecord:
         """The record at ``threshold`` (one the monitor measures).
@@ -340,7 +344,7 @@ class Monitor:
         n_params, sparsity = self._sizes
         record = MonitorRecord(int(epoch), _threshold_records(rec, hidden, self.config.weighted), rec.layers,
                                rec.num_edges, rec.structure, {k: float(v) for k, v in metrics.items()}, n_params,
-                               sparsity)
+                               sparsity, rec)
         self.history.append(record)
         return record
 
@@ -374,7 +378,7 @@ class Monitor:
         ConfigError
             When nothing was measured yet.
         """
-        from emergence.experiments.results import empty_results, package_versions
+        from emergence.experiments.results import SCHEMA, Source, empty_results, package_versions, probe_values
 
         if not self.history:
             raise ConfigError("the monitor has measured nothing yet; call it on the model first")
@@ -387,25 +391,16 @@ class Monitor:
                     granularity=self.config.granularity, made_by="emergence.Monitor")
         ds = empty_results([float(sparsity)], [int(seed)], epochs, list(self.config.thresholds), layers,
                            {**base, **dict(attrs or {})})
-        where = {name: i for i, name in enumerate(layers)}
-        per_epoch = {k: ds[k].values for k in ds.data_vars if ds[k].dims[2:3] == ("epoch",)}
-        for e, epoch in enumerate(epochs):
-            r = last[epoch]
-            for k, v in r.metrics.items():
-                per_epoch[k][0, 0, e] = v
-            for t, tr in enumerate(r.thresholds):
-                per_epoch["emergence_log10"][0, 0, e, t] = _nan_if_inf(tr.log10)
-                per_epoch["relative_emergence_log10"][0, 0, e, t] = _nan_if_inf(tr.relative_log10)
-                per_epoch["emergence_hidden_log10"][0, 0, e, t] = _nan_if_inf(tr.hidden_log10)
-                for name in r.layers:
-                    j = where[name]
-                    per_epoch["active_fraction"][0, 0, e, t, j] = tr.active_fraction[name]
-                    per_epoch["emergence_share"][0, 0, e, t, j] = tr.emergence_share[name]
-                    per_epoch["active_count"][0, 0, e, t, j] = tr.active_count[name]
-        final = last[epochs[-1]]
-        ds["n_edges"].values[0, 0] = final.num_edges
-        ds["n_params"].values[0, 0] = final.n_params
-        ds["actual_sparsity"].values[0, 0] = final.sparsity
+        records = [last[e] for e in epochs]
+        final = records[-1]
+        model = {"actual_sparsity": final.sparsity, "n_params": final.n_params, "num_edges": final.num_edges}
+        for name, values in probe_values([r.probe for r in records], layers).items():
+            ds[name].values[0, 0] = values
+        for v in SCHEMA:
+            if v.source is Source.METRIC:
+                ds[v.name].values[0, 0] = [r.metrics.get(v.attribute, v.fill) for r in records]
+            elif v.source is Source.MODEL:
+                ds[v.name].values[0, 0] = model[v.attribute]
         return ds
 
 
@@ -433,8 +428,3 @@ def _sizes(model: torch.nn.Module) -> tuple[int, float]:
                 total += w.numel()
                 zeros += w.numel() - int(torch.count_nonzero(w))
     return nonzero, zeros / total if total else 0.0
-
-
-def _nan_if_inf(v: float) -> float:
-    """The sweep schema stores log10 0 as NaN."""
-    return math.nan if v == -math.inf else v

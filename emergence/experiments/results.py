@@ -1,24 +1,14 @@
 """Sweep results as xarray Datasets: the schema, and atomic NetCDF writing and reading.
 
 Dimensions: the sweep's grid axes if any (``width``, ``lr``, ... see
-:mod:`emergence.experiments.grid`), then ``sparsity``, ``seed``, ``epoch`` (0 = before
+:mod:`emergence.experiments.grid`), then ``sparsity``, ``seed`` (the *cell dims*), ``epoch`` (0 = before
 training; a :class:`~emergence.experiments.monitor.Monitor` may hold only some epochs), ``threshold`` and
-``layer`` (layer names). :func:`empty_results` makes the schema. Variables (grid dims, where present,
-come first in every variable that has ``sparsity``):
+``layer`` (layer names). :data:`SCHEMA` is the one table of variables: it makes the empty Dataset
+(:func:`empty_results`), says where each per-cell value comes from (:func:`probe_values` fills those a probe
+measures, for sweeps and monitors alike) and writes the table below. Every variable has the cell dims first,
+then the dims shown:
 
-==========================  ==========================================  ==========================
-``train_loss`` ...           loss and accuracy on train and test          (sparsity, seed, epoch)
-``emergence_log10``          log10 E on the probe batch (NaN when E = 0)  (..., epoch, threshold)
-``relative_emergence_log10`` log10 (E / edges)                            (..., epoch, threshold)
-``emergence_hidden_log10``   log10 of the paths starting outside inputs   (..., epoch, threshold)
-``active_count``             active units of a layer                      (..., threshold, layer)
-``active_fraction``          fraction of a layer's units active           (..., threshold, layer)
-``emergence_share``          share of E from paths starting in a layer    (..., threshold, layer)
-``actual_sparsity``          fraction of prunable weights that are zero   (sparsity, seed)
-``n_params``                 nonzero parameters                           (sparsity, seed)
-``n_edges``                  edges of the graph                           (sparsity, seed)
-``hessian_top`` ...          landscape figures, where probed (optional)   (sparsity, seed, epoch)
-==========================  ==========================================  ==========================
+{table}
 
 Attributes hold the full config (JSON), package versions (JSON), the dataset and the
 architecture, so a results file documents how it was made.
@@ -26,10 +16,13 @@ architecture, so a results file documents how it was made.
 
 from __future__ import annotations
 
+import enum
 import json
+import math
 import os
 import platform
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -39,17 +32,152 @@ import numpy as np
 from emergence.adapters.atomic import atomic_path
 from emergence.errors import ConfigError, FileFormatError, first_line
 
-__all__ = ["REQUIRED_VARIABLES", "LANDSCAPE_VARIABLES", "package_versions", "save_results", "open_results",
-           "recorded_threshold", "cells_note",
-           "empty_results"]
+__all__ = ["LANDSCAPE_VARIABLES", "METRIC_VARIABLES", "REQUIRED_VARIABLES", "SCHEMA", "Variable", "cells_note",
+           "empty_results", "open_results", "package_versions", "probe_values", "recorded_threshold", "save_results",
+           "schema_table"]
 
-REQUIRED_VARIABLES = (
-    "train_loss", "train_accuracy", "test_loss", "test_accuracy", "emergence_log10", "relative_emergence_log10",
-    "active_fraction", "actual_sparsity", "n_params",
+
+class Source(str, enum.Enum):
+    """Where a variable's value comes from."""
+
+    #: A field of the probe's record (:class:`~emergence.adapters.model_probe.ProbeRecord`), per epoch.
+    PROBE = "probe"
+    #: A loss or accuracy the training loop evaluates (a sweep's cell, or the metrics given to a monitor).
+    METRIC = "metric"
+    #: The model after pruning: its sparsity, parameters, the edges of its graph.
+    MODEL = "model"
+    #: A loss-landscape probe (:func:`emergence.landscape.probe_landscape`), at the epochs probed.
+    LANDSCAPE = "landscape"
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One variable of the results schema.
+
+    Attributes
+    ----------
+    name : str
+    dims : tuple of str
+        The dims after the cell dims (grid axes, ``sparsity``, ``seed``).
+    description : str
+    units : str
+        Empty when the variable has none.
+    source : Source
+    field : str
+        The attribute of the source's record that holds it (for :attr:`Source.PROBE`, a ``[T]`` or ``[T, L]``
+        tensor of a :class:`~emergence.adapters.model_probe.ProbeRecord`); defaults to ``name``.
+    dtype : str, default "float64"
+    fill : float or int, default NaN
+        The value of "not measured".
+    required : bool, default True
+        A results file must hold it (landscape variables are optional).
+    """
+
+    name: str
+    dims: tuple[str, ...]
+    description: str
+    units: str
+    source: Source
+    field: str = ""
+    dtype: str = "float64"
+    fill: float = math.nan
+    required: bool = True
+
+    @property
+    def attribute(self) -> str:
+        """The field of the source's record (``field``, else ``name``)."""
+        return self.field or self.name
+
+
+_E, _ET, _ETL = ("epoch",), ("epoch", "threshold"), ("epoch", "threshold", "layer")
+_LANDSCAPE = "landscape figure, where probed (see emergence.landscape)"
+
+#: The results schema: every variable of a sweep's (or a monitor's) Dataset, in order.
+SCHEMA: tuple[Variable, ...] = (
+    Variable("train_loss", _E, "mean cross-entropy on the training set", "", Source.METRIC),
+    Variable("train_accuracy", _E, "accuracy on the training set", "fraction", Source.METRIC),
+    Variable("test_loss", _E, "mean cross-entropy on the test set", "", Source.METRIC),
+    Variable("test_accuracy", _E, "accuracy on the test set", "fraction", Source.METRIC),
+    Variable("emergence_log10", _ET, "log10 E on the probe batch (NaN when E = 0)", "log10 paths", Source.PROBE),
+    Variable("relative_emergence_log10", _ET, "log10 (E / edges)", "log10 paths per edge", Source.PROBE,
+             "relative_log10"),
+    Variable("emergence_hidden_log10", _ET, "log10 of the paths starting outside inputs", "log10 paths",
+             Source.PROBE, "hidden_log10", required=False),
+    Variable("active_count", _ETL, "active units of a layer", "units", Source.PROBE, required=False),
+    Variable("active_fraction", _ETL, "fraction of a layer's units active", "fraction", Source.PROBE),
+    Variable("emergence_share", _ETL, "share of E from paths starting in a layer", "fraction", Source.PROBE,
+             required=False),
+    Variable("actual_sparsity", (), "fraction of prunable weights that are zero", "fraction", Source.MODEL),
+    Variable("n_params", (), "nonzero parameters", "", Source.MODEL, dtype="int64", fill=-1),
+    Variable("n_edges", (), "edges of the graph (the last epoch's)", "", Source.MODEL, "num_edges", dtype="int64",
+             fill=-1, required=False),
+    *(Variable(k, _E, _LANDSCAPE, "", Source.LANDSCAPE, required=False)
+      for k in ("hessian_top", "hessian_trace", "hessian_trace_stderr", "slice_minima", "slice_roughness",
+                "slice_curvature", "slice_gap")),
 )
-#: Loss-landscape variables (sparsity, seed, epoch), NaN at epochs not probed (see :mod:`emergence.landscape`).
-LANDSCAPE_VARIABLES = ("hessian_top", "hessian_trace", "hessian_trace_stderr", "slice_minima", "slice_roughness",
-                       "slice_curvature", "slice_gap")
+#: Variables every results file holds.
+REQUIRED_VARIABLES = tuple(v.name for v in SCHEMA if v.required)
+#: Loss-landscape variables (cell dims, epoch), NaN at epochs not probed (see :mod:`emergence.landscape`).
+LANDSCAPE_VARIABLES = tuple(v.name for v in SCHEMA if v.source is Source.LANDSCAPE)
+#: The losses and accuracies a training loop reports (a sweep's cell, the metrics of a monitor's record).
+METRIC_VARIABLES = tuple(v.name for v in SCHEMA if v.source is Source.METRIC)
+
+
+def schema_table() -> str:
+    """:data:`SCHEMA` as a reStructuredText table (name, meaning, dims after the cell dims, units).
+
+    Examples
+    --------
+    >>> schema_table().splitlines()[3].split()[:2]
+    ['``train_loss``', 'mean']
+    """
+    rows = [(f"``{v.name}``", v.description, "(" + ", ".join(("...", *v.dims)) + ")", v.units or "—")
+            for v in SCHEMA]
+    widths = [max(len(r[i]) for r in rows + [("variable", "meaning", "dims", "units")]) for i in range(4)]
+    rule = "  ".join("=" * w for w in widths)
+    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
+    return "\n".join([rule, line(("variable", "meaning", "dims", "units")), rule, *map(line, rows), rule])
+
+
+if __doc__ is not None:  # None under python -OO
+    __doc__ = __doc__.replace("{table}", schema_table())
+
+
+def probe_values(records: Sequence[Any], layers: Sequence[str]) -> dict[str, np.ndarray]:
+    """The :attr:`Source.PROBE` variables of one run, from its probe records (one per epoch, in order).
+
+    Parameters
+    ----------
+    records : sequence of ProbeRecord
+        Each with the fields :data:`SCHEMA` names, ``[T]`` or ``[T, L]`` tensors over its own ``layers``.
+    layers : sequence of str
+        The ``layer`` coordinate: a record's layers are placed by name; a layer a record lacks keeps the fill.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        By variable: ``[epoch, threshold]`` or ``[epoch, threshold, layer]``.
+    """
+    where = {name: j for j, name in enumerate(layers)}
+    out: dict[str, np.ndarray] = {}
+    for v in SCHEMA:
+        if v.source is not Source.PROBE:
+            continue
+        if "layer" not in v.dims:
+            out[v.name] = np.stack([_numpy(getattr(r, v.attribute), v.dtype) for r in records])
+            continue
+        arr = np.full((len(records), len(records[0].thresholds), len(layers)), v.fill, dtype=v.dtype)
+        for e, r in enumerate(records):
+            arr[e][:, [where[name] for name in r.layers]] = _numpy(getattr(r, v.attribute), v.dtype)
+        out[v.name] = arr
+    return out
+
+
+def _numpy(value: Any, dtype: str) -> np.ndarray:
+    """A record's value (a tensor on any device, or an array) as a numpy array of ``dtype``."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().double().numpy()
+    return np.asarray(value, dtype=dtype)
 _PACKAGES = ("emergence", "torch", "numpy", "scipy", "xarray", "netCDF4", "onnx", "onnxruntime")
 
 
@@ -75,7 +203,8 @@ def empty_results(
     layers: Sequence[str], attrs: Mapping[str, Any] | None = None, *, landscape: bool = False,
     grid: Sequence[tuple[str, Sequence[Any]]] = (),
 ) -> Any:
-    """The sweep-results schema: a Dataset of the variables above, filled with NaN (counts with -1).
+    """The sweep-results schema: a Dataset of the :data:`SCHEMA` variables, each filled with its ``fill``
+    (NaN; counts with -1).
 
     This is the one place the schema is made: sweeps fill it cell by cell, a
     :class:`~emergence.experiments.monitor.Monitor` fills it from its history, and your own code can fill
@@ -125,7 +254,6 @@ def empty_results(
 
     coords: dict[str, np.ndarray] = {k: np.asarray(list(v)) for k, v in grid}
     g = tuple(k for k, _ in grid)
-    gs = tuple(len(coords[k]) for k in g)
     coords |= {
         "sparsity": np.asarray(sparsities, dtype=np.float64),
         "seed": np.asarray(seeds, dtype=np.int64),
@@ -133,36 +261,17 @@ def empty_results(
         "threshold": np.asarray(thresholds, dtype=np.float64),
         "layer": np.asarray(layers, dtype=str),
     }
-    s, r, e, t, nl = (len(coords[k]) for k in ("sparsity", "seed", "epoch", "threshold", "layer"))
-
-    def nan(*shape: int) -> np.ndarray:
-        return np.full((*gs, *shape), np.nan)
-
-    base = (*g, "sparsity", "seed", "epoch")
-    data = {
-        "train_loss": (base, nan(s, r, e)),
-        "train_accuracy": (base, nan(s, r, e)),
-        "test_loss": (base, nan(s, r, e)),
-        "test_accuracy": (base, nan(s, r, e)),
-        "emergence_log10": ((*base, "threshold"), nan(s, r, e, t)),
-        "relative_emergence_log10": ((*base, "threshold"), nan(s, r, e, t)),
-        "emergence_hidden_log10": ((*base, "threshold"), nan(s, r, e, t)),
-        "active_count": ((*base, "threshold", "layer"), nan(s, r, e, t, nl)),
-        "active_fraction": ((*base, "threshold", "layer"), nan(s, r, e, t, nl)),
-        "emergence_share": ((*base, "threshold", "layer"), nan(s, r, e, t, nl)),
-        "actual_sparsity": ((*g, "sparsity", "seed"), nan(s, r)),
-        "n_params": ((*g, "sparsity", "seed"), np.full((*gs, s, r), -1, dtype=np.int64)),
-        "n_edges": ((*g, "sparsity", "seed"), np.full((*gs, s, r), -1, dtype=np.int64)),
-    }
-    if landscape:
-        data.update({k: (base, nan(s, r, e)) for k in LANDSCAPE_VARIABLES})
+    cell = (*g, "sparsity", "seed")
+    data = {}
+    for v in SCHEMA:
+        if v.source is Source.LANDSCAPE and not landscape:
+            continue
+        dims = (*cell, *v.dims)
+        data[v.name] = (dims, np.full(tuple(len(coords[d]) for d in dims), v.fill, dtype=v.dtype))
     ds = xr.Dataset(data, coords=coords, attrs=dict(attrs or {}))
-    units = {"train_accuracy": "fraction", "test_accuracy": "fraction", "active_fraction": "fraction",
-             "emergence_share": "fraction", "actual_sparsity": "fraction", "emergence_log10": "log10 paths",
-             "relative_emergence_log10": "log10 paths per edge", "emergence_hidden_log10": "log10 paths",
-             "active_count": "units"}
-    for k, u in units.items():
-        ds[k].attrs["units"] = u
+    for v in SCHEMA:
+        if v.units and v.name in ds:
+            ds[v.name].attrs["units"] = v.units
     return ds
 
 
