@@ -215,8 +215,8 @@ def test_every_signature_uses_the_library_defaults():
 
     from emergence import cli
     from emergence.activity import ModelGraph
-    from emergence.defaults import DEFAULT_AGGREGATION, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD
     from emergence.adapters import model_files, model_measure, model_probe, onnx_model, torch_model
+    from emergence.defaults import DEFAULT_AGGREGATION, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD
     from emergence.experiments import monitor, plot, report, robustness, sweep
 
     want = {"threshold": DEFAULT_THRESHOLD, "outputs": DEFAULT_OUTPUTS, "aggregation": DEFAULT_AGGREGATION}

@@ -3,28 +3,14 @@
 A *setting* is one block of a sweep (a dataset, optimizer, pruning schedule, ... with its
 sparsity x seed runs) at one activity threshold. Each claim is reduced to one number per
 independent run, or to one correlation across runs, so that no test counts a run's epochs
-as independent observations (see :mod:`emergence.experiments.stats`):
+as independent observations (see :mod:`emergence.experiments.stats`). The claims are
+:class:`Claim` objects in one registry, :data:`CLAIMS`; the report, the robustness grid and this
+table read their attributes, so a claim is added in one place:
 
-=====  =======================================================  ================================================
-claim  statement                                                effect (one value per run, or across runs)
-=====  =======================================================  ================================================
-C1     higher E goes with faster learning                       per-run Spearman of log10 E at epoch t with the
-                                                                accuracy gain from t to t+1; mean over runs
-C1|t   ... beyond what the epoch alone explains                 per-run partial rank correlation given epoch
-C2a    pruning speeds up early training                         Spearman across runs: sparsity vs accuracy after
-                                                                epoch 1
-C2b    pruning lowers final accuracy (a little)                 Spearman across runs: sparsity vs final accuracy
-C2c    pruned networks have higher relative emergence           Spearman across runs: sparsity vs final log10 E/edges
-C3     E decreases during training                              per-run Spearman of log10 E with epoch; mean
-C3h    ... also E from hidden sources only                      the same for E without input sources
-C4     higher E goes with a sharper, rougher loss landscape     partial Spearman across runs of log10 E with the
-                                                                top Hessian eigenvalue / trace / slice roughness,
-                                                                given sparsity (which drives both); and within
-                                                                each sparsity level
-=====  =======================================================  ================================================
+{table}
 
 A verdict is ``holds`` when the effect has the claimed sign and its *adjusted* p (Holm over
-every p-value of the report) is below 0.05, ``opposite`` when it is significant with the
+every p-value of the report) is below :data:`ALPHA`, ``opposite`` when it is significant with the
 other sign, and ``not shown`` otherwise. Per-run correlations are tested with a one-sample
 t-test across runs (bootstrap CI over runs); correlations across runs with a
 permutation test (ties kept; bootstrap CI).
@@ -37,7 +23,7 @@ References
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -54,28 +40,191 @@ from emergence.experiments.stats import (
     spearman_permutation,
 )
 
-__all__ = ["ALPHA", "ACCURACY_CLAIMS", "CLAIMS", "LANDSCAPE_CLAIMS", "ClaimTest", "adjust_all", "claim_tests",
-           "epochs_to_fraction", "landscape_tests", "verdict"]
+__all__ = ["ACCURACY_CLAIMS", "ALPHA", "CLAIMS", "LANDSCAPE_CLAIMS", "Claim", "ClaimData", "ClaimTest", "adjust_all",
+           "claim_tests", "claims_table", "epochs_to_fraction", "landscape_tests", "verdict"]
 
 #: The significance level of every verdict (adjusted p below it).
 ALPHA = 0.05
-#: Claim id -> (statement, claimed sign of the effect).
-CLAIMS: dict[str, tuple[str, int]] = {
-    "C1": ("higher E goes with a larger next-epoch accuracy gain", +1),
-    "C1|t": ("... controlled for epoch (per-run partial rank correlation)", +1),
-    "C2a": ("pruning speeds up early training (accuracy after epoch 1 rises with sparsity)", +1),
-    "C2b": ("pruning lowers final accuracy", -1),
-    "C2c": ("pruned networks have higher relative emergence (final epoch)", +1),
-    "C3": ("E decreases during training", -1),
-    "C3h": ("E from hidden sources (inputs excluded) decreases during training", -1),
-    "C4 top": ("higher E goes with a larger top Hessian eigenvalue", +1),
-    "C4 trace": ("higher E goes with a larger Hessian trace", +1),
-    "C4 rough": ("higher E goes with a rougher 1-D loss slice", +1),
-}
+
+
+@dataclass(frozen=True)
+class ClaimData:
+    """What the claims of one sweep block are tested on, as ``[sparsity, seed, epoch]`` arrays (by dimension name).
+
+    Attributes
+    ----------
+    accuracy : numpy.ndarray
+        Test accuracy.
+    log10 : numpy.ndarray
+        log10 E at the threshold.
+    relative_log10 : numpy.ndarray
+        log10 (E / edges).
+    hidden_log10 : numpy.ndarray or None
+        log10 of E from hidden sources; None when the results lack it.
+    sparsity : numpy.ndarray
+        ``[sparsity, seed]``: each run's target sparsity.
+    """
+
+    accuracy: np.ndarray
+    log10: np.ndarray
+    relative_log10: np.ndarray
+    hidden_log10: np.ndarray | None
+    sparsity: np.ndarray
+
+    @classmethod
+    def of(cls, block: Any, tau: float) -> ClaimData:
+        """The arrays of ``block`` at the recorded threshold ``tau``."""
+        dims = ("sparsity", "seed", "epoch")
+        at = lambda v: block[v].sel(threshold=tau).transpose(*dims).values  # noqa: E731
+        acc = block.test_accuracy.transpose(*dims).values
+        hidden = at("emergence_hidden_log10") if "emergence_hidden_log10" in block else None
+        sp = np.broadcast_to(block.sparsity.values[:, None], acc.shape[:2])
+        return cls(acc, at("emergence_log10"), at("relative_emergence_log10"), hidden, sp)
+
+    @property
+    def epochs(self) -> int:
+        """Recorded epochs per run (epoch 0 included)."""
+        return self.accuracy.shape[-1]
+
+    @property
+    def sparsities(self) -> int:
+        return self.accuracy.shape[0]
+
+    @property
+    def gain(self) -> np.ndarray:
+        """Accuracy gain from epoch t to t+1: ``[sparsity, seed, epoch - 1]``."""
+        return np.diff(self.accuracy, axis=-1)
+
+    @property
+    def first(self) -> int:
+        """The index of epoch 1 (0 when only epoch 0 was recorded)."""
+        return min(1, self.epochs - 1)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper, and how it is tested.
+
+    Attributes
+    ----------
+    id : str
+        ``"C1"``, ``"C2a"``, ...
+    statement : str
+        The claim in words.
+    sign : int
+        The claimed sign of the effect (+1 or -1).
+    effect : str
+        What the effect is (one value per run, or across runs).
+    test : callable or None
+        ``test(data: ClaimData) -> Estimate``; None for the landscape claims (see ``landscape``).
+    threshold_free : bool
+        A claim about accuracy alone: tested once per setting, not at every threshold.
+    min_epochs : int
+        Recorded epochs (epoch 0 included) a run needs for the test.
+    min_sparsities : int
+        Sparsity levels the block needs.
+    needs : str
+        A variable the block must hold (empty: none beyond the required ones).
+    landscape : str
+        The landscape variable of a C4 claim (tested by :func:`landscape_tests`); empty for the others.
+    threshold_table : bool
+        Shown in the report's threshold-sensitivity table.
+    robustness : bool
+        Tested in the robustness grid (whose runs are short).
+    """
+
+    id: str
+    statement: str
+    sign: int
+    effect: str
+    test: Callable[[ClaimData], Estimate] | None = None
+    threshold_free: bool = False
+    min_epochs: int = 0
+    min_sparsities: int = 1
+    needs: str = ""
+    landscape: str = ""
+    threshold_table: bool = False
+    robustness: bool = True
+
+    def applies(self, block: Any, data: ClaimData) -> bool:
+        """Whether ``block`` has what the test needs (epochs, sparsity levels, variables)."""
+        return (self.test is not None and data.epochs >= self.min_epochs and data.sparsities >= self.min_sparsities
+                and (not self.needs or self.needs in block))
+
+
+def _per_run(fn: Any, *series: np.ndarray) -> np.ndarray:
+    """``fn`` applied to each run's series (arrays ``[S, R, E]``): ``[S * R]``."""
+    flat = [s.reshape(-1, s.shape[-1]) for s in series]
+    return np.array([fn(*(f[i] for f in flat)) for i in range(flat[0].shape[0])])
+
+
+def _partial_given_epoch(e: np.ndarray, g: np.ndarray) -> float:
+    return partial_spearman(e, g, np.arange(e.size, dtype=float))[0]
+
+
+def _trend(e: np.ndarray) -> float:
+    return spearman(np.arange(e.size, dtype=float), e)
+
+
+def _register(*claims: Claim) -> dict[str, Claim]:
+    return {c.id: c for c in claims}
+
+
+#: Every claim, by id, in report order.
+CLAIMS: dict[str, Claim] = _register(
+    Claim("C1", "higher E goes with a larger next-epoch accuracy gain", +1,
+          "per-run Spearman of log10 E at epoch t with the accuracy gain from t to t+1; mean over runs",
+          lambda d: run_level(_per_run(spearman, d.log10[..., :-1], d.gain)), min_epochs=3, threshold_table=True),
+    Claim("C1|t", "... controlled for epoch (per-run partial rank correlation)", +1,
+          "per-run partial rank correlation given epoch",
+          lambda d: run_level(_per_run(_partial_given_epoch, d.log10[..., :-1], d.gain)), min_epochs=6,
+          robustness=False),
+    Claim("C2a", "pruning speeds up early training (accuracy after epoch 1 rises with sparsity)", +1,
+          "Spearman across runs: sparsity vs accuracy after epoch 1",
+          lambda d: spearman_permutation(d.sparsity, d.accuracy[..., d.first]), threshold_free=True,
+          min_sparsities=2),
+    Claim("C2b", "pruning lowers final accuracy", -1, "Spearman across runs: sparsity vs final accuracy",
+          lambda d: spearman_permutation(d.sparsity, d.accuracy[..., -1]), threshold_free=True, min_sparsities=2),
+    Claim("C2c", "pruned networks have higher relative emergence (final epoch)", +1,
+          "Spearman across runs: sparsity vs final log10 E/edges",
+          lambda d: spearman_permutation(d.sparsity, d.relative_log10[..., -1]), min_sparsities=2,
+          threshold_table=True),
+    Claim("C3", "E decreases during training", -1, "per-run Spearman of log10 E with epoch; mean over runs",
+          lambda d: run_level(_per_run(_trend, d.log10)), min_epochs=3, threshold_table=True),
+    Claim("C3h", "E from hidden sources (inputs excluded) decreases during training", -1,
+          "the same for E without input sources",
+          lambda d: run_level(_per_run(_trend, d.hidden_log10)), min_epochs=3, needs="emergence_hidden_log10"),
+    *(Claim(f"C4 {short}", f"higher E goes with {what}", +1,
+            f"partial Spearman across runs of log10 E with the {var}, given sparsity (which drives both); and "
+            "within each sparsity level", landscape=var)
+      for short, what, var in (("top", "a larger top Hessian eigenvalue", "hessian_top"),
+                               ("trace", "a larger Hessian trace", "hessian_trace"),
+                               ("rough", "a rougher 1-D loss slice", "slice_roughness"))),
+)
 #: Claims about accuracy alone: they do not depend on the threshold.
-ACCURACY_CLAIMS = ("C2a", "C2b")
+ACCURACY_CLAIMS = tuple(c.id for c in CLAIMS.values() if c.threshold_free)
 #: Landscape variable of each C4 claim.
-LANDSCAPE_CLAIMS = {"C4 top": "hessian_top", "C4 trace": "hessian_trace", "C4 rough": "slice_roughness"}
+LANDSCAPE_CLAIMS = {c.id: c.landscape for c in CLAIMS.values() if c.landscape}
+
+
+def claims_table() -> str:
+    """:data:`CLAIMS` as a reStructuredText table (id, statement, sign, effect).
+
+    Examples
+    --------
+    >>> claims_table().splitlines()[3].split()[:2]
+    ['C1', 'higher']
+    """
+    head = ("claim", "statement", "sign", "effect (one value per run, or across runs)")
+    rows = [(c.id, c.statement, f"{c.sign:+d}", c.effect) for c in CLAIMS.values()]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    rule = "  ".join("=" * w for w in widths)
+    line = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
+    return "\n".join([rule, line(head), rule, *map(line, rows), rule])
+
+
+if __doc__ is not None:  # None under python -OO
+    __doc__ = __doc__.replace("{table}", claims_table())
 
 
 @dataclass(frozen=True)
@@ -106,7 +255,7 @@ class ClaimTest:
 
     @property
     def verdict(self) -> str:
-        return verdict(self.estimate.value, self.p_adjusted, CLAIMS[self.claim][1])
+        return verdict(self.estimate.value, self.p_adjusted, CLAIMS[self.claim].sign)
 
     @property
     def where(self) -> str:
@@ -156,19 +305,9 @@ def epochs_to_fraction(acc: np.ndarray, fraction: float = 0.95) -> np.ndarray:
     return np.where(np.isnan(acc).any(axis=-1), np.nan, out)  # a run without data has no such epoch
 
 
-def _per_run(fn: Any, *series: np.ndarray) -> np.ndarray:
-    """``fn`` applied to each run's series (arrays ``[S, R, E]``): ``[S * R]``."""
-    flat = [s.reshape(-1, s.shape[-1]) for s in series]
-    return np.array([fn(*(f[i] for f in flat)) for i in range(flat[0].shape[0])])
-
-
-def _partial_given_epoch(e: np.ndarray, g: np.ndarray) -> float:
-    return partial_spearman(e, g, np.arange(e.size, dtype=float))[0]
-
-
 def claim_tests(block: Any, threshold: float, setting: str = "", *,
                 include: Collection[str] | None = None) -> list[ClaimTest]:
-    """The claims C1-C3 tested on one sweep block (no grid dims left) at ``threshold`` (see module docs).
+    """Every claim of :data:`CLAIMS` with a test, on one sweep block (no grid dims left) at ``threshold``.
 
     Parameters
     ----------
@@ -188,29 +327,10 @@ def claim_tests(block: Any, threshold: float, setting: str = "", *,
         ``p_adjusted`` not yet set: adjust over the whole report with :func:`adjust_all`.
     """
     tau = recorded_threshold(block, threshold)
-    acc = block.test_accuracy.values
-    elog = block.emergence_log10.sel(threshold=tau).values
-    rlog = block.relative_emergence_log10.sel(threshold=tau).values
-    sp = np.broadcast_to(block.sparsity.values[:, None], acc.shape[:2])
-    gain = np.diff(acc, axis=-1)
-    epochs = np.arange(acc.shape[-1], dtype=float)
-    one = min(1, acc.shape[-1] - 1)
-    trend = lambda e: spearman(epochs, e)  # noqa: E731
-    tests: dict[str, Any] = {}  # claim -> the computation, run only when included
-    if acc.shape[-1] >= 3:
-        tests["C1"] = lambda: run_level(_per_run(spearman, elog[..., :-1], gain))
-        if acc.shape[-1] >= 6:
-            tests["C1|t"] = lambda: run_level(_per_run(_partial_given_epoch, elog[..., :-1], gain))
-    if block.sizes["sparsity"] > 1:
-        tests["C2a"] = lambda: spearman_permutation(sp, acc[..., one])
-        tests["C2b"] = lambda: spearman_permutation(sp, acc[..., -1])
-        tests["C2c"] = lambda: spearman_permutation(sp, rlog[..., -1])
-    if acc.shape[-1] >= 3:
-        tests["C3"] = lambda: run_level(_per_run(trend, elog))
-        if "emergence_hidden_log10" in block:
-            tests["C3h"] = lambda: run_level(_per_run(trend, block.emergence_hidden_log10.sel(threshold=tau).values))
-    return [ClaimTest(c, setting, None if c in ACCURACY_CLAIMS else tau, run())
-            for c, run in tests.items() if include is None or c in include]
+    data = ClaimData.of(block, tau)
+    return [ClaimTest(c.id, setting, None if c.threshold_free else tau, c.test(data))
+            for c in CLAIMS.values()
+            if (include is None or c.id in include) and c.applies(block, data) and c.test is not None]
 
 
 def _fisher(r: float, p: float, n: int, k: int, test: str) -> Estimate:
@@ -231,11 +351,11 @@ def landscape_tests(block: Any, threshold: float, setting: str = "") -> list[Cla
     if "hessian_top" not in block:
         return []
     tau = recorded_threshold(block, threshold)
-    elog = block.emergence_log10.sel(threshold=tau).values
-    sp = np.broadcast_to(block.sparsity.values[:, None], elog.shape[:2])
+    data = ClaimData.of(block, tau)
+    elog, sp = data.log10, data.sparsity
     out = []
     for claim, var in LANDSCAPE_CLAIMS.items():
-        v = block[var].values
+        v = block[var].transpose("sparsity", "seed", "epoch").values
         probed = np.isfinite(v)
         last = np.where(probed.any(-1), v.shape[-1] - 1 - np.argmax(probed[..., ::-1], axis=-1), -1)
         at = np.maximum(last, 0)[..., None]

@@ -10,7 +10,9 @@ emergence, tested with one value per run.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -94,7 +96,59 @@ def facets(ds: Any, keep: Sequence[str] = ()) -> list[tuple[str, Any]]:
     return out
 
 
-def size_study(ds: Any, threshold: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+_SIZE_QUANTITIES = ("log10 E (epoch 0)", "log10 E (final)", "final accuracy")
+
+
+@dataclass(frozen=True)
+class WidthCorrelation:
+    """Spearman's ρ across runs of width against one quantity (``"n/a"`` where it is undefined).
+
+    Attributes
+    ----------
+    quantity : str
+        One of ``log10 E (epoch 0)``, ``log10 E (final)``, ``final accuracy``.
+    rho, p : float
+        NaN when fewer than 3 runs have it, or width or the quantity does not vary.
+    """
+
+    quantity: str
+    rho: float
+    p: float
+
+    def text(self) -> tuple[str, str]:
+        """ρ and p as the tables show them."""
+        if not math.isfinite(self.rho):
+            return "n/a", "n/a"
+        return f"{self.rho:+.3f}", f"{self.p:.3g}"
+
+
+@dataclass(frozen=True)
+class SizeRow:
+    """One setting of a size study: ρ(width, quantity) for every quantity, over ``runs`` runs."""
+
+    setting: str
+    runs: int
+    correlations: tuple[WidthCorrelation, ...]
+
+    def of(self, quantity: str) -> WidthCorrelation:
+        """The correlation with ``quantity``."""
+        return next(c for c in self.correlations if c.quantity == quantity)
+
+    def row(self) -> dict[str, Any]:
+        """The row as the report's table shows it."""
+        out: dict[str, Any] = {"setting": self.setting, "n runs": self.runs}
+        for c in self.correlations:
+            out[f"ρ(width, {c.quantity})"], out[f"p ({c.quantity})"] = c.text()
+        return out
+
+    def finding(self) -> str:
+        """The row in words."""
+        (r0, p0), (rf, pf), (ra, pa) = (self.of(q).text() for q in _SIZE_QUANTITIES)
+        return (f"{self.setting}: width vs log10 E at epoch 0 ρ = {r0} (p = {p0}), final ρ = {rf} (p = {pf}); "
+                f"width vs final accuracy ρ = {ra} (p = {pa}); n = {self.runs} runs.")
+
+
+def size_study(ds: Any, threshold: float) -> tuple[list[dict[str, Any]], list[SizeRow]]:
     """Emergence and accuracy against ``width``, one value per run, and Spearman's ρ across widths.
 
     For every sparsity (and every combination of the other grid axes), each run (width,
@@ -104,7 +158,7 @@ def size_study(ds: Any, threshold: float) -> tuple[list[dict[str, Any]], list[di
 
     Returns
     -------
-    (means, correlations) : two lists of table rows
+    (means, correlations) : list of table rows, list of SizeRow
 
     Raises
     ------
@@ -117,7 +171,7 @@ def size_study(ds: Any, threshold: float) -> tuple[list[dict[str, Any]], list[di
         raise ConfigError("a size study needs a width axis (sweep with --grid width=0.5,1,2)")
     tau = recorded_threshold(ds, threshold)
     means: list[dict[str, Any]] = []
-    corrs: list[dict[str, Any]] = []
+    corrs: list[SizeRow] = []
     for label, block in facets(ds, keep=("width",)):  # every combination of the other axes
         for s in block.sparsity.values:
             b = block.sel(sparsity=s)
@@ -131,14 +185,14 @@ def size_study(ds: Any, threshold: float) -> tuple[list[dict[str, Any]], list[di
                               "log10 E (final)": f"{float(ef.sel(width=w).mean()):.2f}",
                               "final accuracy": f"{float(acc.sel(width=w).mean()):.4f}"})
             widths = np.broadcast_to(b.width.values[:, None], acc.shape).ravel()
-            row: dict[str, Any] = {"setting": where, "n runs": int(widths.size)}
-            for name, values in (("log10 E (epoch 0)", e0), ("log10 E (final)", ef), ("final accuracy", acc)):
+            found = []
+            for name, values in zip(_SIZE_QUANTITIES, (e0, ef, acc), strict=True):
                 v = values.transpose("width", "seed").values.ravel()
                 ok = np.isfinite(v)
+                rho = p = math.nan
                 if ok.sum() >= 3 and np.ptp(widths[ok]) > 0 and np.ptp(v[ok]) > 0:
                     r = stats.spearmanr(widths[ok], v[ok])
-                    row[f"ρ(width, {name})"], row[f"p ({name})"] = f"{r.statistic:+.3f}", f"{r.pvalue:.3g}"
-                else:
-                    row[f"ρ(width, {name})"], row[f"p ({name})"] = "n/a", "n/a"
-            corrs.append(row)
+                    rho, p = float(r.statistic), float(r.pvalue)
+                found.append(WidthCorrelation(name, rho, p))
+            corrs.append(SizeRow(where, int(widths.size), tuple(found)))
     return means, corrs

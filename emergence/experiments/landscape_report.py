@@ -84,7 +84,7 @@ def plot_slices(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, out: s
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    from emergence.experiments.plot import save_figure
+    from emergence.experiments.writers import save_figure
 
     folder = Path(out)
     try:

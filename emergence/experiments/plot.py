@@ -15,8 +15,9 @@ import numpy as np
 
 from emergence.defaults import DEFAULT_THRESHOLD
 from emergence.errors import FileFormatError
-from emergence.experiments.report import correlate
 from emergence.experiments.results import recorded_threshold
+from emergence.experiments.stats import correlate
+from emergence.experiments.writers import save_figure
 
 __all__ = ["plot_sweep", "save_figure"]
 
@@ -69,15 +70,6 @@ def _corr_text(c: dict[str, float], pearson: bool = True) -> str:
     if pearson:
         text += f", Pearson r = {c['pearson']:+.2f}"
     return text + f" over {c['n']} points\n(descriptive; run-level tests in the report)"
-
-
-def save_figure(fig: Any, path: Path) -> Path:
-    """Save a matplotlib figure as PNG atomically."""
-    from emergence.adapters.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-    return path
 
 
 def plot_sweeps(ds: Any, out: str | os.PathLike[str], *, threshold: float = DEFAULT_THRESHOLD,

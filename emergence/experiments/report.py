@@ -16,7 +16,6 @@ References
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +23,8 @@ import numpy as np
 
 from emergence.defaults import DEFAULT_THRESHOLD
 from emergence.experiments.claims import (
-    ACCURACY_CLAIMS,
     CLAIMS,
+    ClaimData,
     ClaimTest,
     adjust_all,
     claim_tests,
@@ -33,49 +32,14 @@ from emergence.experiments.claims import (
     landscape_tests,
 )
 from emergence.experiments.results import cells_note, recorded_threshold
-from emergence.experiments.stats import mean_ci, partial_spearman
+from emergence.experiments.stats import correlate, partial_spearman
+from emergence.experiments.writers import mean_sd_ci, signed, table_md
+
+#: The claims of the threshold-sensitivity table (see :attr:`~emergence.experiments.claims.Claim.threshold_table`).
+_THRESHOLD_TABLE = tuple(c.id for c in CLAIMS.values() if c.threshold_table)
 
 __all__ = ["SweepReport", "correlate", "epochs_to_fraction", "summarize", "summarize_sweep", "table_md", "to_markdown"]
-
-
-def correlate(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Spearman and Pearson correlations with two-sided p-values over the finite pairs.
-
-    The p-values assume independent pairs; the reports use this only for description or for
-    one value per run.
-
-    Examples
-    --------
-    >>> c = correlate(np.array([1.0, 2, 3, 4]), np.array([2.0, 4, 5, 9]))
-    >>> c["spearman"], c["n"]
-    (1.0, 4)
-    """
-    from scipy import stats
-
-    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    out = {"n": int(x.size), "spearman": math.nan, "spearman_p": math.nan, "pearson": math.nan, "pearson_p": math.nan}
-    if x.size >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
-        s = stats.spearmanr(x, y)
-        p = stats.pearsonr(x, y)
-        out.update(spearman=float(s.statistic), spearman_p=float(s.pvalue), pearson=float(p.statistic),
-                   pearson_p=float(p.pvalue))
-    return out
-
-
-def _pm(a: np.ndarray, digits: int = 3) -> str:
-    """``mean ± SD [low, high]`` over the finite values (SD with ddof = 1, 95% t-interval)."""
-    m, sd, lo, hi = mean_ci(np.asarray(a, dtype=float))
-    if not math.isfinite(m):
-        return "—"
-    if not math.isfinite(sd):
-        return f"{m:.{digits}f}"
-    return f"{m:.{digits}f} ± {sd:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
-def _r(v: float) -> str:
-    return "—" if not math.isfinite(v) else f"{v:+.3f}"
+# correlate and table_md are re-exported from .stats and .writers, where they live
 
 
 @dataclass
@@ -141,13 +105,8 @@ def summarize_sweep(ds: Any, *, threshold: float = DEFAULT_THRESHOLD, sel: dict[
         means, corrs = size_study(ds, threshold)
         rep = SweepReport(f"{base} — size study (width)", recorded_threshold(ds, threshold))
         rep.extra = [("Emergence and accuracy by width (means over seeds)", means),
-                     ("Spearman ρ across runs: width vs emergence and accuracy", corrs)]
-        for row in corrs:
-            rep.findings.append(
-                f"{row['setting']}: width vs log10 E at epoch 0 ρ = {row['ρ(width, log10 E (epoch 0))']} "
-                f"(p = {row['p (log10 E (epoch 0))']}), final ρ = {row['ρ(width, log10 E (final))']} "
-                f"(p = {row['p (log10 E (final))']}); width vs final accuracy ρ = "
-                f"{row['ρ(width, final accuracy)']} (p = {row['p (final accuracy)']}); n = {row['n runs']} runs.")
+                     ("Spearman ρ across runs: width vs emergence and accuracy", [c.row() for c in corrs])]
+        rep.findings += [c.finding() for c in corrs]
         reports.append(rep)
     return reports
 
@@ -176,46 +135,44 @@ def summarize(ds: Any, *, threshold: float = DEFAULT_THRESHOLD, title: str = "")
 
 def _summarize(ds: Any, threshold: float, title: str) -> SweepReport:
     tau = recorded_threshold(ds, threshold)
-    acc = ds.test_accuracy.values  # [S, R, E+1]
-    elog = ds.emergence_log10.sel(threshold=tau).values
-    rlog = ds.relative_emergence_log10.sel(threshold=tau).values
-    hid = ds.emergence_hidden_log10.sel(threshold=tau).values if "emergence_hidden_log10" in ds else None
+    data = ClaimData.of(ds, tau)  # [sparsity, seed, epoch], by dimension name
+    acc, elog, rlog, hid = data.accuracy, data.log10, data.relative_log10, data.hidden_log10
     sp = ds.sparsity.values
     rep = SweepReport(title or f"{ds.attrs.get('dataset', '?')} sweep", tau)
     to95 = epochs_to_fraction(acc)
     gain = np.diff(acc, axis=-1)
     one = min(1, acc.shape[-1] - 1)
     tests = [t for i, th in enumerate(ds.threshold.values) for t in claim_tests(
-        ds, float(th), include=None if i == 0 else [c for c in CLAIMS if c not in ACCURACY_CLAIMS])]
+        ds, float(th), include=None if i == 0 else [c.id for c in CLAIMS.values() if not c.threshold_free])]
     tests += landscape_tests(ds, tau)
     rep.claims = adjust_all(tests)
     for i, s in enumerate(sp):
         row = {"sparsity": float(s), "runs": int(np.isfinite(acc[i, :, -1]).sum()),
-               "final accuracy": _pm(acc[i, :, -1]), "accuracy at epoch 1": _pm(acc[i, :, one]),
-               "epochs to 95% of final": _pm(to95[i], 1),
-               "log10 E (epoch 0)": _pm(elog[i, :, 0], 2), "log10 E (final)": _pm(elog[i, :, -1], 2),
-               "log10 relative E (final)": _pm(rlog[i, :, -1], 2)}
+               "final accuracy": mean_sd_ci(acc[i, :, -1]), "accuracy at epoch 1": mean_sd_ci(acc[i, :, one]),
+               "epochs to 95% of final": mean_sd_ci(to95[i], 1),
+               "log10 E (epoch 0)": mean_sd_ci(elog[i, :, 0], 2), "log10 E (final)": mean_sd_ci(elog[i, :, -1], 2),
+               "log10 relative E (final)": mean_sd_ci(rlog[i, :, -1], 2)}
         if hid is not None:
-            row["log10 E, hidden sources (epoch 0)"] = _pm(hid[i, :, 0], 2)
-            row["log10 E, hidden sources (final)"] = _pm(hid[i, :, -1], 2)
+            row["log10 E, hidden sources (epoch 0)"] = mean_sd_ci(hid[i, :, 0], 2)
+            row["log10 E, hidden sources (final)"] = mean_sd_ci(hid[i, :, -1], 2)
         rep.per_sparsity.append(row)
     groups = [("pooled", slice(None))] + [(f"sparsity {float(s):g}", slice(i, i + 1)) for i, s in enumerate(sp)]
     for name, sl in groups:
         c = correlate(elog[sl][..., :-1], gain[sl])
-        rep.correlations.append({"group": name, "points (runs x epochs)": c["n"], "Spearman ρ": _r(c["spearman"]),
-                                 "Pearson r": _r(c["pearson"])})
+        rep.correlations.append({"group": name, "points (runs x epochs)": c["n"], "Spearman ρ": signed(c["spearman"]),
+                                 "Pearson r": signed(c["pearson"])})
     ep = np.broadcast_to(np.arange(gain.shape[-1], dtype=float), gain.shape)
     spg = np.broadcast_to(sp[:, None, None].astype(float), gain.shape)
     r, _, n = partial_spearman(elog[..., :-1].ravel(), gain.ravel(), np.column_stack([ep.ravel(), spg.ravel()]))
     rep.correlations.append({"group": "pooled, partial given epoch and sparsity", "points (runs x epochs)": n,
-                             "Spearman ρ": _r(r), "Pearson r": "—"})
+                             "Spearman ρ": signed(r), "Pearson r": "—"})
     c = correlate(ep, gain)
     rep.correlations.append({"group": "epoch instead of E (pooled)", "points (runs x epochs)": c["n"],
-                             "Spearman ρ": _r(c["spearman"]), "Pearson r": _r(c["pearson"])})
+                             "Spearman ρ": signed(c["spearman"]), "Pearson r": signed(c["pearson"])})
     for t in ds.threshold.values:
         row = {"threshold": float(t), "active fraction (final)":
-               _pm(ds.active_fraction.sel(threshold=t).values[..., -1, :].mean(-1).ravel())}
-        for cid in ("C1", "C2c", "C3"):
+               mean_sd_ci(ds.active_fraction.sel(threshold=t).values[..., -1, :].mean(-1).ravel())}
+        for cid in _THRESHOLD_TABLE:
             ct = rep.claim(cid, float(t))
             if ct is not None:
                 row[f"{cid} effect [95% CI]"] = ct.estimate.ci()
@@ -223,7 +180,7 @@ def _summarize(ds: Any, threshold: float, title: str) -> SweepReport:
                 row[f"{cid}"] = ct.verdict
         rep.thresholds.append(row)
     rep.extra.append(("Claims at this threshold (one value per run; Holm-adjusted over every p of this report)",
-                      [t.row() | {"statement": CLAIMS[t.claim][0]} for t in rep.at(tau)]))
+                      [t.row() | {"statement": CLAIMS[t.claim].statement} for t in rep.at(tau)]))
     _sources(rep, ds, tau)
     _findings(rep, acc, to95, one, sp)
     return rep
@@ -231,16 +188,17 @@ def _summarize(ds: Any, threshold: float, title: str) -> SweepReport:
 
 def _sources(rep: SweepReport, ds: Any, tau: float) -> None:
     """Where E comes from: the input layers' share, and active units per layer at epoch 0 and at the end."""
-    share = ds.emergence_share.sel(threshold=tau).values  # [S, R, E+1, L]
+    dims = ("sparsity", "seed", "epoch", "layer")
+    share = ds.emergence_share.sel(threshold=tau).transpose(*dims).values
     layers = [str(v) for v in ds.layer.values]
     inputs = [j for j, name in enumerate(layers) if name == "input" or name.startswith("input")]
     rows = []
     for i, s in enumerate(ds.sparsity.values):
         row = {"sparsity": float(s)}
         if inputs:
-            row["share of E from inputs (final)"] = _pm(share[i, :, -1][..., inputs].sum(-1), 4)
+            row["share of E from inputs (final)"] = mean_sd_ci(share[i, :, -1][..., inputs].sum(-1), 4)
         if "active_count" in ds:
-            cnt = ds.active_count.sel(threshold=tau).values[i]  # [R, E+1, L]
+            cnt = ds.active_count.sel(threshold=tau).transpose(*dims).values[i]  # [seed, epoch, layer]
             for j, name in enumerate(layers):
                 if j not in inputs:
                     row[f"active in {name}: epoch 0 → final"] = (f"{np.nanmean(cnt[:, 0, j]):.1f} → "
@@ -254,7 +212,7 @@ def _findings(rep: SweepReport, acc: np.ndarray, to95: np.ndarray, one: int, sp:
         if t.group != "across runs":
             continue
         e = t.estimate
-        rep.findings.append(f"{t.claim} ({CLAIMS[t.claim][0]}): effect {e.ci()}, n = {e.n} ({e.test}), "
+        rep.findings.append(f"{t.claim} ({CLAIMS[t.claim].statement}): effect {e.ci()}, n = {e.n} ({e.test}), "
                             f"p = {t.row()['p']}, Holm-adjusted p = {t.row()['p adj.']} — {t.verdict}.")
     rep.findings.append(
         "Accuracy after epoch 1, by sparsity: " + ", ".join(f"{float(s):g}: {a:.3f}" for s, a in
@@ -267,31 +225,14 @@ def _findings(rep: SweepReport, acc: np.ndarray, to95: np.ndarray, one: int, sp:
     )
 
 
-def table_md(rows: list[dict[str, Any]]) -> str:
-    """Rows (dicts with the same keys) as a Markdown table; empty text for no rows.
-
-    Examples
-    --------
-    >>> print(table_md([{"a": 1, "b": "x"}]))
-    | a | b |
-    |---|---|
-    | 1 | x |
-    """
-    if not rows:
-        return ""
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(k.strip() for k in keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def to_markdown(rep: SweepReport) -> str:
     """The report as Markdown (tables and findings; empty tables are left out)."""
     parts = [f"## {rep.title}", "", f"Activity threshold τ = {rep.threshold:g}; accuracies are test accuracies.", ""]
     for title, rows in [("By sparsity (mean ± SD [95% CI] over runs)", rep.per_sparsity),
                         ("Description only: log10 E at epoch t vs accuracy gain from t to t+1, pooled over "
                          "epochs (not a test: a run's epochs are not independent)", rep.correlations),
-                        ("Threshold sensitivity (run-level claims C1, C2c, C3; Holm-adjusted p)", rep.thresholds),
+                        (f"Threshold sensitivity (run-level claims {', '.join(_THRESHOLD_TABLE)}; Holm-adjusted p)",
+                         rep.thresholds),
                         *rep.extra]:
         if rows:
             parts += [f"### {title}", "", table_md(rows), ""]

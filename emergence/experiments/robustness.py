@@ -31,9 +31,9 @@ from emergence.experiments.claims import (
     epochs_to_fraction,
 )
 from emergence.experiments.facets import facets
-from emergence.experiments.report import table_md
 from emergence.experiments.results import recorded_threshold
 from emergence.experiments.stats import Estimate, adjust, format_p, mean_ci
+from emergence.experiments.writers import table_md
 
 __all__ = ["init_report", "robustness_report"]
 
@@ -43,16 +43,17 @@ _THRESHOLDS = with_default_threshold(0.0, 0.1)
 def robustness_tests(sweeps: Sequence[tuple[str, Any]], thresholds: Sequence[float] = _THRESHOLDS) -> list[ClaimTest]:
     """Every claim in every setting of ``sweeps`` (``(name, Dataset)`` pairs), Holm-adjusted together.
 
-    The accuracy claims are tested once per setting, the emergence claims at every threshold; C1
-    controlled for epoch is left out (the grid's runs are too short for it).
+    The accuracy claims are tested once per setting, the emergence claims at every threshold; claims
+    marked ``robustness=False`` (C1 controlled for epoch) are left out (the grid's runs are too short for them).
     """
-    per_tau = [c for c in CLAIMS if c not in ACCURACY_CLAIMS and c != "C1|t"]
+    once = [c.id for c in CLAIMS.values() if c.robustness and c.threshold_free]
+    per_tau = [c.id for c in CLAIMS.values() if c.robustness and not c.threshold_free]
     tests: list[ClaimTest] = []
     for name, ds in sweeps:
         for label, block in facets(ds):
             setting = f"{name}, {label}" if label else name
             for i, tau in enumerate(thresholds):
-                tests += claim_tests(block, tau, setting, include=[*ACCURACY_CLAIMS, *per_tau] if i == 0 else per_tau)
+                tests += claim_tests(block, tau, setting, include=[*once, *per_tau] if i == 0 else per_tau)
     return adjust_all(tests)
 
 
@@ -74,7 +75,8 @@ def robustness_report(sweeps: Sequence[tuple[str, Any]], thresholds: Sequence[fl
     lines = ["## Robustness: each claim's verdict per setting", "",
              f"{len(tests)} tests (one value per run; Holm-adjusted together). Cells: ✓ holds, ✗ significant "
              f"in the opposite direction, · not shown; for the emergence claims one mark per threshold "
-             f"({', '.join(f'τ={t:g}' for t in thresholds)}), for the accuracy claims C2a/C2b one mark.", "",
+             f"({', '.join(f'τ={t:g}' for t in thresholds)}), for the accuracy claims "
+             f"{'/'.join(ACCURACY_CLAIMS)} one mark.", "",
              table_md(matrix), "", "### Where each claim holds", ""]
     for claim in claims:
         mine = [t for t in tests if t.claim == claim]
@@ -82,7 +84,7 @@ def robustness_report(sweeps: Sequence[tuple[str, Any]], thresholds: Sequence[fl
         opp = [t.where for t in mine if t.verdict == "opposite"]
         summary = (f"holds in {len(held)} of {len(mine)} settings" + (f" ({'; '.join(held)})" if held else "")
                    + (f"; significantly opposite in {len(opp)}" if opp else ""))
-        lines.append(f"- **{claim}** — {CLAIMS[claim][0]}: {summary}.")
+        lines.append(f"- **{claim}** — {CLAIMS[claim].statement}: {summary}.")
     lines += ["", "### Every test", "", table_md([t.row() for t in tests]), ""]
     return "\n".join(lines)
 
@@ -115,10 +117,11 @@ def init_report(sweeps: Sequence[tuple[str, Any]], threshold: float = DEFAULT_TH
             continue
         tau = recorded_threshold(ds, threshold)
         d0 = ds.isel(sparsity=0)
-        acc = d0.test_accuracy.values  # [A, R, E+1]
-        e0 = d0.emergence_log10.sel(threshold=tau).values[..., 0]
-        h0 = (d0.emergence_hidden_log10.sel(threshold=tau).values[..., 0] if "emergence_hidden_log10" in d0
-              else np.full_like(e0, np.nan))
+        dims = ("init_alpha", "seed", "epoch")
+        acc = d0.test_accuracy.transpose(*dims).values
+        e0 = d0.emergence_log10.sel(threshold=tau).transpose(*dims).values[..., 0]
+        h0 = (d0.emergence_hidden_log10.sel(threshold=tau).transpose(*dims).values[..., 0]
+              if "emergence_hidden_log10" in d0 else np.full_like(e0, np.nan))
         last = acc.shape[-1] - 1
         metrics = {"log10 E (epoch 0)": e0, "log10 E hidden (epoch 0)": h0,
                    "accuracy after epoch 1": acc[..., min(1, last)], "accuracy after epoch 5": acc[..., min(5, last)],

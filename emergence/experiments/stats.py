@@ -27,7 +27,7 @@ import numpy as np
 
 from emergence.errors import ConfigError, check_choice
 
-__all__ = ["ADJUSTMENTS", "Estimate", "adjust", "bootstrap_ci", "format_p", "mean_ci", "partial_spearman",
+__all__ = ["ADJUSTMENTS", "Estimate", "adjust", "bootstrap_ci", "correlate", "format_p", "mean_ci", "partial_spearman",
            "pooled_false_positive_rate", "run_level", "spearman", "spearman_permutation"]
 
 #: Multiple-comparison adjustments :func:`adjust` knows.
@@ -343,3 +343,29 @@ def pooled_false_positive_rate(*, runs: int = 20, epochs: int = 20, phi: float =
         rhos = np.array([stats.spearmanr(a[i], b[i]).statistic for i in range(runs)])
         per_run += run_level(rhos).p < alpha
     return float(pooled / trials), float(per_run / trials)
+
+
+def correlate(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Spearman and Pearson correlations with two-sided p-values over the finite pairs.
+
+    The p-values assume independent pairs; the reports use this only for description or for
+    one value per run.
+
+    Examples
+    --------
+    >>> c = correlate(np.array([1.0, 2, 3, 4]), np.array([2.0, 4, 5, 9]))
+    >>> c["spearman"], c["n"]
+    (1.0, 4)
+    """
+    from scipy import stats
+
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    out = {"n": int(x.size), "spearman": math.nan, "spearman_p": math.nan, "pearson": math.nan, "pearson_p": math.nan}
+    if x.size >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+        s = stats.spearmanr(x, y)
+        p = stats.pearsonr(x, y)
+        out.update(spearman=float(s.statistic), spearman_p=float(s.pvalue), pearson=float(p.statistic),
+                   pearson_p=float(p.pvalue))
+    return out
