@@ -22,7 +22,8 @@ from torch import nn
 from emergence.adapters.atomic import atomic_path
 from emergence.errors import ConfigError, FileFormatError, first_line
 
-__all__ = ["ARCHITECTURES", "ArchSpec", "build", "mlp", "cnn", "vgg", "save_model", "load_model_file", "FORMAT_TAG"]
+__all__ = ["ARCHITECTURES", "FORMAT_TAG", "ArchSpec", "build", "cnn", "from_checkpoint", "load_model_file", "mlp",
+           "save_model", "vgg"]
 
 FORMAT_TAG = "emergence-model/1"
 
@@ -308,10 +309,24 @@ def load_model_file(path: str | os.PathLike[str]) -> tuple[nn.Module, ArchSpec]:
         raise
     except Exception as exc:  # the weights-only unpickler raises UnpicklingError, RuntimeError ...
         raise FileFormatError(f"could not read {p.name!r} as a saved state_dict: {exc}") from exc
+    return from_checkpoint(obj, p.name)
+
+
+def from_checkpoint(obj: Any, where: str) -> tuple[nn.Module, ArchSpec]:
+    """The model of a checkpoint :func:`save_model` wrote (``{"arch": ..., "state_dict": ...}``), already read.
+
+    This is the one state-dict loader: :func:`load_model_file` and
+    :func:`emergence.adapters.model_files.load_model` both rebuild through it.
+
+    Raises
+    ------
+    FileFormatError
+        For a state_dict without an architecture, or weights that do not fit it (``where`` names the file).
+    """
     if not isinstance(obj, dict) or "arch" not in obj or "state_dict" not in obj:
         raise FileFormatError(
-            f"{p.name!r} is a state_dict without an architecture; emergence rebuilds only its own architectures "
+            f"{where!r} is a state_dict without an architecture; emergence rebuilds only its own architectures "
             "(saved with emergence.adapters.architectures.save_model); export other models to .pt2 or ONNX"
         )
     spec = ArchSpec.from_json(obj["arch"])
-    return _from_state(spec, obj["state_dict"], p.name), spec
+    return _from_state(spec, obj["state_dict"], where), spec

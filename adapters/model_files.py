@@ -14,10 +14,11 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import pickle
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,17 +28,47 @@ import torch
 
 from emergence.activity import ModelGraph
 from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
+from emergence.adapters.signatures import exported_input_specs, exported_user_inputs, input_shape, onnx_input_specs
 from emergence.defaults import DEFAULT_AGGREGATION, DEFAULT_GRANULARITY, DEFAULT_THRESHOLD
-from emergence.errors import EmergenceError, FileFormatError, InputShapeError, UntrustedPickleError, first_line
+from emergence.errors import (
+    EmergenceError,
+    FileFormatError,
+    InputShapeError,
+    UnsupportedOpError,
+    UntrustedPickleError,
+    first_line,
+)
 
-__all__ = ["LoadedModel", "check_terminates", "load_model", "model_graph"]
+__all__ = ["LoadedModel", "ModelKind", "check_terminates", "differentiable", "ensure_terminates", "load_model",
+           "model_graph"]
+
+
+class ModelKind(str, enum.Enum):
+    """What a loaded model is; what each kind can do (a graph, gradients) is :data:`_KINDS`, in this module only.
+
+    The members are strings too (``ModelKind.ONNX == "onnx"``).
+    """
+
+    MODULE = "module"
+    EXPORTED = "exported"
+    ONNX = "onnx"
+    TORCHSCRIPT = "torchscript"
+
+    @classmethod
+    def of(cls, obj: Any) -> ModelKind:
+        """The kind of a model object (an ``nn.Module``, ``ExportedProgram``, ScriptModule or ONNX proto)."""
+        if isinstance(obj, torch.jit.ScriptModule):
+            return cls.TORCHSCRIPT
+        if isinstance(obj, torch.nn.Module):
+            return cls.MODULE
+        return cls.EXPORTED if isinstance(obj, torch.export.ExportedProgram) else cls.ONNX
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A loaded model: ``kind`` is ``"module"``, ``"exported"``, ``"onnx"`` or ``"torchscript"``."""
+    """A loaded model of one :class:`ModelKind`, with what its file says about its inputs."""
 
-    kind: str
+    kind: ModelKind
     obj: Any
     input_shape: tuple[int, ...] | None
     source: str
@@ -80,93 +111,6 @@ def _is_torchscript(p: Path) -> bool:
     return any("/code/" in n or n.endswith("constants.pkl") for n in names)
 
 
-def _onnx_input_shape(model: Any) -> tuple[int, ...] | None:
-    inits = {t.name for t in model.graph.initializer}
-    inp = next(i for i in model.graph.input if i.name not in inits)
-    dims = inp.type.tensor_type.shape.dim[1:]
-    if all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
-        return tuple(int(d.dim_value) for d in dims)
-    return None
-
-
-#: Operations that pass token ids on unchanged but for their shape or type (``input_ids.view(-1, T)``):
-#: the embedding table behind them bounds the random ids of ``--data random``.
-_TORCH_PASS_THROUGH = {"view", "_unsafe_view", "reshape", "unsqueeze", "squeeze", "flatten", "clone", "contiguous",
-                       "_to_copy", "to", "alias", "expand", "detach", "slice", "select"}
-_ONNX_PASS_THROUGH = {"Reshape", "Unsqueeze", "Squeeze", "Flatten", "Cast", "Identity", "Expand", "Slice"}
-
-
-def _onnx_input_specs(model: Any) -> tuple[Any, ...]:
-    """Per input: shape, kind, and for token ids the rows of the table a ``Gather`` looks them up in."""
-    from emergence.adapters.datasets import InputSpec
-
-    inits = {t.name: t for t in model.graph.initializer}
-    first_input_of: dict[str, list[Any]] = {}  # tensor -> the nodes that take it as their first input
-    for n in model.graph.node:
-        if n.input:
-            first_input_of.setdefault(n.input[0], []).append(n)
-    specs = []
-    for inp in (i for i in model.graph.input if i.name not in inits):
-        dims = inp.type.tensor_type.shape.dim[1:]
-        shape = tuple(int(d.dim_value) for d in dims) if all(d.HasField("dim_value") and d.dim_value > 0
-                                                             for d in dims) else None
-        elem = inp.type.tensor_type.elem_type
-        kind = "float" if elem in (1, 10, 11, 16) else "bool" if elem == 9 else "int"
-        names, frontier = {inp.name}, [inp.name]  # the ids and what only reshapes or casts them
-        while frontier:
-            for n in first_input_of.get(frontier.pop(), []):
-                if n.op_type in _ONNX_PASS_THROUGH and n.output[0] not in names:
-                    names.add(n.output[0])
-                    frontier.append(n.output[0])
-        rows = [int(inits[n.input[0]].dims[0]) for n in model.graph.node
-                if n.op_type == "Gather" and len(n.input) > 1 and n.input[1] in names and n.input[0] in inits]
-        specs.append(InputSpec(shape, kind, min(rows) if rows else None))
-    return tuple(specs)
-
-
-def _exported_input_specs(ep: Any) -> tuple[Any, ...]:
-    """As :func:`_onnx_input_specs`, for a ``torch.export`` program (tables of ``embedding`` ops)."""
-    from emergence.adapters.datasets import InputSpec
-
-    users = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
-    params = {s.arg.name: s.target for s in ep.graph_signature.input_specs if s.kind.name == "PARAMETER"}
-    nodes = {n.name: n for n in ep.graph.nodes}
-    specs = []
-    for name in users:
-        val = nodes[name].meta.get("val")
-        try:
-            shape = tuple(int(s) for s in val.shape[1:])
-        except (TypeError, AttributeError):
-            shape = None
-        kind = "float" if val is None or val.dtype.is_floating_point else "bool" if val.dtype == torch.bool else "int"
-        rows = []
-        seen, frontier = {nodes[name]}, [nodes[name]]  # the ids and what only reshapes or casts them
-        while frontier:
-            cur = frontier.pop()
-            for user in cur.users:
-                op = getattr(user.target, "_opname", "")
-                if op == "embedding" and user.args[1] is cur:
-                    table = ep.state_dict.get(params.get(user.args[0].name, ""))
-                    if table is not None:
-                        rows.append(int(table.shape[0]))
-                elif op in _TORCH_PASS_THROUGH and user.args and user.args[0] is cur and user not in seen:
-                    seen.add(user)
-                    frontier.append(user)
-        specs.append(InputSpec(shape, kind, min(rows) if rows else None))
-    return tuple(specs)
-
-
-def _exported_input_shape(ep: Any) -> tuple[int, ...] | None:
-    users = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
-    for n in ep.graph.nodes:
-        if n.op == "placeholder" and n.name in users:
-            try:
-                return tuple(int(s) for s in n.meta["val"].shape[1:])
-            except (TypeError, KeyError):
-                return None
-    return None
-
-
 def _load_whole_pickle(p: Path, trust_pickle: bool) -> LoadedModel:
     """A fully pickled ``nn.Module``: unpickled (running its code) only when the caller trusts it."""
     if not trust_pickle:
@@ -180,7 +124,7 @@ def _load_whole_pickle(p: Path, trust_pickle: bool) -> LoadedModel:
         raise FileFormatError(f"could not unpickle {p.name!r}: {exc}") from exc
     if not isinstance(obj, torch.nn.Module):
         raise FileFormatError(f"{p.name!r} unpickles to a {type(obj).__name__}, not an nn.Module")
-    return LoadedModel("module", obj.eval(), None, p.name)
+    return LoadedModel(ModelKind.MODULE, obj.eval(), None, p.name)
 
 
 def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> LoadedModel:
@@ -207,38 +151,51 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
     p = Path(os.fspath(path))
     if not p.is_file():
         raise FileFormatError(f"no such file: {str(p)!r}")
-    suffix = p.suffix.lower()
-    if suffix == ".onnx":
-        from emergence.adapters.onnx_model import load_onnx
+    loader = _FORMATS.get(p.suffix.lower(), _load_pytorch_file)
+    return loader(p, trust_pickle)
 
-        model = load_onnx(p)
-        return LoadedModel("onnx", model, _onnx_input_shape(model), p.name, _onnx_input_specs(model))
-    if suffix == ".pt2":
-        if not _is_zip(p):
-            raise FileFormatError(f"{p.name!r} is not a torch.export program: a .pt2 file is a zip archive, and "
-                                  "this one does not start like one (truncated, or another format renamed?)")
-        from emergence.adapters.pt2_archive import read_pt2
 
-        try:
-            with _torch_logs_silenced():
-                ep = read_pt2(str(p), p.name, trust_pickle=trust_pickle)
-        except EmergenceError:
-            raise
-        except Exception as exc:  # torch.export.load (trusted files) raises many kinds on a bad archive
-            raise FileFormatError(f"could not read {p.name!r} as a torch.export program: "
-                                  f"{first_line(exc)}") from exc
-        return LoadedModel("exported", ep, _exported_input_shape(ep), p.name, _exported_input_specs(ep))
-    if suffix == ".safetensors":
-        from emergence.adapters.architectures import load_model_file
+def _load_onnx_file(p: Path, trust_pickle: bool) -> LoadedModel:
+    from emergence.adapters.onnx_model import load_onnx
 
-        model, spec = load_model_file(p)
-        return LoadedModel("module", model, spec.input_shape, p.name)
+    model = load_onnx(p)
+    specs = onnx_input_specs(model)
+    return LoadedModel(ModelKind.ONNX, model, input_shape(specs), p.name, specs)
+
+
+def _load_pt2_file(p: Path, trust_pickle: bool) -> LoadedModel:
+    if not _is_zip(p):
+        raise FileFormatError(f"{p.name!r} is not a torch.export program: a .pt2 file is a zip archive, and "
+                              "this one does not start like one (truncated, or another format renamed?)")
+    from emergence.adapters.pt2_archive import read_pt2
+
+    try:
+        with _torch_logs_silenced():
+            ep = read_pt2(str(p), p.name, trust_pickle=trust_pickle)
+    except EmergenceError:
+        raise
+    except Exception as exc:  # torch.export.load (trusted files) raises many kinds on a bad archive
+        raise FileFormatError(f"could not read {p.name!r} as a torch.export program: {first_line(exc)}") from exc
+    specs = exported_input_specs(ep)
+    return LoadedModel(ModelKind.EXPORTED, ep, input_shape(specs), p.name, specs)
+
+
+def _load_safetensors_file(p: Path, trust_pickle: bool) -> LoadedModel:
+    from emergence.adapters.architectures import load_model_file
+
+    model, spec = load_model_file(p)
+    return LoadedModel(ModelKind.MODULE, model, spec.input_shape, p.name)
+
+
+def _load_pytorch_file(p: Path, trust_pickle: bool) -> LoadedModel:
+    """TorchScript, a checkpoint of a built-in architecture, or (trusted only) a pickled module."""
     if _is_torchscript(p):
         try:
             with _torch_logs_silenced():
-                return LoadedModel("torchscript", torch.jit.load(str(p), map_location="cpu"), None, p.name)
+                module = torch.jit.load(str(p), map_location="cpu")
         except Exception as exc:  # torch.jit.load raises RuntimeError on a bad archive
             raise FileFormatError(f"could not read {p.name!r} as TorchScript: {first_line(exc)}") from exc
+        return LoadedModel(ModelKind.TORCHSCRIPT, module, None, p.name)
     from emergence.adapters.bounded import load_weights
 
     try:
@@ -251,15 +208,18 @@ def load_model(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> L
         raise
     except Exception as exc:  # truncated zip, not a torch file at all ...
         raise FileFormatError(f"could not read {p.name!r} as a PyTorch file: {first_line(exc)}") from exc
-    from emergence.adapters.architectures import ArchSpec, _from_state
+    from emergence.adapters.architectures import from_checkpoint
 
-    if isinstance(obj, dict) and "arch" in obj and "state_dict" in obj:
-        spec = ArchSpec.from_json(obj["arch"])
-        return LoadedModel("module", _from_state(spec, obj["state_dict"], p.name), spec.input_shape, p.name)
-    raise FileFormatError(
-        f"{p.name!r} is a state_dict without an architecture; emergence rebuilds only its own architectures "
-        "(saved with emergence.adapters.architectures.save_model); export other models to .pt2 or ONNX"
-    )
+    model, spec = from_checkpoint(obj, p.name)
+    return LoadedModel(ModelKind.MODULE, model, spec.input_shape, p.name)
+
+
+#: File suffix -> loader ``(path, trust_pickle) -> LoadedModel``; any other suffix is read as a PyTorch file.
+_FORMATS: dict[str, Callable[[Path, bool], LoadedModel]] = {
+    ".onnx": _load_onnx_file,
+    ".pt2": _load_pt2_file,
+    ".safetensors": _load_safetensors_file,
+}
 
 
 def _shapes(example: Any) -> str:
@@ -371,28 +331,125 @@ def model_graph(
     TimeLimitError
         If foreign code runs past ``timeout``.
     """
-    from emergence.adapters.onnx_model import from_onnx
-    from emergence.adapters.torch_model import _as_input, from_exported, from_torch
-
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model, trust_pickle=trust_pickle)
     if not isinstance(model, LoadedModel):
-        kind = "module" if isinstance(model, torch.nn.Module) else (
-            "exported" if isinstance(model, torch.export.ExportedProgram) else "onnx")
-        if isinstance(model, torch.jit.ScriptModule):
-            kind = "torchscript"
-        model = LoadedModel(kind, model, None, type(model).__name__)
+        model = LoadedModel(ModelKind.of(model), model, None, type(model).__name__)
     opts: dict[str, Any] = dict(threshold=threshold, aggregation=aggregation, granularity=granularity)
-    deadline = Deadline(timeout, f"the forward pass of {model.source!r}")
-    if model.kind == "module":
-        g = from_torch(model.obj, inputs, device=device, **opts)
-    elif model.kind == "exported":
-        g = from_exported(model.obj, _as_input(inputs), device=device, source=model.source, timeout=timeout, **opts)
-    elif model.kind == "torchscript":
-        first = _as_input(inputs[:1]) if isinstance(inputs, torch.Tensor) else tuple(_as_input(x[:1]) for x in inputs)
-        proto = _torchscript_to_onnx(model.obj, first, deadline)
-        g = from_onnx(proto, inputs, source=model.source, device=device, timeout=deadline.remaining() or 1e-3,
-                      **opts)
-    else:
-        g = from_onnx(model.obj, inputs, source=model.source, device=device, timeout=timeout, **opts)
+    g = _KINDS[model.kind].graph(model, inputs, device, timeout, opts)
     return dataclasses.replace(g, source=model.source or g.source)
+
+
+def _module_graph(model: LoadedModel, inputs: Any, device: Any, timeout: float | None, opts: dict[str, Any]) -> Any:
+    from emergence.adapters.torch_model import from_torch
+
+    return from_torch(model.obj, inputs, device=device, **opts)
+
+
+def _exported_graph(model: LoadedModel, inputs: Any, device: Any, timeout: float | None,
+                    opts: dict[str, Any]) -> Any:
+    from emergence.adapters.torch_model import _as_input, from_exported
+
+    return from_exported(model.obj, _as_input(inputs), device=device, source=model.source, timeout=timeout, **opts)
+
+
+def _torchscript_graph(model: LoadedModel, inputs: Any, device: Any, timeout: float | None,
+                       opts: dict[str, Any]) -> Any:
+    from emergence.adapters.onnx_model import from_onnx
+    from emergence.adapters.torch_model import _as_input
+
+    deadline = Deadline(timeout, f"the forward pass of {model.source!r}")
+    first = _as_input(inputs[:1]) if isinstance(inputs, torch.Tensor) else tuple(_as_input(x[:1]) for x in inputs)
+    proto = _torchscript_to_onnx(model.obj, first, deadline)
+    return from_onnx(proto, inputs, source=model.source, device=device, timeout=deadline.remaining() or 1e-3, **opts)
+
+
+def _onnx_graph(model: LoadedModel, inputs: Any, device: Any, timeout: float | None, opts: dict[str, Any]) -> Any:
+    from emergence.adapters.onnx_model import from_onnx
+
+    return from_onnx(model.obj, inputs, source=model.source, device=device, timeout=timeout, **opts)
+
+
+class _FixedBatch(torch.nn.Module):
+    """Runs a module exported with a fixed batch size on any batch, chunk by chunk (zero-padding the last)."""
+
+    def __init__(self, inner: torch.nn.Module, batch: int) -> None:
+        super().__init__()
+        self.inner, self.batch = inner, batch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from emergence.adapters._probe import padded_chunks
+
+        return torch.cat([self.inner(chunk)[:keep] for chunk, keep in padded_chunks(x, self.batch, fixed=True)])
+
+
+def _static_batch(ep: Any) -> int | None:
+    users = set(exported_user_inputs(ep))
+    for n in ep.graph.nodes:
+        if n.op == "placeholder" and n.name in users:
+            b = n.meta["val"].shape[0]
+            return int(b) if isinstance(b, int) else None
+    return None
+
+
+def _module_itself(model: LoadedModel) -> torch.nn.Module:
+    return model.obj
+
+
+def _exported_module(model: LoadedModel) -> torch.nn.Module:
+    module = model.obj.module()
+    batch = _static_batch(model.obj)
+    return module if batch is None else _FixedBatch(module, batch)
+
+
+def _no_gradients(model: LoadedModel) -> torch.nn.Module:
+    raise UnsupportedOpError("the landscape needs gradients, and ONNX models cannot be differentiated here; "
+                             "use the PyTorch file of the model (.pt2, TorchScript or a state_dict)")
+
+
+def _no_check(model: LoadedModel, example: Any, deadline: Deadline) -> None:
+    """Nothing of this kind runs outside Python, where a time limit reaches it."""
+
+
+def _torchscript_terminates(model: LoadedModel, example: Any, deadline: Deadline) -> None:
+    check_terminates(model.obj, example, deadline)
+
+
+@dataclass(frozen=True)
+class _KindOps:
+    """What each :class:`ModelKind` can do: its graph, a module to differentiate, a check that it finishes."""
+
+    graph: Callable[[LoadedModel, Any, Any, float | None, dict[str, Any]], Any]
+    module: Callable[[LoadedModel], torch.nn.Module]
+    terminates: Callable[[LoadedModel, Any, Deadline], None]
+
+
+#: The one place a :class:`ModelKind` is dispatched on.
+_KINDS: dict[ModelKind, _KindOps] = {
+    ModelKind.MODULE: _KindOps(_module_graph, _module_itself, _no_check),
+    ModelKind.EXPORTED: _KindOps(_exported_graph, _exported_module, _no_check),
+    ModelKind.TORCHSCRIPT: _KindOps(_torchscript_graph, _module_itself, _torchscript_terminates),
+    ModelKind.ONNX: _KindOps(_onnx_graph, _no_gradients, _no_check),
+}
+
+
+def differentiable(model: LoadedModel) -> torch.nn.Module:
+    """A PyTorch module to differentiate (a program exported with a fixed batch runs on any batch).
+
+    Raises
+    ------
+    UnsupportedOpError
+        For ONNX models, which cannot be differentiated here.
+    """
+    return _KINDS[model.kind].module(model)
+
+
+def ensure_terminates(model: LoadedModel, example: Any, deadline: Deadline) -> None:
+    """Refuse a model whose forward pass runs past ``deadline`` where Python cannot stop it (TorchScript).
+
+    Raises
+    ------
+    TimeLimitError
+        If the module runs past the deadline (it is killed, nothing is left running).
+    """
+    _KINDS[model.kind].terminates(model, example, deadline)

@@ -34,6 +34,7 @@ from emergence.adapters._probe import (
 )
 from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
 from emergence.adapters.onnx_ops import SUPPORTED_ONNX_OPS, _Walker
+from emergence.adapters.signatures import onnx_graph_inputs
 from emergence.defaults import DEFAULT_AGGREGATION, DEFAULT_GRANULARITY, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD
 from emergence.errors import FileFormatError, InputShapeError, TimeLimitError, UnsupportedOpError, first_line
 
@@ -214,7 +215,7 @@ def _small(t: Any) -> bool:
 
 
 def _fixed_batch(model: Any) -> int | None:
-    inp = next(i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
+    inp = onnx_graph_inputs(model)[0]
     dims = inp.type.tensor_type.shape.dim
     return int(dims[0].dim_value) if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
 

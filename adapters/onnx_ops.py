@@ -26,6 +26,7 @@ from emergence.adapters._channels import ChannelValue
 from emergence.adapters._front import Front
 from emergence.adapters._window import Window
 from emergence.adapters.op_registry import ONNX, ONNX_ACTIVATIONS, dispatch, ops_of, supported
+from emergence.adapters.signatures import onnx_graph_inputs
 from emergence.errors import UnsupportedOpError
 
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -156,7 +157,7 @@ class _Walker(Front):
                     self.consumers[name] = self.consumers.get(name, 0) + 1
         for out in self.graph.output:
             self.consumers[out.name] = self.consumers.get(out.name, 0) + 1
-        self.inputs = [i for i in self.graph.input if i.name not in self.const]
+        self.inputs = onnx_graph_inputs(self.model)
         if not self.inputs:
             raise UnsupportedOpError("the model takes no input")
         self.input_info = self.inputs[0]

@@ -31,6 +31,7 @@ from emergence.adapters._probe import (
     with_activity,
 )
 from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
+from emergence.adapters.signatures import exported_user_inputs
 from emergence.adapters.torch_ops import SUPPORTED_TORCH_OPS, _Walker
 from emergence.defaults import DEFAULT_AGGREGATION, DEFAULT_GRANULARITY, DEFAULT_OUTPUTS, DEFAULT_THRESHOLD
 from emergence.errors import InputShapeError, UnsupportedOpError, first_line
@@ -169,7 +170,7 @@ class ExportedProbe:
                 recorder.preload(known[1])
             _run_exported(self.ep, inputs, recorder, self.device, state, recording=self._recording)
             if not same:
-                keys = {s.arg.name for s in self.ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"}
+                keys = set(exported_user_inputs(self.ep))
                 self._inputs = (_tensor_ids(inputs), recorder.snapshot(keys))
         else:
             deadline = Deadline(self.timeout, f"the forward pass of {self.source or 'the program'!r}")
@@ -285,7 +286,7 @@ def _run_exported(ep: Any, inputs: torch.Tensor | tuple[torch.Tensor, ...], reco
         consts.append(t.to(dev) if isinstance(t, torch.Tensor) else t)
     gm = ep.graph_module
     xs = as_batch(inputs)
-    users = [s.arg.name for s in sig.input_specs if s.kind.name == "USER_INPUT"]
+    users = exported_user_inputs(ep)
     if len(xs) != len(users):
         raise InputShapeError(f"the model takes {len(users)} inputs, got {len(xs)}")
     placeholders = {n.name: n for n in gm.graph.nodes if n.op == "placeholder"}

@@ -26,6 +26,7 @@ from emergence.adapters._channels import ChannelValue
 from emergence.adapters._front import Front
 from emergence.adapters._window import Window
 from emergence.adapters.op_registry import TORCH, TORCH_ACTIVATIONS, dispatch, ops_of, supported
+from emergence.adapters.signatures import exported_user_inputs
 from emergence.defaults import DEFAULT_GRANULARITY
 from emergence.errors import UnsupportedOpError
 
@@ -199,7 +200,7 @@ class _Walker(Front):
 
     def run(self) -> None:
         sig = self.ep.graph_signature
-        users = [s.arg.name for s in sig.input_specs if s.kind.name == "USER_INPUT"]
+        users = exported_user_inputs(self.ep)
         if not users:
             raise UnsupportedOpError("the model takes no tensor input")
         kind = _first_layer_kind(self.ep.graph_module, set(users))

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from emergence.adapters.deadline import DEFAULT_TIMEOUT, Deadline
-from emergence.errors import ConfigError, FileFormatError, UnsupportedOpError
+from emergence.errors import ConfigError, FileFormatError
 from emergence.landscape import LandscapeConfig, cross_entropy, probe_landscape, slice_1d, slice_2d
 from emergence.landscape.progress import StepProgress
 
@@ -30,28 +30,6 @@ class LandscapeReport:
         return {**self.figures, "samples": self.samples, "plots": [str(p) for p in self.plots]}
 
 
-class _FixedBatch(torch.nn.Module):
-    """Runs a module exported with a fixed batch size on any batch, chunk by chunk (zero-padding the last)."""
-
-    def __init__(self, inner: torch.nn.Module, batch: int) -> None:
-        super().__init__()
-        self.inner, self.batch = inner, batch
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from emergence.adapters._probe import padded_chunks
-
-        return torch.cat([self.inner(chunk)[:keep] for chunk, keep in padded_chunks(x, self.batch, fixed=True)])
-
-
-def _static_batch(ep: Any) -> int | None:
-    users = {s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"}
-    for n in ep.graph.nodes:
-        if n.op == "placeholder" and n.name in users:
-            b = n.meta["val"].shape[0]
-            return int(b) if isinstance(b, int) else None
-    return None
-
-
 def differentiable_model(model: Any, *, trust_pickle: bool = False) -> tuple[torch.nn.Module, tuple[int, ...] | None]:
     """A PyTorch module to differentiate, from an ``nn.Module`` or any PyTorch model file.
 
@@ -60,19 +38,12 @@ def differentiable_model(model: Any, *, trust_pickle: bool = False) -> tuple[tor
     UnsupportedOpError
         For ONNX models, which cannot be differentiated here.
     """
-    from emergence.adapters.model_files import LoadedModel, load_model
+    from emergence.adapters.model_files import LoadedModel, differentiable, load_model
 
     if isinstance(model, torch.nn.Module):
         return model, None
     loaded = model if isinstance(model, LoadedModel) else load_model(model, trust_pickle=trust_pickle)
-    if loaded.kind == "onnx":
-        raise UnsupportedOpError("the landscape needs gradients, and ONNX models cannot be differentiated here; "
-                                 "use the PyTorch file of the model (.pt2, TorchScript or a state_dict)")
-    if loaded.kind == "exported":
-        module = loaded.obj.module()
-        batch = _static_batch(loaded.obj)
-        return (module if batch is None else _FixedBatch(module, batch)), loaded.input_shape
-    return loaded.obj, loaded.input_shape
+    return differentiable(loaded), loaded.input_shape
 
 
 def plot_slices(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, out: str | os.PathLike[str], *,
@@ -142,7 +113,7 @@ def landscape_of(
         TorchScript module that does not finish within ``timeout``).
     """
     from emergence.adapters.datasets import labeled_batch
-    from emergence.adapters.model_files import LoadedModel, check_terminates, load_model
+    from emergence.adapters.model_files import LoadedModel, ensure_terminates, load_model
 
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model, trust_pickle=trust_pickle)
@@ -152,8 +123,8 @@ def landscape_of(
     x, y = labeled_batch(data, samples=samples, input_shape=shape)
     if y.dtype != torch.int64:
         raise ConfigError("cross-entropy needs integer class labels in y")
-    if isinstance(model, LoadedModel) and model.kind == "torchscript":
-        check_terminates(model.obj, x[:2], deadline)
+    if isinstance(model, LoadedModel):
+        ensure_terminates(model, x[:2], deadline)
     figures = probe_landscape(net, cross_entropy, x, y, cfg, progress=progress)
     plots = plot_slices(net, x, y, plot, seed=cfg.seed, span=cfg.span, steps_1d=cfg.steps,
                         progress=progress) if plot else []
