@@ -360,18 +360,20 @@ def measure_masks(
         return [r for m in cast(torch.Tensor, masks)
                 for r in measure_masks(graph, m.unsqueeze(0), weighted=weighted, method=method, device=device)]
     masks = cast(torch.Tensor, masks)  # a [T, N] bool tensor: _prepare checked it
-    num_edges = _edges(graph)
     layer = getattr(graph, "layer", None)
-    common = dict(weighted=bool(weighted), num_nodes=n, num_edges=num_edges, names=getattr(graph, "names", None))
+    common = dict(weighted=bool(weighted), num_nodes=n, num_edges=_edges(graph), names=getattr(graph, "names", None))
     if exact:
-        return [
-            EmergenceResult.from_counts(_exact_counts(lv, m.cpu().numpy()), layer=layer,
-                                        num_active=int(m.sum()), **common)
-            for m in masks
-        ]
+        return [EmergenceResult.from_counts(_exact_counts(lv, m.cpu().numpy()), layer=layer,
+                                            num_active=int(m.sum()), **common) for m in masks]
     node_log = _node_log_counts(lv.to(dev), masks.to(dev).t(), absw)  # [N, T]
-    totals = torch.logsumexp(node_log, 0).tolist() if n else [-math.inf] * masks.shape[0]
-    layer_sums = _group_logsumexp(node_log, layer.to(dev)) if layer is not None else None
+    return _log_results(node_log, masks, layer, common)
+
+
+def _log_results(node_log: torch.Tensor, masks: torch.Tensor, layer: torch.Tensor | None,
+                 common: dict[str, Any]) -> list[EmergenceResult]:
+    """One result per mask from the natural-log path counts per node (``[N, T]``): totals, per layer, per node."""
+    totals = torch.logsumexp(node_log, 0).tolist() if node_log.shape[0] else [-math.inf] * masks.shape[0]
+    layer_sums = _group_logsumexp(node_log, layer.to(node_log.device)) if layer is not None else None
     node_log10 = (node_log / _LN10).cpu()
     out = []
     for t, m in enumerate(masks):
@@ -379,7 +381,7 @@ def measure_masks(
         if layer_sums is not None:
             ids, sums = layer_sums
             layer_log10 = {int(i): (s / _LN10 if math.isfinite(s) else None)
-                           for i, s in zip(ids.tolist(), sums[:, t].tolist(), strict=False)}
+                           for i, s in zip(ids.tolist(), sums[:, t].tolist(), strict=True)}
         out.append(EmergenceResult.from_log10(totals[t] / _LN10, node_log10[:, t].contiguous(),
                                               layer_log10=layer_log10, num_active=int(m.sum()), **common))
     return out

@@ -161,37 +161,47 @@ def magnitude_masks(
     keep = {n: (masks[n].clone() if masks and n in masks else torch.ones_like(p, dtype=torch.bool))
             for n, p in params.items()}
     if structure == "unstructured":
-        groups = [list(params)] if scope == "global" else [[n] for n in params]
-        for names in groups:
-            total = sum(params[n].numel() for n in names)
-            pruned = sum(int((~keep[n]).sum()) for n in names)
-            need = round(target * total) - pruned
-            scores = torch.cat([params[n].detach().abs().flatten().cpu() for n in names])
-            alive = torch.cat([keep[n].flatten().cpu() for n in names])
-            cut = _smallest(scores, alive, need)
-            for n, piece in zip(names, torch.split(cut, [params[n].numel() for n in names]), strict=False):
-                keep[n] &= ~piece.reshape(params[n].shape).to(keep[n].device)
+        for names in ([list(params)] if scope == "global" else [[n] for n in params]):
+            _prune_weights(params, keep, names, target)
         return keep
     names = list(params)[:-1]  # the output layer's units are the classes
     if not names:
         raise ConfigError("structured pruning needs at least two prunable layers (the last one is kept whole)")
-    groups = [names] if scope == "global" else [[n] for n in names]
-    for group in groups:
-        units = [params[n].shape[0] for n in group]
-        per_unit = [params[n][0].numel() for n in group]
-        alive = torch.cat([keep[n].reshape(keep[n].shape[0], -1).any(1).cpu() for n in group])
-        total = sum(u * k for u, k in zip(units, per_unit, strict=False))
-        # units differ in size across layers: prune by the share of weights, unit by unit
-        size = torch.cat([torch.full((u,), k) for u, k in zip(units, per_unit, strict=False)])
-        need = target * total - float((size * (~alive)).sum())
-        scores = torch.cat([_unit_scores(params[n]).cpu() for n in group])
-        order = torch.argsort(torch.where(alive, scores, torch.full_like(scores, math.inf)), stable=True)
-        count = int((torch.cumsum(size[order], 0) <= need + 1e-9).sum()) if need > 0 else 0
-        cut = torch.zeros_like(alive)
-        cut[order[:count]] = True
-        for n, piece in zip(group, torch.split(cut, units), strict=False):
-            keep[n][piece.to(keep[n].device)] = False
+    for group in ([names] if scope == "global" else [[n] for n in names]):
+        _prune_units(params, keep, group, target)
     return keep
+
+
+def _prune_weights(params: dict[str, torch.Tensor], keep: Masks, names: list[str], target: float) -> None:
+    """Clear ``keep`` for the smallest-magnitude live weights of ``names`` until ``target`` of them are pruned."""
+    total = sum(params[n].numel() for n in names)
+    pruned = sum(int((~keep[n]).sum()) for n in names)
+    need = round(target * total) - pruned
+    scores = torch.cat([params[n].detach().abs().flatten().cpu() for n in names])
+    alive = torch.cat([keep[n].flatten().cpu() for n in names])
+    cut = _smallest(scores, alive, need)
+    for n, piece in zip(names, torch.split(cut, [params[n].numel() for n in names]), strict=True):
+        keep[n] &= ~piece.reshape(params[n].shape).to(keep[n].device)
+
+
+def _prune_units(params: dict[str, torch.Tensor], keep: Masks, group: list[str], target: float) -> None:
+    """Clear ``keep`` for whole units (rows) of ``group``, weakest first, until ``target`` of its weights are pruned.
+
+    Units differ in size across layers, so they are pruned by their share of the weights, unit by unit.
+    """
+    units = [params[n].shape[0] for n in group]
+    per_unit = [params[n][0].numel() for n in group]
+    alive = torch.cat([keep[n].reshape(keep[n].shape[0], -1).any(1).cpu() for n in group])
+    total = sum(u * k for u, k in zip(units, per_unit, strict=True))
+    size = torch.cat([torch.full((u,), k) for u, k in zip(units, per_unit, strict=True)])
+    need = target * total - float((size * (~alive)).sum())
+    scores = torch.cat([_unit_scores(params[n]).cpu() for n in group])
+    order = torch.argsort(torch.where(alive, scores, torch.full_like(scores, math.inf)), stable=True)
+    count = int((torch.cumsum(size[order], 0) <= need + 1e-9).sum()) if need > 0 else 0
+    cut = torch.zeros_like(alive)
+    cut[order[:count]] = True
+    for n, piece in zip(group, torch.split(cut, units), strict=True):
+        keep[n][piece.to(keep[n].device)] = False
 
 
 @torch.no_grad()

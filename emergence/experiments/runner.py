@@ -306,54 +306,79 @@ def run_stored_sweep(
     outcome = SweepOutcome(nc or store_p, store_p)
     with StoreLock(store_p):
         local = data if data is not None else _sweep.load_dataset(cfg.dataset)
-        store = _open_store(cfg, store_p, nc, local, overwrite)
-        damaged = store.damaged()
-        for idx in damaged:
-            store.mark_pending(idx)
-        if damaged:
-            names = ", ".join(cfg.label(i) for i in damaged[:3]) + (f" and {len(damaged) - 3} more"
-                                                                    if len(damaged) > 3 else "")
-            emit(Event.NOTE, text=f"{len(damaged)} done cells of {str(store_p)!r} no longer match the checksum written "
-                              f"with them ({names}): their data was changed or lost; computing them again")
-        outcome.recomputed = [cfg.label(i) for i in damaged]
-        status = store.status()
-        wanted = {STATUS["pending"]} | ({STATUS["failed"]} if retry_failed else set())
-        todo = [idx for idx in cfg.indices() if int(status[idx]) in wanted]
-        outcome.skipped = int((status == STATUS["done"]).sum())
-        emit(Event.START, cells=cfg.cells, epochs=cfg.train.epochs, done=outcome.skipped,
-             failed=int((status == STATUS["failed"]).sum()) if not retry_failed else 0)
+        store = _open_for_run(cfg, store_p, nc, local, overwrite, outcome, emit)
+        todo = _schedule(cfg, store, retry_failed, outcome, emit)
         results = (_on_dask(cfg, todo, workers, scheduler, emit) if distributed
-                   else _in_process(cfg, todo, data if data is not None else local, emit))
-        try:
-            for result in results:
-                outcome.write_seconds += store.write(result)
-                outcome.ran += 1
-                outcome.cell_seconds += result.seconds if np.isfinite(result.seconds) else 0.0
-                emit(Event.CELL_DONE, label=cfg.label(result.index), status="done" if result.ok else "failed",
-                     seconds=result.seconds, error=result.error)
-        except ClusterError as exc:
-            status = store.status()
-            emit(Event.DONE)
-            raise ClusterError(f"{exc}; {int((status == STATUS['done']).sum())} of {cfg.cells} cells are saved "
-                               f"and {int((status == STATUS['pending']).sum())} stay pending: rerun the same command "
-                               "(on a working cluster, or without --scheduler) to resume") from exc
-        status = store.status()
-        outcome.pending = int((status == STATUS["pending"]).sum())
-        outcome.failed = [(cfg.label(idx), store.error(idx)) for idx in cfg.indices()
-                          if int(status[idx]) == STATUS["failed"]]
-        ds = store.dataset()
-        done = ds["status"] == STATUS["done"]
-        store.finalize(dict(
-            seconds_per_epoch=float(ds["cell_epoch_seconds"].where(done).mean()),
-            probe_seconds=float(ds["cell_probe_seconds"].where(done).mean()),
-            landscape_seconds=float(ds["cell_landscape_seconds"].where(done).sum()),
-        ))
-        if nc is not None and outcome.pending == 0:
-            for stale in nc.parent.glob(f".{nc.name}.*.tmp"):  # left by a NetCDF write that was killed
-                stale.unlink(missing_ok=True)
-            save_results(store.dataset(), nc)
+                   else _in_process(cfg, todo, local, emit))
+        _write_all(cfg, store, results, outcome, emit)
+        _finalize(cfg, store, nc, outcome)
     emit(Event.DONE)
     return outcome
+
+
+def _open_for_run(cfg: SweepConfig, store_p: Path, nc: Path | None, data: Dataset, overwrite: bool,
+                  outcome: SweepOutcome, emit: Progress) -> SweepStore:
+    """Open (or create) the store, and mark its damaged done cells pending again, telling the user."""
+    store = _open_store(cfg, store_p, nc, data, overwrite)
+    damaged = store.damaged()
+    for idx in damaged:
+        store.mark_pending(idx)
+    if damaged:
+        names = ", ".join(cfg.label(i) for i in damaged[:3]) + (f" and {len(damaged) - 3} more"
+                                                                if len(damaged) > 3 else "")
+        emit(Event.NOTE, text=f"{len(damaged)} done cells of {str(store_p)!r} no longer match the checksum written "
+                          f"with them ({names}): their data was changed or lost; computing them again")
+    outcome.recomputed = [cfg.label(i) for i in damaged]
+    return store
+
+
+def _schedule(cfg: SweepConfig, store: SweepStore, retry_failed: bool, outcome: SweepOutcome,
+              emit: Progress) -> list[tuple[int, ...]]:
+    """The cells to run (pending ones, and failed ones with ``retry_failed``), in row-major order."""
+    status = store.status()
+    wanted = {STATUS["pending"]} | ({STATUS["failed"]} if retry_failed else set())
+    todo = [idx for idx in cfg.indices() if int(status[idx]) in wanted]
+    outcome.skipped = int((status == STATUS["done"]).sum())
+    emit(Event.START, cells=cfg.cells, epochs=cfg.train.epochs, done=outcome.skipped,
+         failed=int((status == STATUS["failed"]).sum()) if not retry_failed else 0)
+    return todo
+
+
+def _write_all(cfg: SweepConfig, store: SweepStore, results: Iterator[CellResult], outcome: SweepOutcome,
+               emit: Progress) -> None:
+    """Write every cell's result to the store as it arrives; a lost cluster keeps what was saved."""
+    try:
+        for result in results:
+            outcome.write_seconds += store.write(result)
+            outcome.ran += 1
+            outcome.cell_seconds += result.seconds if np.isfinite(result.seconds) else 0.0
+            emit(Event.CELL_DONE, label=cfg.label(result.index), status="done" if result.ok else "failed",
+                 seconds=result.seconds, error=result.error)
+    except ClusterError as exc:
+        status = store.status()
+        emit(Event.DONE)
+        raise ClusterError(f"{exc}; {int((status == STATUS['done']).sum())} of {cfg.cells} cells are saved "
+                           f"and {int((status == STATUS['pending']).sum())} stay pending: rerun the same command "
+                           "(on a working cluster, or without --scheduler) to resume") from exc
+
+
+def _finalize(cfg: SweepConfig, store: SweepStore, nc: Path | None, outcome: SweepOutcome) -> None:
+    """Count pending and failed cells, store the timing attributes, and write the NetCDF file once none is pending."""
+    status = store.status()
+    outcome.pending = int((status == STATUS["pending"]).sum())
+    outcome.failed = [(cfg.label(idx), store.error(idx)) for idx in cfg.indices()
+                      if int(status[idx]) == STATUS["failed"]]
+    ds = store.dataset()
+    done = ds["status"] == STATUS["done"]
+    store.finalize(dict(
+        seconds_per_epoch=float(ds["cell_epoch_seconds"].where(done).mean()),
+        probe_seconds=float(ds["cell_probe_seconds"].where(done).mean()),
+        landscape_seconds=float(ds["cell_landscape_seconds"].where(done).sum()),
+    ))
+    if nc is not None and outcome.pending == 0:
+        for stale in nc.parent.glob(f".{nc.name}.*.tmp"):  # left by a NetCDF write that was killed
+            stale.unlink(missing_ok=True)
+        save_results(store.dataset(), nc)
 
 
 def saved_cells(out: str | os.PathLike[str]) -> tuple[int, int]:
