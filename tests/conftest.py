@@ -23,3 +23,39 @@ def npz(tmp_path_factory):
     y = (x[:, :6].mean((1, 2)) > 0.5).astype(int) + 2 * (x[:, :, :6].mean((1, 2)) > 0.5).astype(int)
     np.savez(d / "tiny.npz", x=(x * 255).round().astype(np.uint8), y=y)
     return d / "tiny.npz"
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """``run_cli(args, **kw)``: the real command line in a subprocess (``python -m emergence.cli``), run from the
+    repository root with its output captured as text; ``kw`` goes to :func:`subprocess.run` (``timeout=``)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+
+    def run(args, **kw):
+        return subprocess.run([sys.executable, "-m", "emergence.cli", *map(str, args)], cwd=root,
+                              capture_output=True, text=True, **kw)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def science():
+    """``science(results)``: a sweep's results (a Dataset, or the path of a Zarr store) without the store's
+    bookkeeping variables -- what two runs of the same sweep must agree on."""
+    from pathlib import Path
+
+    import xarray as xr
+
+    from emergence.experiments.store import BOOKKEEPING
+
+    def strip(results):
+        if isinstance(results, (str, Path)):
+            with xr.open_zarr(results) as ds:
+                results = ds.load()
+        return results.drop_vars([v for v in BOOKKEEPING if v in results])
+
+    return strip

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from emergence.experiments.store import BOOKKEEPING, STATUS
+from emergence.experiments.store import STATUS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,12 +39,6 @@ def _status(out: Path) -> np.ndarray:
         return np.zeros(0)
 
 
-def _science(path: Path) -> xr.Dataset:
-    with xr.open_zarr(path) as ds:
-        ds = ds.load()
-    return ds.drop_vars([v for v in BOOKKEEPING if v in ds]).drop_attrs()
-
-
 def _start_cluster(tmp_path: Path) -> tuple[subprocess.Popen, subprocess.Popen, str]:
     sf = tmp_path / "scheduler.json"
     env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
@@ -61,7 +55,7 @@ def _start_cluster(tmp_path: Path) -> tuple[subprocess.Popen, subprocess.Popen, 
     return sched, worker, str(sf)
 
 
-def test_scheduler_killed_mid_sweep_leaves_cells_pending_and_a_rerun_completes(npz, tmp_path):
+def test_scheduler_killed_mid_sweep_leaves_cells_pending_and_a_rerun_completes(npz, tmp_path, run_cli, science):
     out = tmp_path / "run.zarr"
     sched, worker, sf = _start_cluster(tmp_path)
     try:
@@ -84,33 +78,30 @@ def test_scheduler_killed_mid_sweep_leaves_cells_pending_and_a_rerun_completes(n
     status = _status(out)
     assert (status == STATUS["failed"]).sum() == 0  # an infrastructure fault is never the cell's failure
     assert (status == STATUS["done"]).sum() >= 1 and (status == STATUS["pending"]).sum() >= 1
-    r = subprocess.run([sys.executable, "-m", "emergence.cli", *_args(npz, out)], cwd=ROOT, capture_output=True,
-                       text=True, timeout=600)
+    r = run_cli(_args(npz, out), timeout=600)
     assert r.returncode == 0, r.stderr  # a plain rerun, no --retry-failed
     with xr.open_zarr(out) as ds:
         assert (ds["cell_runs"].values == 1).all()  # every cell computed once: the interrupted ones were not written
     ref = tmp_path / "ref.zarr"
-    assert subprocess.run([sys.executable, "-m", "emergence.cli", *_args(npz, ref)], cwd=ROOT, capture_output=True,
-                          timeout=600).returncode == 0
-    xr.testing.assert_identical(_science(out), _science(ref))
+    assert run_cli(_args(npz, ref), timeout=600).returncode == 0
+    xr.testing.assert_identical(science(out).drop_attrs(), science(ref).drop_attrs())
 
 
 @pytest.mark.parametrize("content, phrase", [(None, "does not exist"), ("garbage{", "is not a Dask scheduler file"),
                                              ('{"id": 1}', "has no 'address'")])
-def test_a_bad_scheduler_file_is_one_sentence_at_once(npz, tmp_path, content, phrase):
+def test_a_bad_scheduler_file_is_one_sentence_at_once(npz, tmp_path, content, phrase, run_cli):
     sf = tmp_path / "sched.json"
     if content is not None:
         sf.write_text(content)
     start = time.monotonic()
     args = _args(npz, tmp_path / "r.zarr", "--scheduler", str(sf))
-    r = subprocess.run([sys.executable, "-m", "emergence.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                       timeout=120)
+    r = run_cli(args, timeout=120)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert phrase in r.stderr
     assert time.monotonic() - start < 35  # within the timeout of an unreachable address
 
 
-def test_report_uses_done_cells_only_and_says_so(npz, tmp_path):
+def test_report_uses_done_cells_only_and_says_so(npz, tmp_path, run_cli):
     """Kill a sweep after its first cell: the report covers that cell alone and names what it leaves out."""
     out = tmp_path / "run.zarr"
     p = subprocess.Popen([sys.executable, "-m", "emergence.cli", *_args(npz, out, epochs=20)], cwd=ROOT,
@@ -122,15 +113,14 @@ def test_report_uses_done_cells_only_and_says_so(npz, tmp_path):
     p.wait()
     done = int((_status(out) == STATUS["done"]).sum())
     assert 1 <= done < 6
-    r = subprocess.run([sys.executable, "-m", "emergence.cli", "report", str(out)], cwd=ROOT, capture_output=True,
-                       text=True)
+    r = run_cli(["report", out])
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip() == f"note: the report uses the {done} done cells of 6; {6 - done} pending and 0 failed " \
                                "are left out"
     assert "0.0 ± 0.0" not in r.stdout  # pending cells are no runs
 
 
-def test_a_store_with_no_done_cell_is_one_sentence(npz, tmp_path):
+def test_a_store_with_no_done_cell_is_one_sentence(npz, tmp_path, run_cli):
     from emergence.experiments.results import open_results
     from emergence.experiments.runner import _layers, _sweep
     from emergence.experiments.store import SweepStore
@@ -146,7 +136,6 @@ def test_a_store_with_no_done_cell_is_one_sentence(npz, tmp_path):
 
     with pytest.raises(FileFormatError, match="has no done cell yet"):
         open_results(tmp_path / "empty.zarr")
-    r = subprocess.run([sys.executable, "-m", "emergence.cli", "report", str(tmp_path / "empty.zarr")], cwd=ROOT,
-                       capture_output=True, text=True)
+    r = run_cli(["report", tmp_path / "empty.zarr"])
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [r.stderr.strip()]
     assert "has no done cell yet (1 pending, 0 failed)" in r.stderr

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from emergence import ConfigError
 from emergence.experiments.grid import GRID_AXES, parse_grid
 from emergence.experiments.runner import run_stored_sweep
-from emergence.experiments.store import BOOKKEEPING, STATUS, StoreLock, SweepStore
+from emergence.experiments.store import STATUS, StoreLock, SweepStore
 from emergence.experiments.sweep import SweepConfig, empty_sweep
 from emergence.experiments.train import TrainConfig
 
@@ -33,9 +33,6 @@ def _args(npz, out, *extra, epochs=2, seeds=2, sparsity="0,0.5", widths="[16]"):
             "--out", str(out), "--quiet", *extra]
 
 
-def _cli(args, **kw):
-    return subprocess.run([sys.executable, "-m", "emergence.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          **kw)
 
 
 def _results(path):
@@ -47,13 +44,10 @@ def _results(path):
             return ds.load()
 
 
-def _science(ds):
-    return ds.drop_vars([v for v in BOOKKEEPING if v in ds])
 
-
-def test_sigkill_then_rerun_loses_nothing_and_recomputes_nothing(npz, tmp_path):
+def test_sigkill_then_rerun_loses_nothing_and_recomputes_nothing(npz, tmp_path, run_cli, science):
     whole = tmp_path / "whole.zarr"
-    assert _cli(_args(npz, whole, epochs=4, seeds=3)).returncode == 0
+    assert run_cli(_args(npz, whole, epochs=4, seeds=3)).returncode == 0
     killed = tmp_path / "killed.zarr"
     proc = subprocess.Popen([sys.executable, "-m", "emergence.cli", *_args(npz, killed, epochs=4, seeds=3)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -79,21 +73,21 @@ def test_sigkill_then_rerun_loses_nothing_and_recomputes_nothing(npz, tmp_path):
     in_flight = ~done_before & ~np.isnan(mid["test_accuracy"].values).all(-1)
     assert in_flight.sum() <= 1
     assert np.isnan(mid["test_accuracy"].values[~done_before & ~in_flight]).all()
-    assert _cli(_args(npz, killed, epochs=4, seeds=3)).returncode == 0  # the same command resumes
+    assert run_cli(_args(npz, killed, epochs=4, seeds=3)).returncode == 0  # the same command resumes
     after, ref = _results(killed), _results(whole)
-    xr.testing.assert_identical(_science(after).drop_attrs(), _science(ref).drop_attrs())
+    xr.testing.assert_identical(science(after).drop_attrs(), science(ref).drop_attrs())
     assert (after["status"] == STATUS["done"]).all()
     assert (after["cell_runs"].values[~in_flight] == 1).all(), "no finished or untouched cell was computed twice"
     assert (after["cell_runs"].values[in_flight] <= 2).all()
     np.testing.assert_array_equal(after["cell_finished_at"].values[done_before], finished_before)
 
 
-def test_workers_1_and_2_are_bitwise_identical(npz, tmp_path):
+def test_workers_1_and_2_are_bitwise_identical(npz, tmp_path, run_cli, science):
     one, two = tmp_path / "one.zarr", tmp_path / "two.zarr"
-    assert _cli(_args(npz, one, "--workers", "1")).returncode == 0
-    r = _cli(_args(npz, two, "--workers", "2"))
+    assert run_cli(_args(npz, one, "--workers", "1")).returncode == 0
+    r = run_cli(_args(npz, two, "--workers", "2"))
     assert r.returncode == 0, r.stderr
-    a, b = _science(_results(one)), _science(_results(two))
+    a, b = science(_results(one)), science(_results(two))
     for v in a.data_vars:
         np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
 
@@ -123,7 +117,7 @@ def test_a_killed_worker_is_replaced_and_its_cell_rerun(npz, tmp_path):
     assert (_results(tmp_path / "w.zarr")["status"] == STATUS["done"]).all()
 
 
-def test_sweep_on_a_separately_started_scheduler_and_worker(npz, tmp_path):
+def test_sweep_on_a_separately_started_scheduler_and_worker(npz, tmp_path, run_cli, science):
     sf = tmp_path / "scheduler.json"
     env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
     dask_cli = Path(sys.executable).parent / "dask"  # the `dask` command of this environment
@@ -142,13 +136,13 @@ def test_sweep_on_a_separately_started_scheduler_and_worker(npz, tmp_path):
                                    "--host", "127.0.0.1", "--no-dashboard"], cwd=ROOT, env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         out = tmp_path / "remote.zarr"
-        r = _cli(_args(npz, out, "--scheduler", address, seeds=1), timeout=300)
+        r = run_cli(_args(npz, out, "--scheduler", address, seeds=1), timeout=300)
         assert r.returncode == 0, r.stderr
         ds = _results(out)
         assert (ds["status"] == STATUS["done"]).all() and ds["test_accuracy"].notnull().all()
         local = tmp_path / "local.zarr"
-        assert _cli(_args(npz, local, seeds=1)).returncode == 0
-        xr.testing.assert_identical(_science(ds).drop_attrs(), _science(_results(local)).drop_attrs())
+        assert run_cli(_args(npz, local, seeds=1)).returncode == 0
+        xr.testing.assert_identical(science(ds).drop_attrs(), science(_results(local)).drop_attrs())
     finally:
         for p in (worker, sched):
             if p is not None:
@@ -156,39 +150,39 @@ def test_sweep_on_a_separately_started_scheduler_and_worker(npz, tmp_path):
                 p.wait(30)
 
 
-def test_a_store_of_another_config_is_refused_in_one_line(npz, tmp_path):
+def test_a_store_of_another_config_is_refused_in_one_line(npz, tmp_path, run_cli):
     out = tmp_path / "a.zarr"
-    assert _cli(_args(npz, out, epochs=1, seeds=1)).returncode == 0
-    r = _cli(_args(npz, out, "--lr", "0.01", epochs=1, seeds=1))
+    assert run_cli(_args(npz, out, epochs=1, seeds=1)).returncode == 0
+    r = run_cli(_args(npz, out, "--lr", "0.01", epochs=1, seeds=1))
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [r.stderr.strip()]
     assert "train.lr: stored 0.1, asked 0.01" in r.stderr and "--overwrite" in r.stderr
-    r = _cli(_args(npz, out, "--lr", "0.01", "--overwrite", epochs=1, seeds=1))
+    r = run_cli(_args(npz, out, "--lr", "0.01", "--overwrite", epochs=1, seeds=1))
     assert r.returncode == 0, r.stderr
     assert json.loads(_results(out).attrs["config"])["train"]["lr"] == 0.01
 
 
-def test_a_second_sweep_on_a_locked_store_is_refused_and_a_killed_holder_leaves_no_lock(npz, tmp_path):
+def test_a_second_sweep_on_a_locked_store_is_refused_and_a_killed_holder_leaves_no_lock(npz, tmp_path, run_cli):
     out = tmp_path / "l.zarr"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom emergence.experiments.store import "
                                "StoreLock\nwith StoreLock(sys.argv[1]):\n    print('locked', flush=True)\n"
                                "    time.sleep(600)\n", str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        r = _cli(_args(npz, out, epochs=1, seeds=1))
+        r = run_cli(_args(npz, out, epochs=1, seeds=1))
         assert r.returncode == 1 and f"another sweep (pid {holder.pid})" in r.stderr, r.stderr
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     with StoreLock(out):  # the kernel released it with the process
         pass
-    assert _cli(_args(npz, out, epochs=1, seeds=1)).returncode == 0
+    assert run_cli(_args(npz, out, epochs=1, seeds=1)).returncode == 0
 
 
-def test_a_failing_cell_is_recorded_and_the_others_finish(npz, tmp_path):
+def test_a_failing_cell_is_recorded_and_the_others_finish(npz, tmp_path, run_cli):
     out = tmp_path / "f.zarr"
     args = _args(npz, out, "--grid", "lr=0.1,1e12", epochs=2, seeds=1, sparsity="0")
-    r = _cli(args)
+    r = run_cli(args)
     assert r.returncode == 1
     assert "1 cells failed: lr=1e+12 sparsity=0 seed=0 (training diverged" in r.stderr, r.stderr
     ds = _results(out)
@@ -196,40 +190,40 @@ def test_a_failing_cell_is_recorded_and_the_others_finish(npz, tmp_path):
     assert ds["status"].sel(lr=1e12).item() == STATUS["failed"]
     assert "training diverged" in str(ds["error"].sel(lr=1e12).item())
     assert ds["test_accuracy"].sel(lr=0.1).notnull().all()
-    assert _cli(args).returncode == 1 and _results(out)["cell_runs"].sel(lr=1e12).item() == 1  # not retried
-    assert _cli([*args, "--retry-failed"]).returncode == 1
+    assert run_cli(args).returncode == 1 and _results(out)["cell_runs"].sel(lr=1e12).item() == 1  # not retried
+    assert run_cli([*args, "--retry-failed"]).returncode == 1
     again = _results(out)
     assert again["cell_runs"].sel(lr=1e12).item() == 2 and again["cell_runs"].sel(lr=0.1).item() == 1
 
 
-def test_netcdf_out_is_written_from_the_store_and_resumes_alike(npz, tmp_path):
+def test_netcdf_out_is_written_from_the_store_and_resumes_alike(npz, tmp_path, run_cli):
     out = tmp_path / "r.nc"
-    assert _cli(_args(npz, out, epochs=1, seeds=1)).returncode == 0
+    assert run_cli(_args(npz, out, epochs=1, seeds=1)).returncode == 0
     store = Path(f"{out}.zarr")
     assert out.is_file() and store.is_dir()
     xr.testing.assert_identical(xr.load_dataset(out), _results(store))
-    r = _cli(_args(npz, out, epochs=1, seeds=1))
+    r = run_cli(_args(npz, out, epochs=1, seeds=1))
     assert r.returncode == 0 and "(0 run now, 2 before)" in r.stderr
     store_runs = _results(store)["cell_runs"].values.copy()
     import shutil
 
     shutil.rmtree(store)  # the .nc alone still resumes (nothing to run)
-    r = _cli(_args(npz, out, epochs=1, seeds=1))
+    r = run_cli(_args(npz, out, epochs=1, seeds=1))
     assert r.returncode == 0 and "(0 run now, 2 before)" in r.stderr, r.stderr
     np.testing.assert_array_equal(xr.load_dataset(out)["cell_runs"].values, store_runs)
-    r = _cli(_args(npz, out, "--lr", "0.05", epochs=1, seeds=1))
+    r = run_cli(_args(npz, out, "--lr", "0.05", epochs=1, seeds=1))
     assert r.returncode == 1 and "another config (train.lr" in r.stderr
 
 
-def test_bad_sweep_options_are_one_line(npz, tmp_path):
+def test_bad_sweep_options_are_one_line(npz, tmp_path, run_cli):
     for extra, phrase in ((["--grid", "depth=1,2"], "unknown grid axis 'depth'"),
                           (["--grid", "lr"], "--grid takes KEY=V1,V2"),
                           (["--grid", "lr=0.1,0.1"], "repeats a value"),
                           (["--grid", "sparsity=0.1"], "have options of their own"),
                           (["--workers", "0"], "workers must be at least 1")):
-        r = _cli(_args(npz, tmp_path / "x.zarr", *extra, epochs=1, seeds=1))
+        r = run_cli(_args(npz, tmp_path / "x.zarr", *extra, epochs=1, seeds=1))
         assert r.returncode == 1 and phrase in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    r = _cli(_args(npz, tmp_path / "x.csv", epochs=1, seeds=1))
+    r = run_cli(_args(npz, tmp_path / "x.csv", epochs=1, seeds=1))
     assert r.returncode == 1 and "--out must end in .zarr" in r.stderr
 
 
@@ -293,9 +287,9 @@ def test_grid_parsing_and_every_key_applies():
         SweepConfig(grid=(("init_alpha", (1.0, 2.0)),))
 
 
-def test_width_axis_end_to_end(npz, tmp_path):
+def test_width_axis_end_to_end(npz, tmp_path, run_cli):
     out = tmp_path / "size.zarr"
-    r = _cli(_args(npz, out, "--grid", "width=0.5,1,2", seeds=2, sparsity="0"))
+    r = run_cli(_args(npz, out, "--grid", "width=0.5,1,2", seeds=2, sparsity="0"))
     assert r.returncode == 0, r.stderr
     ds = _results(out)
     assert ds["test_accuracy"].dims == ("width", "sparsity", "seed", "epoch")
@@ -303,17 +297,17 @@ def test_width_axis_end_to_end(npz, tmp_path):
     edges = ds["n_edges"].sel(sparsity=0.0, seed=0).values
     assert edges[0] < edges[1] < edges[2]  # wider nets have more edges
     md = tmp_path / "report.md"
-    r = _cli(["report", str(out), "--markdown", str(md)])
+    r = run_cli(["report", str(out), "--markdown", str(md)])
     assert r.returncode == 0, r.stderr
     text = md.read_text()
     assert "size study (width)" in text and "ρ(width, log10 E (final))" in text and "n = 6 runs" in text
     assert text.count("## ") >= 4  # one report per width, then the size study
-    r = _cli(["report", str(out), "--sel", "width=2"])
+    r = run_cli(["report", str(out), "--sel", "width=2"])
     assert r.returncode == 0 and "size study" not in r.stdout
     figs = tmp_path / "figs"
-    r = _cli(["plot", str(out), "--out", str(figs)])
+    r = run_cli(["plot", str(out), "--out", str(figs)])
     assert r.returncode == 0, r.stderr
     assert (figs / "size_study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in figs.iterdir() if p.is_dir()) == ["width=0.5", "width=1", "width=2"]
-    r = _cli(["report", str(out), "--sel", "lr=1"])
+    r = run_cli(["report", str(out), "--sel", "lr=1"])
     assert r.returncode == 1 and "no axis 'lr'" in r.stderr
