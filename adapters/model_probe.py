@@ -56,8 +56,9 @@ class ProbeRecord:
     layers : tuple of str
         Layer names (inputs first), the order of the ``[T, L]`` arrays.
     emergence_log10, relative_log10, hidden_log10 : torch.Tensor
-        ``[T]`` float64; NaN where E = 0 (see ``zero``); ``hidden_log10`` counts only the paths that
-        start outside the input layers (NaN where there are none).
+        ``[T]`` float64; ``-inf`` where E = 0 (see ``zero``: E = 0 is data, it ranks lowest);
+        ``hidden_log10`` counts only the paths that start outside the input layers (``-inf`` where there
+        are none). ``relative_log10`` is NaN for a graph without edges.
     active_fraction, emergence_share : torch.Tensor
         ``[T, L]`` per layer: fraction of its units active, and its share of E (paths that start in it).
     num_edges : int
@@ -282,9 +283,6 @@ class ModelProbe:
         hidden = torch.logsumexp(per_layer[:, past_inputs] * _LN10, 1) / _LN10
         zero, hidden_zero = total == -math.inf, hidden == -math.inf
         share = torch.where(zero.unsqueeze(1), 0.0, 10.0 ** (per_layer - total.unsqueeze(1)))
-        nan = torch.tensor(math.nan, dtype=torch.float64)
-        log10 = torch.where(zero, nan, total)
-        rel = torch.where(zero, nan, total - math.log10(edges)) if edges else torch.full_like(total, math.nan)
-        return ProbeRecord(tuple(self.thresholds), tuple(self.layers), log10, rel, count.double() / units, share,
-                           mg.num_edges, torch.where(hidden_zero, nan, hidden), count, zero, hidden_zero,
-                           units.long(), roles, structure)
+        rel = total - math.log10(edges) if edges else torch.full_like(total, math.nan)  # -inf where E = 0
+        return ProbeRecord(tuple(self.thresholds), tuple(self.layers), total, rel, count.double() / units, share,
+                           mg.num_edges, hidden, count, zero, hidden_zero, units.long(), roles, structure)

@@ -14,7 +14,7 @@ def _known(seed=0):
     acc = np.cumsum(rng.random((3, 3, 6)) * 0.1, axis=-1)
     ds["test_accuracy"].values[...] = acc
     ds["emergence_log10"].values[...] = rng.normal(5, 1, (3, 3, 6, 2))
-    ds["emergence_log10"].values[0, 0, 2, 1] = np.nan  # E = 0 somewhere: the pair is left out
+    ds["emergence_log10"].values[0, 0, 2, 1] = np.nan  # not measured somewhere: the pair is left out
     ds["relative_emergence_log10"].values[...] = rng.normal(0, 1, (3, 3, 6, 2)) + np.array([0, 5, 10])[:, None, None,
                                                                                                  None]
     ds["active_fraction"].values[...] = rng.random((3, 3, 6, 2, 2))
@@ -75,3 +75,26 @@ def test_convergence_and_relative_emergence_findings():
     assert " ± " in rep.per_sparsity[0]["final accuracy"] and "[" in rep.per_sparsity[0]["final accuracy"]
     md = to_markdown(rep)
     assert "| pooled |" in md and "### Findings" in md and "Holm" in md
+
+
+def test_e_zero_is_data_counted_in_the_report_and_ranked_lowest():
+    """E falls to 0 (log10 E = -inf) at the last epochs of some runs: those epochs stay in the rank tests (as the
+    lowest values, so each run's trend is exactly -1) and the report counts them."""
+    rng = np.random.default_rng(3)
+    ds = empty_results([0.0, 0.5], [0, 1, 2], 5, [0.05], ["input", "fc"], {"dataset": "zero"})
+    ds["test_accuracy"].values[...] = np.cumsum(rng.random((2, 3, 6)) * 0.1, axis=-1)
+    elog = 6 - np.arange(6.0) + rng.normal(0, 0.01, (2, 3, 6))  # strictly falling in every run
+    elog[1, :, -1] = -np.inf  # sparsity 0.5: E = 0 at the last epoch of every run
+    ds["emergence_log10"].values[..., 0] = elog
+    ds["relative_emergence_log10"].values[..., 0] = elog - 3
+    ds["active_fraction"].values[...] = 0.5
+    rep = summarize(ds, threshold=0.05)
+    c3 = rep.claim("C3")
+    assert c3.estimate.value == -1.0 and c3.estimate.n == 6 and c3.estimate.test == "sign test (every run alike)"
+    assert "E = 0 in 3 of 3 runs" in rep.per_sparsity[1]["log10 E (final)"]
+    assert "E = 0 in" not in rep.per_sparsity[0]["log10 E (final)"]
+    assert any(f.startswith("E = 0 at 3 of 36 measured epochs") for f in rep.findings)
+    assert "E = 0 at 3 of 36" in to_markdown(rep)
+    dropped = ds.copy(deep=True)  # what the old NaN did: the rise from zero left out, the trend weaker
+    dropped["emergence_log10"].values[1, :, -1, 0] = np.nan
+    assert summarize(dropped, threshold=0.05).claim("C3").estimate.n == 6

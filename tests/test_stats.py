@@ -9,15 +9,15 @@ from scipy import stats
 
 from emergence.errors import ConfigError
 from emergence.experiments.claims import adjust_all, claim_tests, verdict
+from emergence.experiments.permutation import spearman_ci, spearman_permutation, stratified_spearman
 from emergence.experiments.results import empty_results
 from emergence.experiments.stats import (
     adjust,
-    bootstrap_ci,
     mean_ci,
     partial_spearman,
     pooled_false_positive_rate,
     run_level,
-    spearman_permutation,
+    spearman,
 )
 
 
@@ -49,12 +49,104 @@ def test_mean_ci_uses_the_sample_sd_and_the_t_interval():
     assert all(math.isnan(v) for v in mean_ci(np.array([1.0]))[1:])
 
 
-def test_run_level_is_a_t_test_over_runs_with_a_bootstrap_ci():
+def test_run_level_is_a_t_test_over_runs_with_the_t_interval_beside_it():
     rng = np.random.default_rng(1)
     x = rng.normal(0.3, 0.2, 12)
     e = run_level(x)
     assert e.p == pytest.approx(stats.ttest_1samp(x, 0).pvalue) and e.n == 12
-    assert e.low < x.mean() < e.high and (e.low, e.high) == bootstrap_ci(x)
+    assert (e.low, e.high) == pytest.approx(mean_ci(x)[2:])
+    for _ in range(200):  # interval and p from one method: the interval excludes 0 exactly when p < 0.05
+        y = rng.normal(0.1, 0.3, 5)
+        r = run_level(y)
+        assert (r.p < 0.05) == (r.low > 0 or r.high < 0)
+
+
+def _coverage(n, draw, truth, trials=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(trials):
+        e = run_level(draw(rng, n), bounds=(-1.0, 1.0))
+        hits += e.low <= truth <= e.high
+    return hits / trials
+
+
+@pytest.mark.parametrize("n, floor", [(4, 0.90), (8, 0.93)])
+def test_run_level_intervals_cover_at_the_sample_sizes_sweeps_have(n, floor):
+    """Coverage by simulation (seeded): normal per-run statistics, and skewed per-run correlations near +1."""
+    assert _coverage(n, lambda rng, k: rng.normal(0.3, 0.2, k), 0.3) >= floor
+    # per-run Spearman rho of 8-epoch series with a strong common trend: a skewed distribution bounded by 1
+    t = np.arange(8.0)
+
+    def rhos(rng, k):
+        return np.array([spearman(t, t + rng.normal(0, 3.0, 8)) for _ in range(k)])
+
+    truth = float(np.mean(rhos(np.random.default_rng(99), 20000)))
+    assert _coverage(n, rhos, truth, trials=1000) >= floor
+
+
+def test_a_constant_per_run_statistic_gets_the_exact_sign_test_never_zero():
+    e = run_level(np.ones(4))
+    assert e.p == pytest.approx(stats.binomtest(4, 4, 0.5).pvalue) == 0.125 and e.value == 1.0
+    assert run_level(np.ones(12)).p == pytest.approx(2 * 0.5 ** 12) and run_level(np.zeros(5)).p == 1.0
+    assert run_level(np.array([-1.0, -1.0, -1.0])).p == 0.25
+
+
+def test_intervals_stay_in_the_statistics_range():
+    e = run_level(np.array([0.95, 1.0, 0.9]), bounds=(-1.0, 1.0))
+    assert -1 <= e.low <= e.high <= 1 and e.high == 1.0
+    for r, n in ((0.99, 5), (-0.97, 6), (0.3, 4)):
+        lo, hi = spearman_ci(r, n)
+        assert -1 <= lo <= r <= hi <= 1
+
+
+def test_spearman_intervals_cover_across_runs():
+    """Fisher-z with the Bonett-Wright variance, bivariate normal runs (rho_s = 6/pi asin(rho/2)), seeded."""
+    rng = np.random.default_rng(4)
+    rho = 0.5
+    truth = 6 / math.pi * math.asin(rho / 2)
+    for n, floor in ((8, 0.93), (12, 0.93)):
+        hits = 0
+        for _ in range(2000):
+            z = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], size=n)
+            lo, hi = spearman_ci(spearman(z[:, 0], z[:, 1]), n)
+            hits += lo <= truth <= hi
+        assert hits / 2000 >= floor, n
+
+
+def test_stratified_permutation_is_exact_for_two_runs_per_level():
+    """The audit's case: 2 runs per sparsity level, E and the landscape in the same order within every level.
+    The t-distribution p of the partial correlation was 1e-39; 16 within-level orderings allow p = 2/16."""
+    sp = np.repeat([0.0, 0.3, 0.5, 0.7], 2)
+    e = np.array([5.0, 5.1, 4.2, 4.3, 3.1, 3.4, 2.0, 2.2])
+    fig = np.array([10.0, 11.0, 7.0, 8.0, 4.0, 6.0, 1.0, 3.0])
+    assert partial_spearman(e, fig, sp)[1] < 1e-10  # what the old test said
+    est = stratified_spearman(e, fig, sp)
+    assert est.value == 1.0 and est.p == 0.125 and est.test == "exact stratified permutation"
+    orders = itertools.product(*(itertools.permutations(range(2 * i, 2 * i + 2)) for i in range(4)))
+    brute = [stratified_spearman(e, fig[np.concatenate(o)], sp).value for o in orders]
+    assert est.p == pytest.approx(np.mean(np.abs(brute) >= 1 - 1e-12))
+
+
+@pytest.mark.parametrize("runs", [2, 3, 5])
+def test_stratified_permutation_keeps_its_level(runs):
+    """Null simulation (seeded): E and the figure both follow sparsity, with no relation within a level.
+    The audit saw the t-distribution p reject 10.6% / 10.0% / 6.1% at nominal 5%; this test may not exceed it."""
+    rng = np.random.default_rng(runs)
+    sp = np.repeat([0.0, 0.3, 0.5, 0.7], runs)
+    trials, rejected = 400, 0
+    for _ in range(trials):
+        e = -3 * sp + rng.normal(0, 0.3, sp.size)
+        fig = -5 * sp + rng.normal(0, 0.3, sp.size)
+        rejected += stratified_spearman(e, fig, sp, resamples=2000).p < 0.05
+    assert rejected / trials <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / trials)
+
+
+def test_e_zero_ranks_lowest_and_only_nan_is_left_out():
+    x = np.array([1.0, 2, 3, 4, 5])
+    y = np.array([-np.inf, 0.5, 0.7, np.nan, 0.9])
+    assert spearman(x, y) == 1.0  # four pairs: the NaN one is out, the E = 0 one ranks lowest
+    assert spearman_permutation(x, y).n == 4
+    assert run_level(np.array([0.2, np.nan, 0.3])).n == 2
 
 
 def test_pooled_epochs_are_not_independent_but_runs_are():

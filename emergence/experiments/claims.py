@@ -12,8 +12,10 @@ table read their attributes, so a claim is added in one place:
 A verdict is ``holds`` when the effect has the claimed sign and its *adjusted* p (Holm over
 every p-value of the report) is below :data:`ALPHA`, ``opposite`` when it is significant with the
 other sign, and ``not shown`` otherwise. Per-run correlations are tested with a one-sample
-t-test across runs (bootstrap CI over runs); correlations across runs with a
-permutation test (ties kept; bootstrap CI).
+t-test across runs (its t-interval, clipped to [-1, 1]; an exact sign test when every run gives
+the same value); correlations across runs with a permutation test (ties kept), and those given
+sparsity with a permutation within sparsity levels (:mod:`emergence.experiments.permutation`;
+Fisher-z intervals).
 
 References
 ----------
@@ -29,16 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from emergence.experiments.permutation import spearman_permutation, stratified_spearman
 from emergence.experiments.results import recorded_threshold
-from emergence.experiments.stats import (
-    Estimate,
-    adjust,
-    format_p,
-    partial_spearman,
-    run_level,
-    spearman,
-    spearman_permutation,
-)
+from emergence.experiments.stats import Estimate, adjust, format_p, partial_spearman, run_level, spearman
 
 __all__ = ["ACCURACY_CLAIMS", "ALPHA", "CLAIMS", "LANDSCAPE_CLAIMS", "Claim", "ClaimData", "ClaimTest", "adjust_all",
            "claim_tests", "claims_table", "epochs_to_fraction", "landscape_tests", "verdict"]
@@ -162,6 +157,11 @@ def _partial_given_epoch(e: np.ndarray, g: np.ndarray) -> float:
     return partial_spearman(e, g, np.arange(e.size, dtype=float))[0]
 
 
+def _across_runs(fn: Any, *series: np.ndarray) -> Estimate:
+    """A per-run correlation (``fn`` of each run's series) tested across runs, its interval within [-1, 1]."""
+    return run_level(_per_run(fn, *series), bounds=(-1.0, 1.0))
+
+
 def _trend(e: np.ndarray) -> float:
     return spearman(np.arange(e.size, dtype=float), e)
 
@@ -174,10 +174,10 @@ def _register(*claims: Claim) -> dict[str, Claim]:
 CLAIMS: dict[str, Claim] = _register(
     Claim("C1", "higher E goes with a larger next-epoch accuracy gain", +1,
           "per-run Spearman of log10 E at epoch t with the accuracy gain from t to t+1; mean over runs",
-          lambda d: run_level(_per_run(spearman, d.log10[..., :-1], d.gain)), min_epochs=3, threshold_table=True),
+          lambda d: _across_runs(spearman, d.log10[..., :-1], d.gain), min_epochs=3, threshold_table=True),
     Claim("C1|t", "... controlled for epoch (per-run partial rank correlation)", +1,
           "per-run partial rank correlation given epoch",
-          lambda d: run_level(_per_run(_partial_given_epoch, d.log10[..., :-1], d.gain)), min_epochs=6,
+          lambda d: _across_runs(_partial_given_epoch, d.log10[..., :-1], d.gain), min_epochs=6,
           robustness=False),
     Claim("C2a", "pruning speeds up early training (accuracy after epoch 1 rises with sparsity)", +1,
           "Spearman across runs: sparsity vs accuracy after epoch 1",
@@ -190,10 +190,10 @@ CLAIMS: dict[str, Claim] = _register(
           lambda d: spearman_permutation(d.sparsity, d.relative_log10[..., -1]), min_sparsities=2,
           threshold_table=True),
     Claim("C3", "E decreases during training", -1, "per-run Spearman of log10 E with epoch; mean over runs",
-          lambda d: run_level(_per_run(_trend, d.log10)), min_epochs=3, threshold_table=True),
+          lambda d: _across_runs(_trend, d.log10), min_epochs=3, threshold_table=True),
     Claim("C3h", "E from hidden sources (inputs excluded) decreases during training", -1,
           "the same for E without input sources",
-          lambda d: run_level(_per_run(_trend, d.hidden_log10)), min_epochs=3, needs="emergence_hidden_log10"),
+          lambda d: _across_runs(_trend, d.hidden_log10), min_epochs=3, needs="emergence_hidden_log10"),
     *(Claim(f"C4 {short}", f"higher E goes with {what}", +1,
             f"partial Spearman across runs of log10 E with the {var}, given sparsity (which drives both); and "
             "within each sparsity level", landscape=var)
@@ -333,20 +333,13 @@ def claim_tests(block: Any, threshold: float, setting: str = "", *,
             if (include is None or c.id in include) and c.applies(block, data) and c.test is not None]
 
 
-def _fisher(r: float, p: float, n: int, k: int, test: str) -> Estimate:
-    """A (partial) correlation with its Fisher-z 95% interval."""
-    if not math.isfinite(r) or n - 3 - k < 1:
-        return Estimate(r, math.nan, math.nan, p, n, test)
-    z, half = math.atanh(min(max(r, -0.999999), 0.999999)), 1.959964 / math.sqrt(n - 3 - k)
-    return Estimate(r, math.tanh(z - half), math.tanh(z + half), p, n, test)
-
-
 def landscape_tests(block: Any, threshold: float, setting: str = "") -> list[ClaimTest]:
     """C4 on a block with landscape figures: one value per run (its last probed epoch).
 
     Across sparsities both E and the landscape follow the number of weights, so the test across
-    runs is the partial rank correlation given sparsity; within each sparsity level it is a plain
-    Spearman over the seeds (permutation p).
+    runs is the rank correlation within sparsity levels, with the p of permuting the runs within
+    each level (exact for few seeds; :func:`~emergence.experiments.permutation.stratified_spearman`);
+    within each sparsity level it is a plain Spearman over the seeds (permutation p).
     """
     if "hessian_top" not in block:
         return []
@@ -361,8 +354,7 @@ def landscape_tests(block: Any, threshold: float, setting: str = "") -> list[Cla
         at = np.maximum(last, 0)[..., None]
         fig = np.where(last >= 0, np.take_along_axis(v, at, -1)[..., 0], np.nan)
         e = np.where(last >= 0, np.take_along_axis(elog, at, -1)[..., 0], np.nan)
-        r, p, n = partial_spearman(e.ravel(), fig.ravel(), sp.ravel())
-        out.append(ClaimTest(claim, setting, tau, _fisher(r, p, n, 1, "partial Spearman given sparsity (t)")))
+        out.append(ClaimTest(claim, setting, tau, stratified_spearman(e.ravel(), fig.ravel(), sp.ravel())))
         out += [ClaimTest(claim, setting, tau, spearman_permutation(e[i], fig[i]), f"sparsity {float(s):g}")
                 for i, s in enumerate(block.sparsity.values)]
     return out

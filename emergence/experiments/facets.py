@@ -148,13 +148,19 @@ class SizeRow:
                 f"width vs final accuracy ρ = {ra} (p = {pa}); n = {self.runs} runs.")
 
 
+def _mean_with_e0(v: np.ndarray) -> float:
+    """The mean of log10 E over the runs with E > 0 (-inf only when every run had E = 0)."""
+    finite = v[np.isfinite(v)]
+    return float(finite.mean()) if finite.size else (-math.inf if np.isneginf(v).any() else math.nan)
+
+
 def size_study(ds: Any, threshold: float) -> tuple[list[dict[str, Any]], list[SizeRow]]:
     """Emergence and accuracy against ``width``, one value per run, and Spearman's ρ across widths.
 
     For every sparsity (and every combination of the other grid axes), each run (width,
     seed) contributes its log10 E at epoch 0 and at the final epoch and its final test
     accuracy; ρ and its p-value are taken over those runs (independent: every run has its
-    own seed and its own network).
+    own seed and its own network), with a permutation p (ties kept; runs with E = 0 rank lowest).
 
     Returns
     -------
@@ -165,7 +171,7 @@ def size_study(ds: Any, threshold: float) -> tuple[list[dict[str, Any]], list[Si
     ConfigError
         If the results have no ``width`` axis.
     """
-    from scipy import stats
+    from emergence.experiments.permutation import spearman_permutation
 
     if "width" not in ds.dims:
         raise ConfigError("a size study needs a width axis (sweep with --grid width=0.5,1,2)")
@@ -181,18 +187,13 @@ def size_study(ds: Any, threshold: float) -> tuple[list[dict[str, Any]], list[Si
             where = " ".join(x for x in (label, f"sparsity={float(s):g}") if x)
             for w in b.width.values:
                 means.append({"setting": where, "width": float(w), "runs": int(b.sizes["seed"]),
-                              "log10 E (epoch 0)": f"{float(e0.sel(width=w).mean()):.2f}",
-                              "log10 E (final)": f"{float(ef.sel(width=w).mean()):.2f}",
+                              "log10 E (epoch 0)": f"{_mean_with_e0(e0.sel(width=w).values):.2f}",
+                              "log10 E (final)": f"{_mean_with_e0(ef.sel(width=w).values):.2f}",
                               "final accuracy": f"{float(acc.sel(width=w).mean()):.4f}"})
             widths = np.broadcast_to(b.width.values[:, None], acc.shape).ravel()
             found = []
             for name, values in zip(_SIZE_QUANTITIES, (e0, ef, acc), strict=True):
-                v = values.transpose("width", "seed").values.ravel()
-                ok = np.isfinite(v)
-                rho = p = math.nan
-                if ok.sum() >= 3 and np.ptp(widths[ok]) > 0 and np.ptp(v[ok]) > 0:
-                    r = stats.spearmanr(widths[ok], v[ok])
-                    rho, p = float(r.statistic), float(r.pvalue)
-                found.append(WidthCorrelation(name, rho, p))
+                est = spearman_permutation(widths, values.transpose("width", "seed").values.ravel())
+                found.append(WidthCorrelation(name, est.value, est.p))
             corrs.append(SizeRow(where, int(widths.size), tuple(found)))
     return means, corrs

@@ -370,7 +370,7 @@ class Monitor:
         -------
         xarray.Dataset
             NaN where a value was not measured (a metric not given, a layer that did not exist yet);
-            ``emergence_log10`` is NaN where E = 0, as in a sweep. ``actual_sparsity``, ``n_params`` and
+            ``emergence_log10`` is ``-inf`` where E = 0, as in a sweep. ``actual_sparsity``, ``n_params`` and
             ``n_edges`` are those of the last record's model.
 
         Raises

@@ -22,7 +22,14 @@ from emergence.experiments.writers import save_figure
 __all__ = ["plot_sweep", "save_figure"]
 
 
+def _without_zeros(runs: np.ndarray) -> np.ndarray:
+    """log10 values with E = 0 (``-inf``) as NaN, for means and spreads: those runs are marked apart (see
+    :func:`_zero_marks`)."""
+    return np.where(np.isneginf(runs), np.nan, runs)
+
+
 def _band(ax: Any, x: np.ndarray, runs: np.ndarray, label: str, color: Any) -> None:
+    runs = _without_zeros(runs)
     m, s = np.nanmean(runs, axis=0), np.nanstd(runs, axis=0)
     ax.plot(x, m, color=color, label=label, marker="o", ms=3)
     ax.fill_between(x, m - s, m + s, color=color, alpha=0.2)
@@ -34,8 +41,9 @@ _ZERO_LABEL = "E = 0 in a run (marked at the bottom,\none row per sparsity; the 
 
 def _zero_marks(ax: Any, x: np.ndarray, runs: np.ndarray, color: Any, row: int = 0) -> bool:
     """Mark, at the bottom of the axes (row ``row`` of marks, so that groups do not hide each other), every x
-    where some run has E = 0 (log10 E stored as NaN in a done cell); returns whether there was one."""
-    zero = np.isnan(runs).any(axis=0)
+    where some run has E = 0 (log10 E stored as -inf; NaN in a done cell of files written before -inf); returns
+    whether there was one."""
+    zero = (np.isnan(runs) | np.isneginf(runs)).any(axis=0)
     if zero.any():
         ax.plot(np.asarray(x)[zero], np.full(int(zero.sum()), 0.03 + 0.04 * row), transform=ax.get_xaxis_transform(),
                 ls="none", marker="v", ms=6, color=color, clip_on=False)
@@ -112,7 +120,7 @@ def _size_figure(ds: Any, folder: Path, threshold: float) -> Path:
             name = " ".join(x for x in (label, f"sparsity {float(s):g}") if x)
             for ax, da in ((axes[0], b.emergence_log10.sel(threshold=tau).isel(epoch=-1)),
                            (axes[1], b.test_accuracy.isel(epoch=-1))):
-                runs = da.transpose("width", "seed").values
+                runs = _without_zeros(da.transpose("width", "seed").values)
                 ax.errorbar(w, np.nanmean(runs, 1), yerr=np.nanstd(runs, 1, ddof=1) if runs.shape[1] > 1 else None,
                             marker="o", capsize=3, label=name)
     for ax, ylabel in zip(axes, (f"log10 E (final epoch, τ={tau:g})", "final test accuracy"), strict=False):
@@ -209,7 +217,7 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
     zero = False
     for i, s in enumerate(ds.sparsity.values):
         ax.scatter(elog[i, :, :-1].ravel(), gain[i].ravel(), s=12, color=colors[i], label=f"sparsity {s:g}")
-        z = np.isnan(elog[i, :, :-1].ravel()) & np.isfinite(gain[i].ravel())
+        z = ~np.isfinite(elog[i, :, :-1].ravel()) & np.isfinite(gain[i].ravel())
         if z.any():  # E = 0 at epoch t: at the left edge, since log10 E is undefined
             zero = True
             ax.plot(np.full(int(z.sum()), 0.012 + 0.03 * i), gain[i].ravel()[z], transform=ax.get_yaxis_transform(),
@@ -229,7 +237,8 @@ def _plot_all(ds: Any, out: str | os.PathLike[str], threshold: float) -> list[Pa
         for e, style in ((0, "--"), (int(epochs[-1]), "-")):
             runs = ds.emergence_log10.isel(sparsity=i).sel(epoch=e).values  # [seed, threshold]
             zero |= _zero_marks(ax, th, runs, colors[i], row=i)
-            ax.errorbar(th, np.nanmean(runs, 0), yerr=np.nanstd(runs, 0), color=colors[i], ls=style,
+            kept = _without_zeros(runs)
+            ax.errorbar(th, np.nanmean(kept, 0), yerr=np.nanstd(kept, 0), color=colors[i], ls=style,
                         marker="o" if e == 0 else "s", ms=3,
                         label=f"sparsity {s:g}, {'epoch 0 (dashed)' if e == 0 else f'epoch {e} (solid)'}")
     positive = th[th > 0]
@@ -271,7 +280,7 @@ def _landscape_figure(plt: Any, ds: Any, tau: float, colors: Any, folder: Path, 
                               strict=False):
         v = ds[var].values
         for i, s in enumerate(ds.sparsity.values):
-            ok = np.isfinite(v[i])
+            ok = np.isfinite(v[i]) & np.isfinite(elog[i])
             ax.scatter(elog[i][ok], v[i][ok], s=14, color=colors[i], label=f"sparsity {s:g}")
         c = correlate(elog[np.isfinite(v)], v[np.isfinite(v)])
         ax.set_xlabel(f"log10 emergence (τ={tau:g})\n{_corr_text(c, pearson=False)}", fontsize=7)

@@ -32,7 +32,7 @@ from emergence.experiments.claims import (
     landscape_tests,
 )
 from emergence.experiments.results import cells_note, recorded_threshold
-from emergence.experiments.stats import correlate, partial_spearman
+from emergence.experiments.stats import correlate, format_p, partial_spearman
 from emergence.experiments.writers import mean_sd_ci, signed, table_md
 
 #: The claims of the threshold-sensitivity table (see :attr:`~emergence.experiments.claims.Claim.threshold_table`).
@@ -150,11 +150,11 @@ def _summarize(ds: Any, threshold: float, title: str) -> SweepReport:
         row = {"sparsity": float(s), "runs": int(np.isfinite(acc[i, :, -1]).sum()),
                "final accuracy": mean_sd_ci(acc[i, :, -1]), "accuracy at epoch 1": mean_sd_ci(acc[i, :, one]),
                "epochs to 95% of final": mean_sd_ci(to95[i], 1),
-               "log10 E (epoch 0)": mean_sd_ci(elog[i, :, 0], 2), "log10 E (final)": mean_sd_ci(elog[i, :, -1], 2),
-               "log10 relative E (final)": mean_sd_ci(rlog[i, :, -1], 2)}
+               "log10 E (epoch 0)": _log_pm(elog[i, :, 0]), "log10 E (final)": _log_pm(elog[i, :, -1]),
+               "log10 relative E (final)": _log_pm(rlog[i, :, -1])}
         if hid is not None:
-            row["log10 E, hidden sources (epoch 0)"] = mean_sd_ci(hid[i, :, 0], 2)
-            row["log10 E, hidden sources (final)"] = mean_sd_ci(hid[i, :, -1], 2)
+            row["log10 E, hidden sources (epoch 0)"] = _log_pm(hid[i, :, 0])
+            row["log10 E, hidden sources (final)"] = _log_pm(hid[i, :, -1])
         rep.per_sparsity.append(row)
     groups = [("pooled", slice(None))] + [(f"sparsity {float(s):g}", slice(i, i + 1)) for i, s in enumerate(sp)]
     for name, sl in groups:
@@ -176,14 +176,34 @@ def _summarize(ds: Any, threshold: float, title: str) -> SweepReport:
             ct = rep.claim(cid, float(t))
             if ct is not None:
                 row[f"{cid} effect [95% CI]"] = ct.estimate.ci()
-                row[f"{cid} p adj."] = ct.row()["p adj."]
+                row[f"{cid} p adj."] = format_p(ct.p_adjusted)
                 row[f"{cid}"] = ct.verdict
         rep.thresholds.append(row)
     rep.extra.append(("Claims at this threshold (one value per run; Holm-adjusted over every p of this report)",
                       [t.row() | {"statement": CLAIMS[t.claim].statement} for t in rep.at(tau)]))
     _sources(rep, ds, tau)
     _findings(rep, acc, to95, one, sp)
+    note = _zero_epochs(elog)
+    if note:
+        rep.findings.append(note)
     return rep
+
+
+def _log_pm(a: np.ndarray, digits: int = 2) -> str:
+    """:func:`mean_sd_ci` of the runs with E > 0, and how many runs had E = 0 (log10 E = -inf) when some did."""
+    a = np.asarray(a, dtype=float)
+    zero, measured = int(np.isneginf(a).sum()), int((~np.isnan(a)).sum())
+    text = mean_sd_ci(np.where(np.isneginf(a), np.nan, a), digits)
+    return text + (f" (E = 0 in {zero} of {measured} runs)" if zero else "")
+
+
+def _zero_epochs(elog: np.ndarray) -> str | None:
+    """One finding: at how many measured (run, epoch) points E = 0, and how the tests treat them."""
+    zero, measured = int(np.isneginf(elog).sum()), int((~np.isnan(elog)).sum())
+    if not zero:
+        return None
+    return (f"E = 0 at {zero} of {measured} measured epochs (runs × epochs): log10 E = -inf there, ranked lowest in "
+            "every rank test and left out of the means.")
 
 
 def _sources(rep: SweepReport, ds: Any, tau: float) -> None:
@@ -213,7 +233,7 @@ def _findings(rep: SweepReport, acc: np.ndarray, to95: np.ndarray, one: int, sp:
             continue
         e = t.estimate
         rep.findings.append(f"{t.claim} ({CLAIMS[t.claim].statement}): effect {e.ci()}, n = {e.n} ({e.test}), "
-                            f"p = {t.row()['p']}, Holm-adjusted p = {t.row()['p adj.']} — {t.verdict}.")
+                            f"p = {format_p(e.p)}, Holm-adjusted p = {format_p(t.p_adjusted)} — {t.verdict}.")
     rep.findings.append(
         "Accuracy after epoch 1, by sparsity: " + ", ".join(f"{float(s):g}: {a:.3f}" for s, a in
                                                             zip(sp, acc[:, :, one].mean(1), strict=False))

@@ -3,7 +3,8 @@
 Dimensions: the sweep's grid axes if any (``width``, ``lr``, ... see
 :mod:`emergence.experiments.grid`), then ``sparsity``, ``seed`` (the *cell dims*), ``epoch`` (0 = before
 training; a :class:`~emergence.experiments.monitor.Monitor` may hold only some epochs), ``threshold`` and
-``layer`` (layer names). :data:`SCHEMA` is the one table of variables: it makes the empty Dataset
+``layer`` (layer names). NaN means "not measured"; ``-inf`` in a log10 variable is E = 0, a value (it ranks
+lowest in every rank test). :data:`SCHEMA` is the one table of variables: it makes the empty Dataset
 (:func:`empty_results`), says where each per-cell value comes from (:func:`probe_values` fills those a probe
 measures, for sweeps and monitors alike) and writes the table below. Every variable has the cell dims first,
 then the dims shown:
@@ -98,10 +99,10 @@ SCHEMA: tuple[Variable, ...] = (
     Variable("train_accuracy", _E, "accuracy on the training set", "fraction", Source.METRIC),
     Variable("test_loss", _E, "mean cross-entropy on the test set", "", Source.METRIC),
     Variable("test_accuracy", _E, "accuracy on the test set", "fraction", Source.METRIC),
-    Variable("emergence_log10", _ET, "log10 E on the probe batch (NaN when E = 0)", "log10 paths", Source.PROBE),
+    Variable("emergence_log10", _ET, "log10 E on the probe batch (-inf: E = 0)", "log10 paths", Source.PROBE),
     Variable("relative_emergence_log10", _ET, "log10 (E / edges)", "log10 paths per edge", Source.PROBE,
              "relative_log10"),
-    Variable("emergence_hidden_log10", _ET, "log10 of the paths starting outside inputs", "log10 paths",
+    Variable("emergence_hidden_log10", _ET, "log10 of the paths starting outside inputs (-inf: none)", "log10 paths",
              Source.PROBE, "hidden_log10", required=False),
     Variable("active_count", _ETL, "active units of a layer", "units", Source.PROBE, required=False),
     Variable("active_fraction", _ETL, "fraction of a layer's units active", "fraction", Source.PROBE),

@@ -4,7 +4,7 @@ A sweep's runs (one per sparsity x seed x grid point) are independent; its epoch
 (a run's emergence series has lag-1 autocorrelation ~0.8). So every test across runs here
 takes **one value per run**: a per-run statistic (e.g. the Spearman correlation of E with
 the next-epoch accuracy gain within the run) and then a test of those values across runs
-(a one-sample t-test against 0), with a bootstrap CI that resamples whole runs. Pooling
+(a one-sample t-test against 0) with the t-interval of the same distribution. Pooling
 epochs of all runs into one test treats n = runs x epochs correlated points as independent;
 :func:`pooled_false_positive_rate` shows by simulation how far off that is.
 
@@ -15,7 +15,6 @@ References
 ----------
 .. [1] S. Holm, "A simple sequentially rejective multiple test procedure", Scand. J. Stat. 6, 1979.
 .. [2] Y. Benjamini, Y. Hochberg, "Controlling the false discovery rate", JRSS B 57, 1995.
-.. [3] B. Efron, R. Tibshirani, *An Introduction to the Bootstrap*, 1993 (percentile intervals).
 """
 
 from __future__ import annotations
@@ -27,8 +26,8 @@ import numpy as np
 
 from emergence.errors import ConfigError, check_choice
 
-__all__ = ["ADJUSTMENTS", "Estimate", "adjust", "bootstrap_ci", "correlate", "format_p", "mean_ci", "partial_spearman",
-           "pooled_false_positive_rate", "run_level", "spearman", "spearman_permutation"]
+__all__ = ["ADJUSTMENTS", "Estimate", "adjust", "correlate", "format_p", "mean_ci", "partial_spearman",
+           "pooled_false_positive_rate", "run_level", "spearman"]
 
 #: Multiple-comparison adjustments :func:`adjust` knows.
 ADJUSTMENTS = ("holm", "bh")
@@ -152,121 +151,75 @@ def mean_ci(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float, fl
     return m, sd, m - half, m + half
 
 
-def bootstrap_ci(x: np.ndarray, *, resamples: int = 10_000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean, resampling the values (whole runs) with replacement.
+def run_level(per_run: np.ndarray, *, bounds: tuple[float, float] | None = None) -> Estimate:
+    """Test one statistic per run across runs: the mean, its t-interval, and the one-sample t-test p (vs 0).
 
-    Examples
-    --------
-    >>> lo, hi = bootstrap_ci(np.array([0.1, 0.2, 0.3, 0.4]))
-    >>> 0.1 <= lo < 0.25 < hi <= 0.4
-    True
-    """
-    (x,) = _finite(x)
-    if x.size < 2:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(1)
-    a = (1 - level) / 2
-    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
-
-
-def run_level(per_run: np.ndarray, *, seed: int = 0) -> Estimate:
-    """Test one statistic per run across runs: mean, bootstrap CI over runs, one-sample t-test p (vs 0).
-
+    Interval and p come from the same t distribution, so the interval excludes 0 exactly when p < 0.05
+    (and it covers at its level for normal data at any n; ``tests/test_stats.py`` checks n = 4 and 8).
     The t-test, not Wilcoxon's signed-rank test: with n runs the exact Wilcoxon p cannot fall below
     ``2 / 2**n`` (5e-4 for 12 runs), which no Holm-adjusted family of a hundred tests could pass.
+    When every run gives the same value (all ρ = +1, say) the t statistic is undefined: the p is then
+    the exact sign test's, ``2 / 2**n`` (never 0), and the interval the value itself.
 
     Parameters
     ----------
     per_run : array-like
         One value per independent run (NaN values are left out).
+    bounds : (float, float), optional
+        The statistic's range (``(-1, 1)`` for a correlation): the interval is clipped to it.
 
     Examples
     --------
     >>> e = run_level(np.array([0.5, 0.4, 0.6, 0.7, 0.3, 0.5, 0.45, 0.55]))
     >>> round(e.value, 3), e.n, e.p < 0.01, e.test
     (0.5, 8, True, 't over runs')
+    >>> e = run_level(np.ones(4), bounds=(-1, 1))
+    >>> e.p, (e.low, e.high), e.test
+    (0.125, (1.0, 1.0), 'sign test (every run alike)')
     """
     from scipy import stats
 
     (x,) = _finite(per_run)
     if x.size < 2:
         return Estimate(float(x.mean()) if x.size else math.nan, math.nan, math.nan, math.nan, int(x.size), "")
-    lo, hi = bootstrap_ci(x, seed=seed)
-    p = float(stats.ttest_1samp(x, 0.0).pvalue) if np.ptp(x) > 0 else (1.0 if np.all(x == 0) else 0.0)
-    return Estimate(float(x.mean()), lo, hi, p, int(x.size), "t over runs")
+    if np.ptp(x) == 0:
+        value = float(x[0])
+        p = 1.0 if value == 0 else min(1.0, 2.0 * 0.5 ** x.size)
+        return Estimate(value, value, value, p, int(x.size), "sign test (every run alike)")
+    m, _, lo, hi = mean_ci(x)
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return Estimate(m, lo, hi, float(stats.ttest_1samp(x, 0.0).pvalue), int(x.size), "t over runs")
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rho over the finite pairs (NaN for fewer than 3 pairs or a constant side).
+    """Spearman's rho over the pairs without NaN (``-inf`` ranks lowest; NaN for fewer than 3 pairs or a
+    constant side).
 
     Examples
     --------
     >>> round(spearman(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4])), 6)
     0.8
+    >>> spearman(np.array([1.0, 2, 3]), np.array([-np.inf, 0.0, 1.0]))
+    1.0
     """
     from scipy import stats
 
-    x, y = _finite(x, y)
-    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    x, y = (np.asarray(a, dtype=float).ravel() for a in (x, y))
+    ok = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[ok], y[ok]
+    if x.size < 3 or np.unique(x).size < 2 or np.unique(y).size < 2:
         return math.nan
-    return float(stats.spearmanr(x, y).statistic)
-
-
-def spearman_permutation(x: np.ndarray, y: np.ndarray, *, resamples: int = 100_000, seed: int = 0) -> Estimate:
-    """Spearman's rho across independent units with a permutation p-value and a bootstrap CI.
-
-    With heavy ties (four sparsity levels shared by many runs) the asymptotic p of
-    ``scipy.stats.spearmanr`` is unreliable; permuting ``y`` against ``x`` keeps the ties.
-    The p is exact (every permutation) when ``n! <= resamples``, else Monte Carlo with
-    ``resamples`` seeded draws, ``(k + 1) / (resamples + 1)``.
-
-    Examples
-    --------
-    >>> e = spearman_permutation(np.arange(6.0), np.arange(6.0))
-    >>> e.value, round(e.p, 4), e.test
-    (1.0, 0.0028, 'exact permutation')
-    """
-    import itertools
-
-    from scipy import stats
-
-    x, y = _finite(x, y)
-    rho = spearman(x, y)
-    if not math.isfinite(rho):
-        return Estimate(rho, math.nan, math.nan, math.nan, int(x.size), "")
-    rng = np.random.default_rng(seed)
-    rx, ry = stats.rankdata(x), stats.rankdata(y)
-    exact = math.factorial(x.size) <= resamples
-    if exact:
-        perms = ry[np.array(list(itertools.permutations(range(x.size))))]
-    else:
-        perms = rng.permuted(np.broadcast_to(ry, (resamples, x.size)), axis=1)
-    null = _rowwise_corr(rx, perms)
-    hits = int(np.sum(np.abs(null) >= abs(rho) - 1e-12))
-    p = hits / null.size if exact else (hits + 1) / (resamples + 1)
-    idx = rng.integers(0, x.size, size=(2000, x.size))
-    boot = _rowwise_corr(stats.rankdata(x[idx], axis=1), stats.rankdata(y[idx], axis=1))
-    boot = boot[np.isfinite(boot)]
-    lo, hi = (float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))) if boot.size else (math.nan,) * 2
-    return Estimate(rho, lo, hi, float(min(1.0, p)), int(x.size),
-                    "exact permutation" if exact else f"permutation ({resamples:,} draws)")
-
-
-def _rowwise_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each row of ``b`` with ``a`` (or row by row when both are 2-D); NaN for constant rows."""
-    a = a - a.mean(-1, keepdims=True)
-    b = b - b.mean(-1, keepdims=True)
-    den = np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (a * b).sum(-1) / np.where(den > 0, den, 1), np.nan)
+    return float(stats.spearmanr(x, y).statistic)  # ranks: -inf is the lowest value
 
 
 def partial_spearman(x: np.ndarray, y: np.ndarray, covariates: np.ndarray) -> tuple[float, float, int]:
     """Partial rank correlation of ``x`` and ``y`` given ``covariates``: Pearson r of the residuals of the
     ranks of x and y after a least-squares fit on the ranks of the covariates (with intercept).
 
-    Returns ``(r, p, n)``, p from the t distribution with ``n - 2 - k`` degrees of freedom.
+    Returns ``(r, p, n)``, p from the t distribution with ``n - 2 - k`` degrees of freedom: for large n
+    and continuous covariates only (descriptive use in the reports); across a few runs with a
+    categorical covariate use :func:`emergence.experiments.permutation.stratified_spearman`.
 
     Parameters
     ----------
@@ -286,7 +239,7 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, covariates: np.ndarray) -> tu
     c = np.asarray(covariates, dtype=float)
     c = c.reshape(len(c), -1)
     x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
-    ok = np.isfinite(x) & np.isfinite(y) & np.all(np.isfinite(c), axis=1)
+    ok = ~np.isnan(x) & ~np.isnan(y) & np.all(np.isfinite(c), axis=1)  # -inf (log10 of E = 0) ranks lowest
     x, y, c = x[ok], y[ok], c[ok]
     k = c.shape[1]
     n = x.size
