@@ -51,8 +51,17 @@ def test_claims_are_run_level_and_adjusted_together():
     assert c1.estimate.n == 9 and c1.estimate.test == "t over runs"
     raw = [t.estimate.p for t in rep.claims]
     assert c1.p_adjusted >= c1.estimate.p and len(raw) > 10
+    from emergence.experiments.claims import CLAIMS
     from emergence.experiments.stats import adjust
-    np.testing.assert_allclose([t.p_adjusted for t in rep.claims], adjust(raw))
+
+    primary = [t for t in rep.claims if t.family == "primary"]
+    secondary = [t for t in rep.claims if t.family == "secondary"]
+    assert len(primary) + len(secondary) == len(rep.claims)
+    assert sorted(t.claim for t in primary) == sorted(c for c, claim in CLAIMS.items() if claim.primary
+                                                      and not claim.landscape)  # one test per claim, at τ
+    assert all(t.threshold in (None, 0.05) and t.group == "across runs" for t in primary)
+    np.testing.assert_allclose([t.p_adjusted for t in primary], adjust([t.estimate.p for t in primary]))
+    np.testing.assert_allclose([t.p_adjusted for t in secondary], adjust([t.estimate.p for t in secondary], "bh"))
     assert np.isfinite(per_run).sum() >= 8
 
 
@@ -98,3 +107,26 @@ def test_e_zero_is_data_counted_in_the_report_and_ranked_lowest():
     dropped = ds.copy(deep=True)  # what the old NaN did: the rise from zero left out, the trend weaker
     dropped["emergence_log10"].values[1, :, -1, 0] = np.nan
     assert summarize(dropped, threshold=0.05).claim("C3").estimate.n == 6
+
+
+def test_claims_as_the_paper_states_them_across_runs():
+    """C1 across runs (E at epoch 0 vs final accuracy, within sparsity levels) and C2a as convergence relative to
+    each run's own final accuracy, on a synthetic sweep built to have both effects."""
+    rng = np.random.default_rng(5)
+    sp = np.array([0.0, 0.5, 0.8, 0.95])
+    ds = empty_results(sp, list(range(5)), 8, [0.05], ["input", "fc"], {"dataset": "synthetic"})
+    e0 = rng.normal(5, 1, (4, 5))
+    final = 0.9 - 0.05 * sp[:, None] + 0.02 * (e0 - 5)  # higher E at epoch 0, higher final accuracy
+    rate = 0.3 + 2 * sp[:, None] + rng.normal(0, 0.05, (4, 5))  # sparser nets approach their own final faster
+    epochs = np.arange(9.0)
+    acc = final[..., None] * (1 - np.exp(-rate[..., None] * epochs))
+    ds["test_accuracy"].values[...] = acc
+    ds["emergence_log10"].values[..., 0] = e0[..., None] + 0.1 * epochs
+    ds["relative_emergence_log10"].values[...] = 0.0
+    ds["active_fraction"].values[...] = 0.5
+    rep = summarize(ds, threshold=0.05)
+    c1, c2a = rep.claim("C1 runs"), rep.claim("C2a")
+    assert c1.family == "primary" and "stratified permutation" in c1.estimate.test
+    assert c1.estimate.value > 0.8 and c1.verdict == "holds"
+    assert c2a.estimate.value < -0.7 and c2a.verdict == "holds" and c2a.threshold is None  # epochs are whole: ties
+    assert rep.claim("C2a area").estimate.value > 0.8

@@ -13,11 +13,15 @@ from emergence.experiments.permutation import spearman_ci, spearman_permutation,
 from emergence.experiments.results import empty_results
 from emergence.experiments.stats import (
     adjust,
+    detectable_correlation,
+    detectable_mean,
     mean_ci,
     partial_spearman,
     pooled_false_positive_rate,
     run_level,
     spearman,
+    tost_correlation,
+    tost_mean,
 )
 
 
@@ -198,3 +202,35 @@ def test_claim_verdicts_follow_the_built_in_effects():
     flipped = {t.claim: t.verdict for t in adjust_all(claim_tests(_block(-3, +0.2), 0.05, "synthetic"))}
     assert flipped["C2c"] == "opposite" and flipped["C3"] == "opposite"
     assert verdict(0.5, 0.049, +1) == "holds" and verdict(0.5, 0.051, +1) == "not shown"
+
+
+def test_tost_agrees_with_the_90_percent_interval_and_the_detectable_effect_has_its_power():
+    rng = np.random.default_rng(6)
+    for _ in range(300):  # TOST at 5% is "the 90% t-interval lies inside the margin"
+        x = rng.normal(rng.uniform(-0.4, 0.4), 0.2, int(rng.integers(4, 13)))
+        lo, hi = stats.t.interval(0.90, x.size - 1, loc=x.mean(), scale=stats.sem(x))
+        assert (tost_mean(x, 0.3) < 0.05) == (lo > -0.3 and hi < 0.3)
+    n, sd = 8, 0.2  # a true mean of detectable_mean(sd, n) is found in about 80% of runs (t-test, 5%)
+    d = detectable_mean(sd, n)
+    power = np.mean([stats.ttest_1samp(rng.normal(d, sd, n), 0).pvalue < 0.05 for _ in range(4000)])
+    assert 0.76 <= power <= 0.84
+    # correlations: the Fisher-z power at detectable_correlation(n), bivariate normal, Spearman test
+    r = detectable_correlation(30)
+    rho = 2 * math.sin(math.pi * r / 6)  # the Pearson rho whose Spearman rho is r
+    hits = [stats.spearmanr(*rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], 30).T).pvalue < 0.05
+            for _ in range(2000)]
+    assert 0.72 <= np.mean(hits) <= 0.86
+    assert tost_correlation(0.0, 60) < 0.05 < tost_correlation(0.0, 20) and math.isnan(tost_correlation(0.1, 3))
+
+
+def test_families_holm_for_primary_bh_for_the_rest():
+    from emergence.experiments.claims import ClaimTest, adjust_families
+    from emergence.experiments.stats import Estimate
+
+    ps = [0.01, 0.02, 0.03, 0.04, 0.001]
+    tests = [ClaimTest(c, "", tau, Estimate(0.5, 0.1, 0.9, p, 10, "t"))
+             for c, tau, p in zip(["C3", "C2b", "C3h", "C3", "C1|t"], [0.05, None, 0.05, 0.1, 0.05], ps, strict=True)]
+    out = adjust_families(tests, 0.05)
+    assert [t.family for t in out] == ["primary", "primary", "secondary", "secondary", "secondary"]
+    np.testing.assert_allclose([t.p_adjusted for t in out[:2]], adjust(ps[:2]))
+    np.testing.assert_allclose([t.p_adjusted for t in out[2:]], adjust(ps[2:], "bh"))

@@ -9,9 +9,12 @@ table read their attributes, so a claim is added in one place:
 
 {table}
 
-A verdict is ``holds`` when the effect has the claimed sign and its *adjusted* p (Holm over
-every p-value of the report) is below :data:`ALPHA`, ``opposite`` when it is significant with the
-other sign, and ``not shown`` otherwise. Per-run correlations are tested with a one-sample
+A verdict is ``holds`` when the effect has the claimed sign and its *adjusted* p is below :data:`ALPHA`
+(in a report: Holm over the pre-specified primary family, one test per claim as the paper states it,
+:attr:`Claim.primary`; Benjamini-Hochberg over the rest; :func:`adjust_families`), ``opposite`` when it is
+significant with the other sign, and ``not shown`` otherwise; a "not shown" carries the smallest effect the
+runs detect with 80% power and an equivalence test (TOST) at ``|rho| <``
+:data:`~emergence.experiments.stats.EQUIVALENCE_MARGIN`. Per-run correlations are tested with a one-sample
 t-test across runs (its t-interval, clipped to [-1, 1]; an exact sign test when every run gives
 the same value); correlations across runs with a permutation test (ties kept), and those given
 sparsity with a permutation within sparsity levels (:mod:`emergence.experiments.permutation`;
@@ -33,9 +36,18 @@ import numpy as np
 
 from emergence.experiments.permutation import spearman_permutation, stratified_spearman
 from emergence.experiments.results import recorded_threshold
-from emergence.experiments.stats import Estimate, adjust, format_p, partial_spearman, run_level, spearman
+from emergence.experiments.stats import (
+    EQUIVALENCE_MARGIN,
+    Estimate,
+    adjust,
+    format_p,
+    partial_spearman,
+    run_level,
+    spearman,
+)
 
 __all__ = ["ACCURACY_CLAIMS", "ALPHA", "CLAIMS", "LANDSCAPE_CLAIMS", "Claim", "ClaimData", "ClaimTest", "adjust_all",
+           "adjust_families",
            "claim_tests", "claims_table", "epochs_to_fraction", "landscape_tests", "verdict"]
 
 #: The significance level of every verdict (adjusted p below it).
@@ -95,6 +107,18 @@ class ClaimData:
         """The index of epoch 1 (0 when only epoch 0 was recorded)."""
         return min(1, self.epochs - 1)
 
+    @property
+    def to_own_90(self) -> np.ndarray:
+        """``[sparsity, seed]``: the first epoch at which each run reaches 90% of its own final accuracy."""
+        return epochs_to_fraction(self.accuracy, 0.9)
+
+    @property
+    def curve_area(self) -> np.ndarray:
+        """``[sparsity, seed]``: the learning curve's area relative to the run's own final accuracy (mean of
+        ``accuracy / final`` over the epochs; 1 for a run that starts where it ends)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (self.accuracy / self.accuracy[..., -1:]).mean(-1)
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -126,6 +150,9 @@ class Claim:
         Shown in the report's threshold-sensitivity table.
     robustness : bool
         Tested in the robustness grid (whose runs are short).
+    primary : bool
+        In the pre-specified primary family: the one test of the claim as the paper states it, adjusted
+        with Holm over the primary tests of a report; every other test is secondary (Benjamini-Hochberg).
     """
 
     id: str
@@ -140,6 +167,7 @@ class Claim:
     landscape: str = ""
     threshold_table: bool = False
     robustness: bool = True
+    primary: bool = False
 
     def applies(self, block: Any, data: ClaimData) -> bool:
         """Whether ``block`` has what the test needs (epochs, sparsity levels, variables)."""
@@ -175,28 +203,44 @@ CLAIMS: dict[str, Claim] = _register(
     Claim("C1", "higher E goes with a larger next-epoch accuracy gain", +1,
           "per-run Spearman of log10 E at epoch t with the accuracy gain from t to t+1; mean over runs",
           lambda d: _across_runs(spearman, d.log10[..., :-1], d.gain), min_epochs=3, threshold_table=True),
+    Claim("C1 runs", "runs with higher E at epoch 0 reach a higher final accuracy (as the paper states C1)", +1,
+          "rank correlation across runs of log10 E at epoch 0 with final accuracy, within sparsity levels",
+          lambda d: stratified_spearman(d.log10[..., 0], d.accuracy[..., -1], d.sparsity), min_epochs=2,
+          primary=True),
+    Claim("C1 speed", "runs with higher E at epoch 0 converge faster (fewer epochs to 90% of their own final)", -1,
+          "rank correlation across runs of log10 E at epoch 0 with epochs to 90% of own final, within sparsity",
+          lambda d: stratified_spearman(d.log10[..., 0], d.to_own_90, d.sparsity), min_epochs=2),
     Claim("C1|t", "... controlled for epoch (per-run partial rank correlation)", +1,
           "per-run partial rank correlation given epoch",
           lambda d: _across_runs(_partial_given_epoch, d.log10[..., :-1], d.gain), min_epochs=6,
           robustness=False),
-    Claim("C2a", "pruning speeds up early training (accuracy after epoch 1 rises with sparsity)", +1,
+    Claim("C2a", "pruning speeds up convergence (fewer epochs to 90% of the run's own final accuracy)", -1,
+          "Spearman across runs: sparsity vs epochs to 90% of own final accuracy",
+          lambda d: spearman_permutation(d.sparsity, d.to_own_90), threshold_free=True, min_epochs=2,
+          min_sparsities=2, primary=True),
+    Claim("C2a area", "pruning speeds up convergence (a larger learning-curve area relative to own final)", +1,
+          "Spearman across runs: sparsity vs mean of accuracy / own final accuracy over the epochs",
+          lambda d: spearman_permutation(d.sparsity, d.curve_area), threshold_free=True, min_epochs=2,
+          min_sparsities=2),
+    Claim("C2a@1", "pruning speeds up early training (accuracy after epoch 1 rises with sparsity)", +1,
           "Spearman across runs: sparsity vs accuracy after epoch 1",
           lambda d: spearman_permutation(d.sparsity, d.accuracy[..., d.first]), threshold_free=True,
           min_sparsities=2),
     Claim("C2b", "pruning lowers final accuracy", -1, "Spearman across runs: sparsity vs final accuracy",
-          lambda d: spearman_permutation(d.sparsity, d.accuracy[..., -1]), threshold_free=True, min_sparsities=2),
+          lambda d: spearman_permutation(d.sparsity, d.accuracy[..., -1]), threshold_free=True, min_sparsities=2,
+          primary=True),
     Claim("C2c", "pruned networks have higher relative emergence (final epoch)", +1,
           "Spearman across runs: sparsity vs final log10 E/edges",
           lambda d: spearman_permutation(d.sparsity, d.relative_log10[..., -1]), min_sparsities=2,
-          threshold_table=True),
+          threshold_table=True, primary=True),
     Claim("C3", "E decreases during training", -1, "per-run Spearman of log10 E with epoch; mean over runs",
-          lambda d: _across_runs(_trend, d.log10), min_epochs=3, threshold_table=True),
+          lambda d: _across_runs(_trend, d.log10), min_epochs=3, threshold_table=True, primary=True),
     Claim("C3h", "E from hidden sources (inputs excluded) decreases during training", -1,
           "the same for E without input sources",
           lambda d: _across_runs(_trend, d.hidden_log10), min_epochs=3, needs="emergence_hidden_log10"),
     *(Claim(f"C4 {short}", f"higher E goes with {what}", +1,
             f"partial Spearman across runs of log10 E with the {var}, given sparsity (which drives both); and "
-            "within each sparsity level", landscape=var)
+            "within each sparsity level", landscape=var, primary=short == "top")
       for short, what, var in (("top", "a larger top Hessian eigenvalue", "hessian_top"),
                                ("trace", "a larger Hessian trace", "hessian_trace"),
                                ("rough", "a rougher 1-D loss slice", "slice_roughness"))),
@@ -243,7 +287,10 @@ class ClaimTest:
         ``"across runs"``, or the subset tested (``"sparsity 0.5"``).
     estimate : Estimate
     p_adjusted : float
-        Filled by :func:`adjust_all`.
+        Filled by :func:`adjust_all` or :func:`adjust_families`.
+    family : str
+        ``"primary"`` (Holm) or ``"secondary"`` (Benjamini-Hochberg) after :func:`adjust_families`;
+        ``"all"`` when every test was adjusted together.
     """
 
     claim: str
@@ -252,6 +299,7 @@ class ClaimTest:
     estimate: Estimate
     group: str = "across runs"
     p_adjusted: float = math.nan
+    family: str = "all"
 
     @property
     def verdict(self) -> str:
@@ -268,8 +316,22 @@ class ClaimTest:
 
     def row(self) -> dict[str, Any]:
         e = self.estimate
+        det = f"±{e.detectable:.2f}" if math.isfinite(e.detectable) else "—"
         return {"claim": self.claim, "setting": self.where, "effect [95% CI]": e.ci(), "n": e.n,
-                "test": e.test, "p": format_p(e.p), "p adj.": format_p(self.p_adjusted), "verdict": self.verdict}
+                "test": e.test, "p": format_p(e.p), "family": self.family, "p adj.": format_p(self.p_adjusted),
+                "verdict": self.verdict, "detectable (80%)": det,
+                f"TOST p (|ρ| < {EQUIVALENCE_MARGIN:g})": format_p(e.equivalence_p)}
+
+    def sensitivity(self) -> str:
+        """What a "not shown" could still hide: the smallest detectable effect and the equivalence test."""
+        e = self.estimate
+        parts = []
+        if math.isfinite(e.detectable):
+            parts.append(f"the smallest effect these {e.n} runs detect with 80% power is ±{e.detectable:.2f}")
+        if math.isfinite(e.equivalence_p):
+            shown = "shown" if e.equivalence_p < ALPHA else "not shown"
+            parts.append(f"equivalence within ±{EQUIVALENCE_MARGIN:g} {shown} (TOST p = {format_p(e.equivalence_p)})")
+        return "; ".join(parts)
 
 
 def verdict(effect: float, p_adjusted: float, sign: int, alpha: float = ALPHA) -> str:
@@ -289,6 +351,32 @@ def adjust_all(tests: list[ClaimTest], method: str = "holm") -> list[ClaimTest]:
     """The tests with ``p_adjusted`` set, all adjusted together."""
     adj = adjust([t.estimate.p for t in tests], method)
     return [replace(t, p_adjusted=float(a)) for t, a in zip(tests, adj, strict=False)]
+
+
+def adjust_families(tests: list[ClaimTest], threshold: float) -> list[ClaimTest]:
+    """The pre-specified families: the primary test of each claim (its :attr:`Claim.primary` test across runs,
+    at ``threshold`` or threshold-free) Holm-adjusted together; every other test Benjamini-Hochberg-adjusted.
+
+    Examples
+    --------
+    >>> from emergence.experiments.stats import Estimate
+    >>> e = Estimate(0.5, 0.1, 0.8, 0.01, 20, "t")
+    >>> out = adjust_families([ClaimTest("C3", "", 0.05, e), ClaimTest("C2b", "", None, e),
+    ...                        ClaimTest("C3h", "", 0.05, e)], 0.05)
+    >>> [(t.family, round(t.p_adjusted, 3)) for t in out]
+    [('primary', 0.02), ('primary', 0.02), ('secondary', 0.01)]
+    """
+    def primary(t: ClaimTest) -> bool:
+        return CLAIMS[t.claim].primary and t.group == "across runs" and t.threshold in (None, threshold)
+
+    first = [i for i, t in enumerate(tests) if primary(t)]
+    rest = [i for i in range(len(tests)) if i not in set(first)]
+    out = list(tests)
+    for family, index, method in (("primary", first, "holm"), ("secondary", rest, "bh")):
+        adj = adjust([tests[i].estimate.p for i in index], method) if index else []
+        for i, a in zip(index, adj, strict=True):
+            out[i] = replace(tests[i], p_adjusted=float(a), family=family)
+    return out
 
 
 def epochs_to_fraction(acc: np.ndarray, fraction: float = 0.95) -> np.ndarray:
@@ -324,7 +412,8 @@ def claim_tests(block: Any, threshold: float, setting: str = "", *,
     Returns
     -------
     list of ClaimTest
-        ``p_adjusted`` not yet set: adjust over the whole report with :func:`adjust_all`.
+        ``p_adjusted`` not yet set: adjust over the whole report with :func:`adjust_families` (or
+        :func:`adjust_all`).
     """
     tau = recorded_threshold(block, threshold)
     data = ClaimData.of(block, tau)

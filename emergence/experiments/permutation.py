@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from emergence.experiments.stats import Estimate, spearman
+from emergence.experiments.stats import Estimate, detectable_correlation, spearman, tost_correlation
 
 __all__ = ["spearman_ci", "spearman_permutation", "stratified_spearman"]
 
@@ -108,8 +108,10 @@ def spearman_permutation(x: np.ndarray, y: np.ndarray, *, resamples: int = 100_0
     else:
         perms = np.random.default_rng(seed).permuted(np.broadcast_to(ry, (resamples, x.size)), axis=1)
     p = _p_value(_rowwise_corr(rx, perms), rho, exact)
-    lo, hi = spearman_ci(rho, int(x.size))
-    return Estimate(rho, lo, hi, p, int(x.size), "exact permutation" if exact else f"permutation ({resamples:,} draws)")
+    n = int(x.size)
+    lo, hi = spearman_ci(rho, n)
+    return Estimate(rho, lo, hi, p, n, "exact permutation" if exact else f"permutation ({resamples:,} draws)",
+                    detectable_correlation(n), tost_correlation(rho, n))
 
 
 def _centred_ranks(v: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
@@ -178,6 +180,8 @@ def stratified_spearman(x: np.ndarray, y: np.ndarray, strata: np.ndarray, *, res
     perm = np.empty_like(index)
     perm[:, slots] = index
     p = _p_value(_rowwise_corr(ex, ey[perm]), r, exact)
-    lo, hi = spearman_ci(r, n, len(groups) - 1)
+    k = len(groups) - 1
+    lo, hi = spearman_ci(r, n, k)
     return Estimate(r, lo, hi, p, n, "exact stratified permutation" if exact
-                    else f"stratified permutation ({resamples:,} draws)")
+                    else f"stratified permutation ({resamples:,} draws)", detectable_correlation(n, k),
+                    tost_correlation(r, n, covariates=k))

@@ -26,8 +26,9 @@ import numpy as np
 
 from emergence.errors import ConfigError, check_choice
 
-__all__ = ["ADJUSTMENTS", "Estimate", "adjust", "correlate", "format_p", "mean_ci", "partial_spearman",
-           "pooled_false_positive_rate", "run_level", "spearman"]
+__all__ = ["ADJUSTMENTS", "EQUIVALENCE_MARGIN", "POWER", "Estimate", "adjust", "correlate", "detectable_correlation",
+           "detectable_mean", "format_p", "mean_ci", "partial_spearman", "pooled_false_positive_rate", "run_level",
+           "spearman", "tost_correlation", "tost_mean"]
 
 #: Multiple-comparison adjustments :func:`adjust` knows.
 ADJUSTMENTS = ("holm", "bh")
@@ -49,6 +50,12 @@ class Estimate:
         Independent units (runs, or pairs of runs) behind it.
     test : str
         Which test gave ``p``.
+    detectable : float
+        The smallest ``|effect|`` this test detects with 80% power at the 5% level, for these ``n``
+        (NaN when undefined): what a "not shown" could still hide.
+    equivalence_p : float
+        The two one-sided tests' p of ``|effect| >= EQUIVALENCE_MARGIN`` (small: the effect is shown to be
+        smaller than the margin).
     """
 
     value: float
@@ -57,6 +64,8 @@ class Estimate:
     p: float
     n: int
     test: str
+    detectable: float = math.nan
+    equivalence_p: float = math.nan
 
     def ci(self, digits: int = 3) -> str:
         """``value [low, high]`` as text (— when undefined)."""
@@ -65,6 +74,81 @@ class Estimate:
         lo = f"{self.low:+.{digits}f}" if math.isfinite(self.low) else "?"
         hi = f"{self.high:+.{digits}f}" if math.isfinite(self.high) else "?"
         return f"{self.value:+.{digits}f} [{lo}, {hi}]"
+
+
+#: Every claim's effect is a correlation; below this ``|rho|`` it is "at most weak" (the TOST margin).
+EQUIVALENCE_MARGIN = 0.3
+#: The power at which :attr:`Estimate.detectable` is stated.
+POWER = 0.8
+
+
+def detectable_mean(sd: float, n: int, alpha: float = 0.05, power: float = POWER) -> float:
+    """The smallest mean a one-sample t-test of ``n`` values with this SD detects with ``power`` (two-sided).
+
+    Examples
+    --------
+    >>> round(detectable_mean(0.2, 8), 3)
+    0.231
+    """
+    from scipy import stats
+
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    df = n - 1
+    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * sd / math.sqrt(n))
+
+
+def tost_mean(x: np.ndarray, margin: float = EQUIVALENCE_MARGIN) -> float:
+    """Two one-sided t-tests of ``|mean| >= margin`` over the values (NaN for fewer than two, or no spread).
+
+    Examples
+    --------
+    >>> tost_mean(np.array([0.01, -0.02, 0.03, 0.0, 0.02])) < 0.001
+    True
+    """
+    from scipy import stats
+
+    (x,) = _finite(x)
+    if x.size < 2 or np.ptp(x) == 0:
+        return math.nan
+    se = float(x.std(ddof=1)) / math.sqrt(x.size)
+    m = float(x.mean())
+    lower = stats.t.sf((m + margin) / se, x.size - 1)
+    upper = stats.t.cdf((m - margin) / se, x.size - 1)
+    return float(max(lower, upper))
+
+
+def detectable_correlation(n: int, covariates: int = 0, alpha: float = 0.05, power: float = POWER) -> float:
+    """The smallest ``|rho|`` a test of ``n`` pairs detects with ``power`` (Fisher z; NaN when ``n - 3 - k < 1``).
+
+    Examples
+    --------
+    >>> round(detectable_correlation(20), 2), round(detectable_correlation(12, 1), 2)
+    (0.59, 0.76)
+    """
+    from scipy import stats
+
+    df = n - 3 - covariates
+    if df < 1:
+        return math.nan
+    return math.tanh((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) / math.sqrt(df))
+
+
+def tost_correlation(r: float, n: int, margin: float = EQUIVALENCE_MARGIN, covariates: int = 0) -> float:
+    """Two one-sided Fisher-z tests of ``|rho| >= margin`` (Bonett-Wright variance; NaN when undefined).
+
+    Examples
+    --------
+    >>> round(tost_correlation(0.0, 60), 3), tost_correlation(0.5, 60) > 0.5
+    (0.01, True)
+    """
+    from scipy import stats
+
+    df = n - 3 - covariates
+    if not math.isfinite(r) or df < 1 or abs(r) >= 1:
+        return math.nan if not math.isfinite(r) or df < 1 else 1.0
+    z, se, zm = math.atanh(r), math.sqrt((1 + r * r / 2) / df), math.atanh(margin)
+    return float(max(stats.norm.sf((z + zm) / se), stats.norm.cdf((z - zm) / se)))
 
 
 _NAN = Estimate(math.nan, math.nan, math.nan, math.nan, 0, "")
@@ -186,10 +270,11 @@ def run_level(per_run: np.ndarray, *, bounds: tuple[float, float] | None = None)
         value = float(x[0])
         p = 1.0 if value == 0 else min(1.0, 2.0 * 0.5 ** x.size)
         return Estimate(value, value, value, p, int(x.size), "sign test (every run alike)")
-    m, _, lo, hi = mean_ci(x)
+    m, sd, lo, hi = mean_ci(x)
     if bounds is not None:
         lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
-    return Estimate(m, lo, hi, float(stats.ttest_1samp(x, 0.0).pvalue), int(x.size), "t over runs")
+    return Estimate(m, lo, hi, float(stats.ttest_1samp(x, 0.0).pvalue), int(x.size), "t over runs",
+                    detectable_mean(sd, int(x.size)), tost_mean(x))
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
