@@ -234,3 +234,55 @@ def test_families_holm_for_primary_bh_for_the_rest():
     assert [t.family for t in out] == ["primary", "primary", "secondary", "secondary", "secondary"]
     np.testing.assert_allclose([t.p_adjusted for t in out[:2]], adjust(ps[:2]))
     np.testing.assert_allclose([t.p_adjusted for t in out[2:]], adjust(ps[2:], "bh"))
+
+
+def test_path_norm_is_the_sum_over_paths_of_the_product_of_absolute_weights():
+    """Against brute force: every input -> hidden -> hidden -> output path of a small MLP, enumerated."""
+    import torch
+    from torch import nn
+
+    from emergence.experiments.baselines import path_norm_log10, weight_norm
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2), nn.ReLU(), nn.Linear(2, 2))
+    w = [net[i].weight.detach().double().abs().numpy() for i in (0, 2, 4)]
+    brute = sum(w[0][a, i] * w[1][b, a] * w[2][o, b]
+                for i in range(3) for a in range(4) for b in range(2) for o in range(2))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net.train()
+    assert 10 ** path_norm_log10(net, torch.rand(5, 3)) == pytest.approx(brute, rel=1e-6)  # a float32 pass
+    assert net.training and all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # untouched
+    assert weight_norm(net) == pytest.approx(math.sqrt(sum(float((v ** 2).sum()) for v in w)))
+    bn = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 1)).eval()
+    with torch.no_grad():
+        bn[1].running_var.fill_(4.0)
+        bn[1].weight.fill_(-3.0)
+    scale = 3.0 / math.sqrt(4.0 + bn[1].eps)  # batch norm counts as its scale |gamma| / sigma
+    want = sum(abs(float(bn[0].weight[a, i])) * scale * abs(float(bn[3].weight[0, a]))
+               for i in range(3) for a in range(4))
+    assert 10 ** path_norm_log10(bn, torch.rand(2, 3)) == pytest.approx(want, rel=1e-6)
+
+
+def test_what_e_adds_matches_ols_residuals_and_keeps_its_level():
+    from emergence.experiments.baselines import what_e_adds
+
+    rng = np.random.default_rng(7)
+    sp = np.repeat([0.0, 0.5, 0.8, 0.95], 5)
+    count = rng.normal(size=20) - 2 * sp
+    outcome, e = count + rng.normal(size=20), count + rng.normal(size=20)
+    rows = what_e_adds(outcome, e, sp, {"count": count}, resamples=2000)
+    assert [r.baseline for r in rows] == ["nothing else", "count"]
+    design = np.column_stack([np.ones(20), *((sp == v).astype(float) for v in (0.5, 0.8, 0.95)),
+                              stats.rankdata(count)])
+
+    def resid(v):
+        r = stats.rankdata(v)
+        return r - design @ np.linalg.lstsq(design, r, rcond=None)[0]
+
+    assert rows[1].rho == pytest.approx(np.corrcoef(resid(outcome), resid(e))[0, 1], abs=1e-10)
+    rejected = 0
+    for _ in range(300):  # E relates to the outcome only through the count: "E adds nothing" at about 5%
+        count = rng.normal(size=20) - 2 * sp
+        outcome, e = count + rng.normal(size=20), count + rng.normal(size=20)
+        rejected += what_e_adds(outcome, e, sp, {"count": count}, resamples=500)[1].p < 0.05
+    assert rejected / 300 <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / 300)

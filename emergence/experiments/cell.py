@@ -26,6 +26,7 @@ from emergence.adapters.architectures import ArchSpec, build
 from emergence.adapters.datasets import Dataset, load_dataset
 from emergence.adapters.model_probe import ModelProbe
 from emergence.errors import EmergenceError, NonFiniteError, first_line
+from emergence.experiments.baselines import path_norm_log10, weight_norm
 from emergence.experiments.config import CellSpec, Event, Progress, SweepConfig, cell_spec, ignore_progress
 from emergence.experiments.prune import apply_masks, iterative_levels, magnitude_masks, rewind, sparsity
 from emergence.experiments.results import SCHEMA, Source, probe_values
@@ -72,6 +73,8 @@ class _Cell:
         self.test_metrics: list[Any] = []
         self.records: list[Any] = []
         self.landscape: list[tuple[int, dict[str, float]]] = []
+        self.norms: dict[str, list[float]] = {"weight_norm": [], "path_norm_log10": []}
+        self.probe_x = probe_x
         self.clock = time.perf_counter()
 
     def _landscape_due(self, epoch: int) -> bool:
@@ -91,6 +94,8 @@ class _Cell:
                                  f"(lr {self.cfg.train.lr:g}); lower the learning rate")
         t0 = time.perf_counter()
         self.records.append(self.probe(self.model))
+        self.norms["weight_norm"].append(weight_norm(self.model))
+        self.norms["path_norm_log10"].append(path_norm_log10(self.model, self.probe_x))
         t["probe"] += time.perf_counter() - t0
         t["probes"] += 1
         if self._landscape_due(epoch):
@@ -121,6 +126,8 @@ class _Cell:
                 out[v.name] = np.array([getattr(m, quantity) for m in metrics[split]], dtype=v.dtype)
             elif v.source is Source.MODEL:
                 out[v.name] = np.array(model[v.attribute], dtype=v.dtype)
+            elif v.source is Source.TRAINING:
+                out[v.name] = np.array(self.norms[v.attribute], dtype=v.dtype)
             elif v.source is Source.LANDSCAPE and self.cfg.landscape is not None:
                 out[v.name] = np.full(epochs, v.fill, dtype=v.dtype)
                 for epoch, figures in self.landscape:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from emergence.defaults import DEFAULT_THRESHOLD
+from emergence.experiments.baselines import what_e_adds
 from emergence.experiments.claims import (
     CLAIMS,
     ClaimData,
@@ -184,11 +185,58 @@ def _summarize(ds: Any, threshold: float, title: str) -> SweepReport:
     rep.extra.append(("Claims at this threshold (one value per run; primary family Holm, the rest Benjamini-Hochberg)",
                       [t.row() | {"statement": CLAIMS[t.claim].statement} for t in rep.at(tau)]))
     _sources(rep, ds, tau)
+    _what_e_adds(rep, ds, tau, data)
     _findings(rep, acc, to95, one, sp)
     note = _zero_epochs(elog)
     if note:
         rep.findings.append(note)
     return rep
+
+
+def _baselines_at(ds: Any, tau: float, epoch: np.ndarray) -> dict[str, np.ndarray]:
+    """Per run (``[sparsity * seed]``), the simpler quantities at each run's ``epoch`` index: active units per
+    hidden layer, the mean active fraction, the weight norm and the path norm (those the results hold)."""
+    dims = ("sparsity", "seed", "epoch")
+    at = epoch.reshape(-1)
+
+    def pick(v: np.ndarray) -> np.ndarray:  # [S, R, E, ...] -> [S * R, ...] at each run's epoch
+        flat = v.reshape(-1, *v.shape[2:])
+        return flat[np.arange(flat.shape[0]), at]
+
+    layers = [str(v) for v in ds.layer.values]
+    hidden = [j for j, name in enumerate(layers) if not name.startswith("input")]
+    out: dict[str, np.ndarray] = {}
+    if "active_count" in ds and hidden:
+        out["active units per layer"] = pick(ds.active_count.sel(threshold=tau).transpose(*dims, "layer").values)[
+            :, hidden]
+    out["active fraction"] = pick(ds.active_fraction.sel(threshold=tau).transpose(*dims, "layer").values).mean(-1)
+    for var, name in (("weight_norm", "weight norm"), ("path_norm_log10", "l1 path norm")):
+        if var in ds and np.isfinite(ds[var].values).any():
+            out[name] = pick(ds[var].transpose(*dims).values)
+    return out
+
+
+def _what_e_adds(rep: SweepReport, ds: Any, tau: float, data: ClaimData) -> None:
+    """The table "what E adds": for the predictive claims, E's partial rank correlation with the outcome beyond
+    each simpler quantity (and all of them), given the sparsity level, across runs."""
+    runs = data.accuracy.shape[0] * data.accuracy.shape[1]
+    if runs < 6 or data.epochs < 2:
+        return
+    rows = []
+    zero = np.zeros(data.accuracy.shape[:2], dtype=int)
+    adds = what_e_adds(data.accuracy[..., -1], data.log10[..., 0], data.sparsity, _baselines_at(ds, tau, zero))
+    rows += [a.row("final accuracy (C1 runs: E at epoch 0)") for a in adds]
+    if "hessian_top" in ds:
+        v = ds.hessian_top.transpose("sparsity", "seed", "epoch").values
+        probed = np.isfinite(v)
+        if probed.any():
+            last = np.where(probed.any(-1), v.shape[-1] - 1 - np.argmax(probed[..., ::-1], axis=-1), 0)
+            fig = np.take_along_axis(v, last[..., None], -1)[..., 0]
+            e = np.take_along_axis(data.log10, last[..., None], -1)[..., 0]
+            adds = what_e_adds(fig, e, data.sparsity, _baselines_at(ds, tau, last))
+            rows += [a.row("top Hessian eigenvalue (C4 top: E at the probed epoch)") for a in adds]
+    rep.extra.append(("What E adds: partial rank correlation across runs of each outcome with log10 E, given the "
+                      "sparsity level and the simpler quantity named (permutation p of E's residuals)", rows))
 
 
 def _log_pm(a: np.ndarray, digits: int = 2) -> str:

@@ -47,6 +47,9 @@ class Source(str, enum.Enum):
     METRIC = "metric"
     #: The model after pruning: its sparsity, parameters, the edges of its graph.
     MODEL = "model"
+    #: Measured on the model by a sweep's cell every epoch (the baselines of
+    #: :mod:`emergence.experiments.baselines`); NaN in a monitor's history.
+    TRAINING = "training"
     #: A loss-landscape probe (:func:`emergence.landscape.probe_landscape`), at the epochs probed.
     LANDSCAPE = "landscape"
 
@@ -107,6 +110,10 @@ SCHEMA: tuple[Variable, ...] = (
     Variable("active_count", _ETL, "active units of a layer", "units", Source.PROBE, required=False),
     Variable("active_fraction", _ETL, "fraction of a layer's units active", "fraction", Source.PROBE),
     Variable("emergence_share", _ETL, "share of E from paths starting in a layer", "fraction", Source.PROBE,
+             required=False),
+    Variable("weight_norm", _E, "L2 norm of the dense and conv weights (a baseline)", "", Source.TRAINING,
+             required=False),
+    Variable("path_norm_log10", _E, "log10 of the l1 path norm, |W| on ones (a baseline)", "", Source.TRAINING,
              required=False),
     Variable("actual_sparsity", (), "fraction of prunable weights that are zero", "fraction", Source.MODEL),
     Variable("n_params", (), "nonzero parameters", "", Source.MODEL, dtype="int64", fill=-1),
