@@ -479,7 +479,10 @@ def test_ctrl_c_says_what_is_saved_and_the_rerun_resumes(tmp_path):
     out = tmp_path / "run.zarr"
     args = [sys.executable, "-m", "emergence.cli", *SWEEP, "--seeds", "4", "--epochs", "40", "--sparsity", "0,0.5",
             "--out", str(out), "--dataset", "mnist", "--arch-params", '{"widths": [16]}']
-    p = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal sends it: SIGINT at its default disposition in the child, even when this test runs in a
+    # background job (which starts with SIGINT ignored, and Python then installs no KeyboardInterrupt handler)
+    p = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not (out / "status").exists() or _done(out) < 1):
         time.sleep(0.2)
