@@ -96,7 +96,7 @@ def test_sweep_records_the_landscape_where_asked():
     rep = summarize(ds)
     c4 = [t for t in rep.claims if t.claim.startswith("C4")]
     assert {t.claim for t in c4} == {"C4 top", "C4 trace", "C4 rough"}
-    assert any(t.group == "across runs" and "given sparsity" in t.estimate.test for t in c4)
+    assert any(t.group == "across runs" and "stratified permutation" in t.estimate.test for t in c4)  # within levels
     assert any(f.startswith("C4 top") for f in rep.findings)
     every = run_sweep(SweepConfig(arch_params={"widths": [8]}, sparsities=(0.0,), seeds=(0,),
                                   train=TrainConfig(epochs=2), thresholds=(0.05,), probe_samples=16,
