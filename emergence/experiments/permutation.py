@@ -162,12 +162,14 @@ def stratified_spearman(x: np.ndarray, y: np.ndarray, strata: np.ndarray, *, res
     x, y, codes = x[keep], y[keep], codes[keep]
     groups = [np.flatnonzero(codes == c) for c in np.unique(codes)]
     n = int(x.size)
+    undefined = Estimate(math.nan, math.nan, math.nan, math.nan, n, "stratified permutation (undefined: too few "
+                         "runs per level, or no spread within them)")
     if n < 3 or not groups:
-        return Estimate(math.nan, math.nan, math.nan, math.nan, n, "")
+        return undefined
     ex, ey = _centred_ranks(x, groups), _centred_ranks(y, groups)
     r = float(_rowwise_corr(ex, ey[None, :])[0])
     if not math.isfinite(r):
-        return Estimate(math.nan, math.nan, math.nan, math.nan, n, "")
+        return undefined
     count = math.prod(math.factorial(g.size) for g in groups)
     exact = count <= resamples
     if exact:
