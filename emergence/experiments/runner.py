@@ -112,10 +112,9 @@ def _layers(cfg: SweepConfig, data: Dataset) -> list[str]:
 
     from emergence.adapters.architectures import ArchSpec, build
     from emergence.adapters.model_probe import ModelProbe
-    from emergence.experiments.grid import apply_point
+    from emergence.experiments.config import cell_spec
 
-    point = next(cfg.points())
-    _, _, params = apply_point(cfg.train, cfg.prune, cfg.arch_params, point)
+    params = cell_spec(cfg, next(cfg.indices())).config.arch_params  # the first grid point, applied
     rng = torch.get_rng_state()
     try:
         model = build(ArchSpec(cfg.arch, data.input_shape, data.num_classes, dict(params)))
